@@ -1,0 +1,56 @@
+# One entry point for developers, CI and newcomers. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Molecule keeps its per-scenario state inside the project, so clones do not collide.
+export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
+
+SCENARIOS ?= default
+
+.PHONY: help venv testenv lint syntax unit check molecule integration test clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt files/formspawner/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e files/formspawner
+	touch $@
+
+venv: $(STAMP) ## Install the pinned controller toolchain into .venv
+
+testenv: ## Start Docker and build/refresh the test images and registry (cached)
+	bash tests/env/testenv.sh up
+
+lint: $(STAMP) ## yamllint and ansible-lint (production profile) over the whole repo
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline -q
+
+syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against both inventories
+	$(BIN)/ansible-playbook --syntax-check -i inventory/example site.yml
+	$(BIN)/ansible-playbook --syntax-check -i inventory/demo site.yml
+
+unit: $(STAMP) ## Unit tests (no Docker needed)
+	$(BIN)/pytest -q tests/unit
+
+check: lint syntax unit ## The quick tier: lint, syntax check, unit tests
+
+molecule: $(STAMP) testenv ## Every molecule scenario (SCENARIOS="a b" to choose)
+	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+integration: $(STAMP) testenv ## Integration tests: a real hub and the real Docker engine
+	$(BIN)/pytest -q tests/integration
+
+test: check molecule integration ## Everything CI runs
+
+clean: ## Remove the venv and caches (images stay; see tests/env/testenv.sh)
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,26 @@
+"""The two kinds of error: the ones a user causes and the ones an admin causes."""
+
+from jupyterhub.spawner import SpawnException
+from traitlets import TraitError
+
+
+class OptionError(ValueError):
+    """A user's options break the policy. The message is shown to the user as is,
+    so it names the problem and never echoes a variable's value."""
+
+
+class PolicyError(TraitError):
+    """The admin's configuration is unusable. Raised when the config is loaded,
+    naming the setting, so a typo fails at hub start and not at the first spawn."""
+
+
+def as_http_error(error: OptionError) -> SpawnException:
+    """The 400 JupyterHub shows on the form and returns from the REST API."""
+    return SpawnException(str(error), reason="invalid-options", status_code=400)
+
+
+def describe(value: object, limit: int = 40) -> str:
+    """A short, printable rendering of user input for an error message."""
+    text = value if isinstance(value, str) else type(value).__name__
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return repr(text if len(text) <= limit else text[:limit] + "...")

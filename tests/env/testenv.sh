@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Brings up the test environment on this machine, idempotently:
+#   - a Docker engine that answers (Debian's docker.io, dockerd started by hand when
+#     no init system runs it),
+#   - the images every scenario needs, built from Debian's archive and PyPI only,
+#     rebuilt only when their recipe (or an image they build on) changed,
+#   - a local registry (Debian's docker-registry) serving the singleuser test images.
+# Usage: testenv.sh up | images | status
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+state_dir=${JHTEST_STATE_DIR:-/var/tmp/jhtest}
+ca_bundle=${JHTEST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+registry_name=jhtest-registry
+network_name=jhtest
+registry_port=${JHTEST_REGISTRY_PORT:-5000}
+debian_mirror=${JHTEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+recipe_label=org.jhtest.recipe
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
+
+ensure_packages() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing from Debian: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_docker() {
+    if docker info >/dev/null 2>&1; then return 0; fi
+    mkdir -p "$state_dir"
+    log "starting dockerd (log: $state_dir/dockerd.log)"
+    # setsid: the daemon must outlive the make process that started it.
+    setsid nohup dockerd >"$state_dir/dockerd.log" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    tail -20 "$state_dir/dockerd.log" >&2 || true
+    die "dockerd did not answer within 60 s"
+}
+
+# recipe_hash DIR [EXTRA...]: a hash of every file in DIR plus extra strings.
+recipe_hash() {
+    local dir=$1; shift
+    { (cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum); printf '%s\n' "$@"; } \
+        | sha256sum | cut -c1-16
+}
+
+image_hash() { docker image inspect -f "{{ index .Config.Labels \"$recipe_label\" }}" "$1" 2>/dev/null || true; }
+image_id() { docker image inspect -f '{{ .Id }}' "$1"; }
+
+# Debian base images by debootstrap, imported (there is no registry to pull from).
+ensure_debian() {
+    local suite=$1 tag=jhtest/debian:$1
+    local want
+    want=$(printf 'debootstrap minbase %s %s v1' "$suite" "$debian_mirror" | sha256sum | cut -c1-16)
+    [ "$(image_hash "$tag")" = "$want" ] && return 0
+    log "building $tag with debootstrap"
+    local root
+    root=$(mktemp -d /var/tmp/jhtest-rootfs.XXXXXX)
+    debootstrap --variant=minbase "$suite" "$root" "$debian_mirror" >"$state_dir/debootstrap-$suite.log" 2>&1 \
+        || { tail -20 "$state_dir/debootstrap-$suite.log" >&2; rm -rf "$root"; die "debootstrap $suite failed"; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -c . | docker import \
+        --change "LABEL $recipe_label=$want" --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null
+    rm -rf "$root"
+}
+
+# build TAG RECIPE_DIR [--build-arg ...]: docker build when the recipe or its base changed.
+build() {
+    local tag=$1 dir=$here/images/$2; shift 2
+    local base want
+    base=$(sed -n 's/^FROM[[:space:]]\+\([^[:space:]]*\).*/\1/p' "$dir/Dockerfile" | head -1)
+    # The base is named through ARG in some recipes: resolve it from the build args.
+    for arg in "$@"; do
+        case $arg in BASE=*) base=${arg#BASE=} ;; esac
+    done
+    want=$(recipe_hash "$dir" "$(image_id "$base")" "$(sha256sum <"$ca_bundle")" "$@")
+    [ "$(image_hash "$tag")" = "$want" ] && return 0
+    log "building $tag"
+    local ctx
+    ctx=$(mktemp -d /var/tmp/jhtest-ctx.XXXXXX)
+    cp -a "$dir/." "$ctx/"
+    # The machine's CA bundle goes into images that reach PyPI or git over HTTPS:
+    # this network (like many campuses) re-signs TLS, and verification stays on.
+    cp "$ca_bundle" "$ctx/extra-ca.crt"
+    local args=()
+    for arg in "$@"; do args+=(--build-arg "$arg"); done
+    if ! DOCKER_BUILDKIT=0 docker build -q --label "$recipe_label=$want" "${args[@]}" -t "$tag" "$ctx" \
+            >"$state_dir/build-${tag//[\/:]/_}.log" 2>&1; then
+        tail -30 "$state_dir/build-${tag//[\/:]/_}.log" >&2
+        rm -rf "$ctx"
+        die "docker build of $tag failed"
+    fi
+    rm -rf "$ctx"
+}
+
+ensure_images() {
+    ensure_debian bookworm
+    ensure_debian trixie
+    build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
+    build jhtest/server:trixie server BASE=jhtest/debian:trixie
+    build jhtest/singleuser:minimal singleuser BASE=jhtest/debian:bookworm
+    build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
+    build jhtest/registry:latest registry BASE=jhtest/debian:bookworm
+}
+
+ensure_registry() {
+    docker network inspect "$network_name" >/dev/null 2>&1 \
+        || docker network create "$network_name" >/dev/null
+    local want have
+    want=$(image_id jhtest/registry:latest)
+    have=$(docker inspect -f '{{ .Image }}' "$registry_name" 2>/dev/null || true)
+    if [ "$have" != "$want" ]; then
+        docker rm -f "$registry_name" >/dev/null 2>&1 || true
+        log "starting $registry_name on 127.0.0.1:$registry_port"
+        docker run -d --name "$registry_name" --network "$network_name" --restart unless-stopped \
+            -p "127.0.0.1:$registry_port:5000" jhtest/registry:latest >/dev/null
+    elif [ "$(docker inspect -f '{{ .State.Running }}' "$registry_name")" != true ]; then
+        docker start "$registry_name" >/dev/null
+    fi
+    for _ in $(seq 1 30); do
+        curl -fsS "http://127.0.0.1:$registry_port/v2/" >/dev/null 2>&1 && break
+        sleep 1
+    done
+    curl -fsS "http://127.0.0.1:$registry_port/v2/" >/dev/null || die "registry did not answer"
+    # Push what the registry lacks or holds in an older build (docker is localhost-insecure).
+    local name local_id remote_tag
+    for name in minimal scipy; do
+        local_id=$(image_id "jhtest/singleuser:$name")
+        remote_tag=127.0.0.1:$registry_port/jhtest/singleuser:$name
+        if [ "$(cat "$state_dir/pushed-$name" 2>/dev/null)" != "$local_id" ] \
+                || ! curl -fsS -o /dev/null "http://127.0.0.1:$registry_port/v2/jhtest/singleuser/manifests/$name"; then
+            log "pushing $remote_tag"
+            docker tag "jhtest/singleuser:$name" "$remote_tag"
+            docker push -q "$remote_tag" >/dev/null
+            echo "$local_id" >"$state_dir/pushed-$name"
+        fi
+    done
+}
+
+status() {
+    docker info --format 'docker {{ .ServerVersion }} ({{ .Driver }})'
+    docker image ls --filter "label=$recipe_label" --format '{{ .Repository }}:{{ .Tag }}  {{ .Size }}'
+    docker ps --filter "name=$registry_name" --format '{{ .Names }}  {{ .Status }}'
+}
+
+main() {
+    mkdir -p "$state_dir"
+    case ${1:-up} in
+        up) ensure_packages; ensure_docker; ensure_images; ensure_registry; status ;;
+        docker) ensure_packages; ensure_docker ;;
+        images) ensure_packages; ensure_docker; ensure_images ;;
+        status) status ;;
+        *) die "usage: $0 up|docker|images|status" ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,87 @@
+"""The spawn form's HTML (formspawner.form)."""
+
+from html.parser import HTMLParser
+
+from formspawner.form import render_form
+from formspawner.options import OptionSet
+
+HOSTILE = "<script>alert('x')</script>\"'&"
+IMAGES = [
+    {"name": "minimal", "display_name": HOSTILE, "description": HOSTILE, "image": "a"},
+    {"name": "scipy", "display_name": "SciPy", "description": "Science stack", "image": "b"},
+    {"name": "gpu", "display_name": "GPU", "image": "c", "groups": ["gpu-users"]},
+]
+POLICY = {"fixed": {"TZ": "UTC"}, "defaults": {"OMP_NUM_THREADS": "1"}}
+OPTIONS = OptionSet.from_config(["image", "env"], IMAGES, POLICY)
+
+
+class Inputs(HTMLParser):
+    def __init__(self, html):
+        super().__init__()
+        self.radios, self.checked, self.textareas, self.scripts = [], [], {}, 0
+        self._in_textarea = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "input" and attrs.get("type") == "radio":
+            self.radios.append(attrs["value"])
+            if "checked" in attrs:
+                self.checked.append(attrs["value"])
+        if tag == "textarea":
+            self._in_textarea = attrs["name"]
+            self.textareas[attrs["name"]] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "textarea":
+            self._in_textarea = None
+
+    def handle_data(self, data):
+        if self._in_textarea:
+            self.textareas[self._in_textarea] += data
+
+
+def test_form_lists_visible_images_with_descriptions_and_preselects_the_default():
+    html = render_form(OPTIONS, {}, [])
+    form = Inputs(html)
+    assert form.radios == ["minimal", "scipy"]
+    assert form.checked == ["minimal"]
+    assert "Science stack" in html
+
+
+def test_group_members_see_their_group_images():
+    assert Inputs(render_form(OPTIONS, {}, ["gpu-users"])).radios == ["minimal", "scipy", "gpu"]
+
+
+def test_form_preselects_the_last_choice_and_ignores_one_no_longer_allowed():
+    assert Inputs(render_form(OPTIONS, {"image": "scipy"}, [])).checked == ["scipy"]
+    assert Inputs(render_form(OPTIONS, {"image": "gpu"}, [])).checked == ["minimal"]
+    assert Inputs(render_form(OPTIONS, {"image": ["not", "a", "string"]}, [])).checked == ["minimal"]
+
+
+def test_inventory_and_user_text_is_escaped():
+    html = render_form(OPTIONS, {"env": {"NOTE": "</textarea><script>alert(2)</script>"}}, [])
+    form = Inputs(html)
+    assert form.scripts == 0
+    assert "&lt;script&gt;" in html
+    assert form.textareas["env"] == "NOTE=</textarea><script>alert(2)</script>"
+
+
+def test_env_field_is_prefilled_with_defaults_then_with_the_last_values_but_not_secrets():
+    assert Inputs(render_form(OPTIONS, {}, [])).textareas["env"] == "OMP_NUM_THREADS=1"
+    html = render_form(OPTIONS, {"env": {"A": "1", "MY_TOKEN": "s3cr3t"}}, [])
+    assert Inputs(html).textareas["env"] == "A=1"
+    assert "s3cr3t" not in html
+    assert "MY_TOKEN" in html
+
+
+def test_fixed_variables_are_named_in_the_help_text():
+    assert "<code>TZ</code>" in render_form(OPTIONS, {}, [])
+
+
+def test_no_javascript_is_needed_to_submit():
+    html = render_form(OPTIONS, {}, [])
+    assert Inputs(html).scripts == 0
+    assert 'name="image"' in html and 'name="env"' in html

@@ -1,0 +1,79 @@
+"""Curated image choice (formspawner.images)."""
+
+import pytest
+
+from formspawner.errors import OptionError, PolicyError
+from formspawner.images import ImageCatalog
+
+ENTRIES = [
+    {"name": "minimal", "display_name": "Minimal", "image": "quay.io/jupyter/minimal-notebook:2026-11-01"},
+    {"name": "scipy", "image": "quay.io/jupyter/scipy-notebook:2026-11-01", "default": True},
+    {"name": "gpu", "image": "registry.example.edu:5000/gpu:1", "groups": ["gpu-users"]},
+]
+CATALOG = ImageCatalog.from_config(ENTRIES)
+
+
+def test_default_is_the_marked_entry_and_absent_choice_gets_it():
+    assert CATALOG.choose(None, []).name == "scipy"
+
+
+def test_first_entry_without_groups_is_the_default_when_none_is_marked():
+    catalog = ImageCatalog.from_config([{**e, "default": False} for e in reversed(ENTRIES)])
+    assert catalog.default.name == "scipy"
+
+
+def test_users_choose_by_name_and_get_the_configured_reference():
+    assert CATALOG.choose("minimal", []).image == "quay.io/jupyter/minimal-notebook:2026-11-01"
+
+
+@pytest.mark.parametrize(
+    "requested",
+    ["quay.io/jupyter/minimal-notebook:2026-11-01", "MINIMAL", " minimal", "minimal ", "evil/image", "", "ünï"],
+)
+def test_raw_references_and_near_misses_are_refused(requested):
+    with pytest.raises(OptionError, match="Unknown image"):
+        CATALOG.choose(requested, [])
+
+
+@pytest.mark.parametrize("requested", [["minimal"], {"name": "minimal"}, 1, True])
+def test_non_string_choices_are_refused_cleanly(requested):
+    with pytest.raises(OptionError, match="must be the name of an image"):
+        CATALOG.choose(requested, [])
+
+
+def test_group_limited_images_are_hidden_and_refused_outside_the_group():
+    assert [c.name for c in CATALOG.visible_to([])] == ["minimal", "scipy"]
+    assert CATALOG.choose("gpu", ["gpu-users"]).name == "gpu"
+    with pytest.raises(OptionError) as caught:
+        CATALOG.choose("gpu", ["students"])
+    # The refusal lists only what this user may choose.
+    assert "gpu" not in str(caught.value).split("Choose one of:")[1]
+
+
+def test_empty_catalog_offers_no_choice_at_all():
+    empty = ImageCatalog.from_config([])
+    assert empty.choose(None, []) is None
+    with pytest.raises(OptionError, match="does not offer a choice"):
+        empty.choose("anything:latest", [])
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([ENTRIES[0], {**ENTRIES[0], "image": "other"}], "'minimal' is used by more than one entry"),
+        ([{**ENTRIES[0], "default": True}, ENTRIES[1]], "more than one entry is marked default"),
+        ([ENTRIES[2]], "no default image"),
+        ([{**ENTRIES[2], "default": True}], "default image 'gpu' is limited to groups"),
+        ([{"name": "Bad Name", "image": "x"}], r"images\[0\].name must be a short slug"),
+        ([{"name": "ok"}], r"images\[0\] \(ok\).image must be an image reference"),
+        ([{"name": "ok", "image": "a b"}], "must be an image reference"),
+        ([{"name": "ok", "image": "x", "grups": ["a"]}], "unknown key.*'grups'"),
+        ([{"name": "ok", "image": "x", "groups": "a"}], "groups must be a list"),
+        ([{"name": "ok", "image": "x", "default": "yes"}], "default must be true or false"),
+        ("minimal", "images must be a list"),
+        (["minimal"], r"images\[0\] must be a mapping"),
+    ],
+)
+def test_admin_mistakes_fail_with_the_setting_named(entries, message):
+    with pytest.raises(PolicyError, match=message):
+        ImageCatalog.from_config(entries)

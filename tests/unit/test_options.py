@@ -1,0 +1,144 @@
+"""The one validation path shared by the form, links and the REST API (formspawner.options)."""
+
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formspawner.env import BUILTIN_DENIED, EnvPolicy
+from formspawner.errors import OptionError, PolicyError
+from formspawner.options import OptionSet
+
+IMAGES = [
+    {"name": "minimal", "image": "jhtest/singleuser:minimal"},
+    {"name": "scipy", "image": "jhtest/singleuser:scipy"},
+]
+POLICY = {"fixed": {"TZ": "UTC"}, "defaults": {"OMP_NUM_THREADS": "1"}, "deny_patterns": ["^AWS_"]}
+OPTIONS = OptionSet.from_config(["image", "env"], IMAGES, POLICY)
+
+
+def test_form_fields_become_the_same_options_as_the_rest_api_body():
+    form = {"image": ["scipy"], "env": ["A=1\nB=2"], "_xsrf": ["token"]}
+    assert OPTIONS.from_form(form) == {"image": "scipy", "env": {"A": "1", "B": "2"}}
+
+
+def test_check_returns_each_pieces_value():
+    checked = OPTIONS.check({"image": "scipy", "env": {"A": "1"}}, [])
+    assert checked["image"].image == "jhtest/singleuser:scipy"
+    assert checked["env"] == {"A": "1"}
+
+
+def test_empty_options_mean_defaults():
+    checked = OPTIONS.check({}, [])
+    assert checked["image"].name == "minimal"
+    assert checked["env"] is None
+
+
+@pytest.mark.parametrize("options", [{"imagee": "scipy"}, {"cmd": "bash"}, {"image": "scipy", "extra": 1}])
+def test_unknown_keys_are_refused_naming_the_key(options):
+    with pytest.raises(OptionError, match="Unknown option"):
+        OPTIONS.check(options, [])
+
+
+def test_options_that_are_switched_off_are_refused():
+    env_only = OptionSet.from_config(["env"], IMAGES, POLICY)
+    with pytest.raises(OptionError, match="Unknown option 'image'. This hub accepts: env"):
+        env_only.check({"image": "scipy"}, [])
+
+
+@pytest.mark.parametrize("options", [["image"], "image=scipy", 42])
+def test_options_must_be_an_object(options):
+    with pytest.raises(OptionError, match="must be a JSON object"):
+        OPTIONS.check(options, [])
+
+
+def test_links_may_choose_an_image_but_never_environment_variables():
+    query = OPTIONS.from_query({"image": ["scipy"]})
+    assert OPTIONS.check(query, [], from_link=True)["image"].name == "scipy"
+    with pytest.raises(OptionError, match="A link cannot set 'env'"):
+        OPTIONS.check(OPTIONS.from_query({"image": ["scipy"], "env": ["PIP_INDEX_URL=https://evil"]}), [], from_link=True)
+
+
+def test_a_link_repeating_a_key_is_refused():
+    with pytest.raises(OptionError, match="more than once"):
+        OPTIONS.from_query({"image": ["scipy", "minimal"]})
+
+
+@pytest.mark.parametrize(
+    "form_options, message",
+    [(["image", "cmd"], "unknown option.*'cmd'"), (["env", "env"], "lists an option twice")],
+)
+def test_form_options_mistakes_fail_at_config_time(form_options, message):
+    with pytest.raises(PolicyError, match=message):
+        OptionSet.from_config(form_options, IMAGES, POLICY)
+
+
+def test_image_option_needs_a_container_spawner():
+    with pytest.raises(PolicyError, match="needs a container spawner"):
+        OptionSet.from_config(["image"], IMAGES, POLICY, supports_image=False)
+
+
+def test_a_broken_policy_fails_even_when_its_option_is_off():
+    with pytest.raises(PolicyError, match="allow_pattern"):
+        OptionSet.from_config(["image"], IMAGES, {"allow_pattern": "("})
+
+
+# -- Hypothesis: no input crashes the parser or gets a denied name through ----------
+
+denied_names = st.sampled_from(BUILTIN_DENIED).flatmap(
+    lambda p: st.text(alphabet=string.ascii_letters + string.digits + "_", max_size=8).map(
+        lambda suffix: p.replace(".*", suffix)
+    )
+)
+case_variants = denied_names.flatmap(
+    lambda n: st.lists(st.booleans(), min_size=len(n), max_size=len(n)).map(
+        lambda flips: "".join(c.swapcase() if f else c for c, f in zip(n, flips))
+    )
+)
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=2000))
+def test_no_form_text_crashes_the_parser_or_passes_a_denied_name(text):
+    try:
+        options = OPTIONS.from_form({"env": [text]})
+        checked = OPTIONS.check(options, [])
+    except OptionError:
+        return
+    policy = EnvPolicy.from_config(POLICY)
+    for name in checked["env"]:
+        assert not policy.is_denied(name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(case_variants | st.text(max_size=30), st.text(max_size=30), max_size=8))
+def test_denied_names_never_pass_in_any_case(env):
+    try:
+        checked = OPTIONS.check({"env": env}, [])
+    except OptionError:
+        return
+    lowered = [p.lower() for p in BUILTIN_DENIED]
+    for name in checked["env"]:
+        import re
+
+        assert not any(re.fullmatch(p, name.lower()) for p in lowered)
+        assert name.upper() != "TZ" and not name.upper().startswith("AWS_")
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_json)
+def test_any_json_body_is_either_accepted_or_refused_with_option_error(body):
+    try:
+        OPTIONS.check(body, [])
+    except OptionError:
+        pass
+    try:
+        OPTIONS.check({"image": body, "env": body}, [])
+    except OptionError:
+        pass
