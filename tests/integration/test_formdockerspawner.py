@@ -1,0 +1,234 @@
+"""FormDockerSpawner on a real hub: spawns checked from inside the user's container."""
+
+import json
+import re
+
+import docker
+import pytest
+
+from .conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_env, container_of
+
+pytestmark = pytest.mark.integration
+
+
+def no_container(client, user):
+    with pytest.raises(docker.errors.NotFound):
+        container_of(client, user)
+    return True
+
+
+def test_rest_spawn_runs_the_chosen_image_with_the_users_variables(docker_hub, docker_client):
+    response = docker_hub.spawn("alice", {"image": "scipy", "env": {"FOO": "bar baz", "OMP_NUM_THREADS": "4"}})
+    assert response.status_code in (201, 202), response.text
+    docker_hub.wait_ready("alice")
+
+    container = container_of(docker_client, "alice")
+    assert container.attrs["Config"]["Image"] == "jhtest/singleuser:scipy"
+    assert container.exec_run(["cat", "/etc/jhtest-flavor"]).output.decode().strip() == "scipy"
+    env = container_env(docker_client, "alice")
+    assert env["FOO"] == "bar baz"
+    assert env["OMP_NUM_THREADS"] == "4"  # the user changed the admin's default
+    assert env["TZ"] == "Europe/Berlin"  # fixed by the admin
+    assert env["JHTEST_IMAGE"] == "scipy"  # the image's own ENV, beneath everything
+    assert env["JUPYTERHUB_USER"] == "alice"
+    assert env["JUPYTER_IMAGE_SPEC"] == "jhtest/singleuser:scipy"
+    assert "alice" in env["JUPYTERHUB_SERVICE_PREFIX"]
+
+
+def test_user_values_override_the_images_env_but_not_the_platforms(docker_hub, docker_client):
+    docker_hub.spawn("erin", {"env": {"JHTEST_IMAGE": "mine"}})
+    docker_hub.wait_ready("erin")
+    env = container_env(docker_client, "erin")
+    assert env["JHTEST_IMAGE"] == "mine"
+    assert env["JHTEST_IMAGE_ONLY"] == "from-image"
+    assert "OMP_NUM_THREADS" not in env  # the user sent env without the default: removed
+
+
+def test_spawn_without_options_gets_the_default_image_and_default_variables(docker_hub, docker_client):
+    docker_hub.spawn("dave")
+    docker_hub.wait_ready("dave")
+    assert container_of(docker_client, "dave").attrs["Config"]["Image"] == "jhtest/singleuser:minimal"
+    env = container_env(docker_client, "dave")
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert env["TZ"] == "Europe/Berlin"
+
+
+def test_wrapped_user_options_body_behaves_like_the_bare_one(docker_hub, docker_client):
+    response = docker_hub.spawn("wendy", {"user_options": {"image": "scipy", "env": {"W": "1"}}})
+    assert response.status_code in (201, 202), response.text
+    docker_hub.wait_ready("wendy")
+    assert container_env(docker_client, "wendy")["W"] == "1"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"env": {"JUPYTERHUB_API_TOKEN": "stolen"}}, "reserved by the platform"),
+        ({"env": {"path": "/evil"}}, "reserved by the platform"),
+        ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "reserved by the platform"),
+        ({"env": {"TZ": "UTC"}}, "denied"),
+        ({"env": {"AWS_SECRET_ACCESS_KEY": "x"}}, "denied"),
+        ({"env": {"A": "x\u0000y"}}, "control character"),
+        ({"env": {"A": "x" * 101}}, "longer than this hub allows"),
+        ({"env": {f"V{i}": "x" for i in range(11)}}, "Too many variables"),
+        ({"env": ["A=1"]}, "must be an object"),
+        ({"env": {"A": 1}}, "must be text"),
+        ({"image": "jhtest/singleuser:scipy"}, "Unknown image"),
+        ({"image": "gpu"}, "Unknown image"),
+        ({"image": ["scipy"]}, "must be the name of an image"),
+        ({"cmd": ["bash"]}, "Unknown option 'cmd'"),
+    ],
+)
+def test_policy_violations_get_400_with_the_message_and_leave_no_container(docker_hub, docker_client, body, message):
+    response = docker_hub.spawn("mallory", body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["message"]
+    assert no_container(docker_client, "mallory")
+    server = docker_hub.api("GET", "/users/mallory").json()["servers"].get("")
+    assert not server
+
+
+def test_group_members_may_choose_their_groups_image(docker_hub, docker_client):
+    docker_hub.ensure_user("gina", groups=["gpu-users"])
+    response = docker_hub.spawn("gina", {"image": "gpu"})
+    assert response.status_code in (201, 202), response.text
+    docker_hub.wait_ready("gina")
+
+
+def test_new_options_on_restart_take_effect(docker_hub, docker_client):
+    docker_hub.spawn("fred", {"image": "scipy", "env": {"ROUND": "1"}})
+    docker_hub.wait_ready("fred")
+    docker_hub.stop_server("fred")
+    docker_hub.spawn("fred", {"image": "minimal", "env": {"ROUND": "2"}})
+    docker_hub.wait_ready("fred")
+    assert container_of(docker_client, "fred").attrs["Config"]["Image"] == "jhtest/singleuser:minimal"
+    assert container_env(docker_client, "fred")["ROUND"] == "2"
+
+
+def test_recreates_a_kept_container_when_options_changed(make_hub, docker_client):
+    """remove=False: DockerSpawner would restart the old container (its issue #423)."""
+    hub = make_hub()
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": IMAGES, "env_policy": ENV_POLICY},
+        {**DOCKER_SETTINGS, "remove": False},
+    )
+    hub.spawn("kim", {"image": "scipy", "env": {"ROUND": "1"}})
+    hub.wait_ready("kim")
+    first = container_of(docker_client, "kim").id
+    hub.stop_server("kim")
+    assert container_of(docker_client, "kim").status == "exited"
+
+    hub.spawn("kim", {"image": "scipy", "env": {"ROUND": "1"}})  # same options: same container
+    hub.wait_ready("kim")
+    assert container_of(docker_client, "kim").id == first
+    hub.stop_server("kim")
+
+    hub.spawn("kim", {"image": "minimal", "env": {"ROUND": "2"}})
+    hub.wait_ready("kim")
+    container = container_of(docker_client, "kim")
+    assert container.id != first
+    assert container.attrs["Config"]["Image"] == "jhtest/singleuser:minimal"
+    assert container_env(docker_client, "kim")["ROUND"] == "2"
+
+
+def test_stored_options_are_checked_again_after_the_policy_changes(make_hub, docker_client):
+    hub = make_hub()
+    spawner = {"images": IMAGES, "env_policy": ENV_POLICY}
+    hub.start("formspawner.FormDockerSpawner", spawner, DOCKER_SETTINGS)
+    hub.spawn("olga", {"env": {"SCRATCH_DIR": "/tmp/s"}})
+    hub.wait_ready("olga")
+    hub.stop_server("olga")
+    hub.stop()
+
+    stricter = {**ENV_POLICY, "deny_patterns": ["^AWS_", "^SCRATCH"]}
+    hub.start("formspawner.FormDockerSpawner", {**spawner, "env_policy": stricter}, DOCKER_SETTINGS)
+    response = hub.spawn("olga")  # bodyless: JupyterHub reuses the stored options
+    assert response.status_code == 400, response.text
+    assert "SCRATCH_DIR" in response.json()["message"]
+    assert no_container(docker_client, "olga")
+
+
+def test_values_never_reach_the_hub_log(docker_hub, docker_client):
+    secret = "s3cr3t-value-4f9a"
+    docker_hub.spawn("vera", {"env": {"MY_VALUE": secret}})
+    docker_hub.wait_ready("vera")
+    docker_hub.spawn("victor", {"env": {"PATH": secret}})
+    assert container_env(docker_client, "vera")["MY_VALUE"] == secret
+    assert secret not in docker_hub.log_text()
+
+
+def test_form_shows_choices_and_a_refused_submission_comes_back_with_the_message(docker_hub, docker_client):
+    docker_hub.ensure_user("sam")
+    session = docker_hub.login("sam")
+    page = session.get(f"{docker_hub.url}/hub/spawn")
+    assert page.status_code == 200
+    assert re.search(r'name="image"[^>]*value="minimal"', page.text.replace("\n", " "))
+    assert "Python and JupyterLab" in page.text
+    assert 'value="gpu"' not in page.text
+    assert "OMP_NUM_THREADS=1" in page.text
+
+    xsrf = session.cookies.get("_xsrf")
+    refused = session.post(
+        f"{docker_hub.url}/hub/spawn",
+        data={"image": "scipy", "env": "GOOD=1\nPYTHONPATH=/evil", "_xsrf": xsrf},
+        allow_redirects=False,
+    )
+    assert refused.status_code == 400
+    assert "PYTHONPATH" in refused.text and "reserved by the platform" in refused.text
+    assert "GOOD=1" in refused.text  # what the user typed is kept
+    assert no_container(docker_client, "sam")
+
+    accepted = session.post(
+        f"{docker_hub.url}/hub/spawn",
+        data={"image": "scipy", "env": "GOOD=1\n# comment\nexport QUOTED=\"a b\"", "_xsrf": xsrf},
+        allow_redirects=False,
+    )
+    assert accepted.status_code == 302, accepted.text[:500]
+    docker_hub.wait_ready("sam")
+    env = container_env(docker_client, "sam")
+    assert (env["GOOD"], env["QUOTED"]) == ("1", "a b")
+    assert container_of(docker_client, "sam").attrs["Config"]["Image"] == "jhtest/singleuser:scipy"
+
+
+def test_a_launch_link_cannot_set_environment_variables(docker_hub, docker_client):
+    docker_hub.ensure_user("lena")
+    session = docker_hub.login("lena")
+    page = session.get(f"{docker_hub.url}/hub/spawn?env=PIP_INDEX_URL%3Dhttps://evil.example")
+    assert page.status_code == 400
+    assert "A link cannot set" in page.text
+    assert no_container(docker_client, "lena")
+
+
+def test_progress_reports_the_pull_and_the_start(docker_client, make_hub):
+    """An image missing locally is pulled from the local registry with progress events."""
+    local = "127.0.0.1:5000/jhtest/singleuser:scipy"
+    try:
+        docker_client.images.remove(local, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+    hub = make_hub()
+    images = [{"name": "remote", "image": local}]
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": images},
+        {**DOCKER_SETTINGS, "pull_policy": "ifnotpresent"},
+        # Answer the REST call at once, so the test watches the spawn as it happens.
+        extra="c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}",
+    )
+    hub.ensure_user("pat")
+    response = hub.spawn("pat", {"image": "remote"})
+    assert response.status_code in (201, 202), response.text
+    events = []
+    with hub.api("GET", "/users/pat/server/progress", stream=True) as stream:
+        for line in stream.iter_lines():
+            if line.startswith(b"data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+    messages = [e.get("message", "") for e in events]
+    assert any(m.startswith(f"Pulling image {local}") for m in messages), messages
+    assert any("Starting your container" in m for m in messages), messages
+    assert events[-1].get("ready"), messages
+    progress = [e["progress"] for e in events if "progress" in e]
+    assert progress == sorted(progress)
