@@ -79,7 +79,7 @@ class FormOptionsMixin(HasTraits):
         starting, instead of failing the first user's spawn.
         """
         OptionSet.from_config(
-            section.get("form_options", cls.form_options.default_value),
+            section.get("form_options", cls.class_traits()["form_options"].default()),
             section.get("images", []),
             section.get("env_policy", {}),
             supports_image=cls._supports_image(),

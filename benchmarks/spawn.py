@@ -1,0 +1,140 @@
+"""Spawn time: stock DockerSpawner vs FormDockerSpawner, same image, same hub config, one run.
+
+Prints JSON: per spawner the median and p95 seconds from the REST call to `ready`, for
+sequential spawns and for a burst of concurrent ones, and the ratios form/stock.
+Needs the test environment (`make testenv`). Usage:
+    python benchmarks/spawn.py [--rounds 5] [--burst 10] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from tests.integration.conftest import (  # noqa: E402
+    DOCKER_SETTINGS,
+    ENV_POLICY,
+    IMAGES,
+    NETWORK,
+    Hub,
+    remove_user_containers,
+)
+
+IMAGE = "jhtest/singleuser:minimal"
+FORM_BODY = {"image": "minimal", "env": {"COURSE": "bench", "OMP_NUM_THREADS": "1"}}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed_spawn(hub: Hub, user: str, body, timeout: float = 180) -> float | None:
+    hub.ensure_user(user)
+    start = time.perf_counter()
+    response = hub.spawn(user, body)
+    if response.status_code not in (201, 202):
+        return None
+    while time.perf_counter() - start < timeout:
+        server = hub.api("GET", f"/users/{user}").json().get("servers", {}).get("")
+        if server and server.get("ready"):
+            return time.perf_counter() - start
+        if not server:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def summary(samples: list[float | None]) -> dict:
+    ok = [s for s in samples if s is not None]
+    return {
+        "n": len(samples),
+        "failures": len(samples) - len(ok),
+        "median_s": round(statistics.median(ok), 3) if ok else None,
+        "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    client = docker.from_env()
+    try:
+        network = client.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        network = client.networks.create(NETWORK, driver="bridge")
+    network.reload()
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    hubs = {
+        "stock": (Hub(Path(tempfile.mkdtemp(prefix="bench-stock-")), gateway), None),
+        "form": (Hub(Path(tempfile.mkdtemp(prefix="bench-form-")), gateway), FORM_BODY),
+    }
+    stock_hub, form_hub = hubs["stock"][0], hubs["form"][0]
+    # Distinct container prefixes so both hubs can run side by side.
+    stock_hub.start("dockerspawner.DockerSpawner", {"image": IMAGE}, {**DOCKER_SETTINGS, "prefix": "fstest-stock", "remove": True})
+    form_hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": IMAGES, "env_policy": ENV_POLICY},
+        {**DOCKER_SETTINGS, "prefix": "fstest-form"},
+    )
+    results: dict = {"image": IMAGE, "target_ratio": 1.05}
+    try:
+        sequential = {"stock": [], "form": []}
+        for round_number in range(args.rounds):
+            # Interleaved, first one then the other first, so drift and warm caches
+            # affect both alike.
+            order = list(hubs.items())
+            if round_number % 2:
+                order.reverse()
+            for name, (hub, body) in order:
+                user = f"seq{round_number}"
+                sequential[name].append(timed_spawn(hub, user, body))
+                hub.stop_server(user)
+        burst = {}
+        for name, (hub, body) in hubs.items():
+            users = [f"burst{i}" for i in range(args.burst)]
+            for user in users:
+                hub.ensure_user(user)
+            with ThreadPoolExecutor(args.burst) as pool:
+                wall = time.perf_counter()
+                samples = list(pool.map(lambda u: timed_spawn(hub, u, body), users))
+                wall = time.perf_counter() - wall
+            burst[name] = {**summary(samples), "wall_s": round(wall, 3)}
+            for user in users:
+                hub.api("DELETE", f"/users/{user}/server")
+            time.sleep(5)
+        results["sequential"] = {name: summary(samples) for name, samples in sequential.items()}
+        results["burst"] = {"concurrent": args.burst, **burst}
+        for kind in ("sequential", "burst"):
+            stock, form = results[kind]["stock"]["median_s"], results[kind]["form"]["median_s"]
+            results[kind]["ratio_median_form_over_stock"] = round(form / stock, 3) if stock and form else None
+    finally:
+        for hub, _ in hubs.values():
+            hub.stop()
+            shutil.rmtree(hub.workdir, ignore_errors=True)
+        remove_user_containers(client)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Admin mistakes in the spawner's traits fail when the config loads, naming the setting."""
+
+import pytest
+from traitlets.config import Config
+
+from formspawner import FormDockerSpawner, FormLocalProcessSpawner, PolicyError
+
+
+def test_bad_policy_fails_when_the_spawner_is_configured():
+    with pytest.raises(PolicyError, match="env_policy.allow_pattern is not a valid regular expression"):
+        FormDockerSpawner(env_policy={"allow_pattern": "[unclosed"})
+    with pytest.raises(PolicyError, match="used by more than one entry"):
+        FormDockerSpawner(images=[{"name": "a", "image": "x"}, {"name": "a", "image": "y"}])
+    with pytest.raises(PolicyError, match="unknown option"):
+        FormDockerSpawner(form_options=["image", "repo2"])
+
+
+def test_check_config_reads_a_config_section_as_jupyterhub_config_py_writes_it():
+    c = Config()
+    c.FormDockerSpawner.images = [{"name": "a", "image": "x", "default": True}, {"name": "b", "image": "y", "default": True}]
+    with pytest.raises(PolicyError, match="more than one entry is marked default"):
+        FormDockerSpawner.check_config(c.FormDockerSpawner)
+    FormDockerSpawner.check_config(Config().FormDockerSpawner)
+
+
+def test_local_process_spawner_offers_env_only_and_refuses_the_image_option():
+    assert FormLocalProcessSpawner().form_options == ["env"]
+    with pytest.raises(PolicyError, match="needs a container spawner"):
+        FormLocalProcessSpawner(form_options=["image", "env"])
+
+
+def test_docker_spawner_removes_containers_on_stop_by_default():
+    assert FormDockerSpawner().remove is True
+
+
+def test_the_options_hooks_are_the_spawners_own():
+    spawner = FormDockerSpawner(images=[{"name": "a", "image": "x"}])
+    assert spawner.options_from_form == spawner._options_from_form
+    assert spawner.apply_user_options.__name__ == "_apply_form_options"
