@@ -12,9 +12,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
-SCENARIOS ?= default
+SCENARIOS ?= default docker images
 
-.PHONY: help venv testenv lint syntax unit check molecule integration test clean
+.PHONY: help venv testenv lint syntax unit check molecule integration test bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ integration: $(STAMP) testenv ## Integration tests: a real hub and the real Dock
 	$(BIN)/pytest -q tests/integration
 
 test: check molecule integration ## Everything CI runs
+
+bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn time vs stock DockerSpawner
+	mkdir -p artifacts
+	$(BIN)/python benchmarks/spawn.py --out artifacts/bench-spawn.json
 
 clean: ## Remove the venv and caches (images stay; see tests/env/testenv.sh)
 	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,31 @@
+"""The images role's real state inside each target."""
+
+import pytest
+
+PULLED = ["jhtest-registry:5000/jhtest/singleuser:minimal", "jhtest-registry:5000/jhtest/singleuser:scipy"]
+
+
+@pytest.mark.parametrize("image", PULLED + ["jhtest/debian:bookworm"])
+def test_images_are_present_in_the_targets_engine(host, image):
+    assert host.run(f"docker image inspect {image}").rc == 0
+
+
+def test_a_prepulled_image_runs_a_jupyter_server(host):
+    out = host.check_output(f"docker run --rm {PULLED[1]} jupyterhub-singleuser --version")
+    assert out.strip().startswith("6.")
+
+
+def test_refresh_units_are_valid_and_the_timer_is_active(host):
+    for unit in ("jupyterhub-images-refresh.service", "jupyterhub-images-refresh.timer"):
+        result = host.run(f"systemd-analyze verify /etc/systemd/system/{unit}")
+        assert result.rc == 0, result.stderr
+    timer = host.service("jupyterhub-images-refresh.timer")
+    assert timer.is_enabled and timer.is_running
+
+
+def test_refresh_service_pulls_every_image_and_succeeds(host):
+    result = host.run("systemctl start jupyterhub-images-refresh.service")
+    assert result.rc == 0, host.run("journalctl -u jupyterhub-images-refresh.service --no-pager").stdout
+    script = host.file("/usr/local/sbin/jupyterhub-images-refresh").content_string
+    for image in PULLED:
+        assert f"docker pull --quiet {image}" in script

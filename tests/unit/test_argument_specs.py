@@ -1,0 +1,76 @@
+"""Each role's meta/argument_specs.yml refuses bad inventory before any task runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p.parent.parent.name for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
+
+
+def run_role(role: str, tmp_path: Path, extra_vars: dict) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [{"name": "argument spec check", "hosts": "localhost", "gather_facts": True, "roles": [role]}]
+        )
+    )
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i", "localhost,", "-c", "local", "--check",
+            "-e", json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}), str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "role, extra_vars, message",
+    [
+        ("docker", {"docker_users": {"alice": True}}, "docker_users"),
+        ("docker", {"docker_install_source": "snap"}, "docker_install_source"),
+        ("docker", {"docker_live_restore": "perhaps"}, "docker_live_restore"),
+        ("docker", {"docker_default_address_pools": [{"base": "10.0.0.0/8"}]}, "size"),
+        ("images", {"images_prepull": {"image": "quay.io/jupyter/minimal-notebook"}}, "images_prepull"),
+        ("images", {"images_pull_retries": "many"}, "images_pull_retries"),
+        ("images", {"images_archives": [{"path": "/tmp/x.tar"}]}, "name"),
+    ],
+)
+def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars, message):
+    result = run_role(role, tmp_path, extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Validating arguments against arg spec" in output
+    assert message in output
+    # The refusal came before any of the role's own tasks ran.
+    assert "TASK [" + role + " : " not in output.replace("TASK [" + role + " : Validating arguments", "")
+
+
+def test_every_role_has_an_argument_spec():
+    assert {"docker", "images"} <= set(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_specs_and_defaults_list_the_same_variables(role):
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+    specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert set(defaults) == set(options)
+    for name, value in defaults.items():
+        if isinstance(value, str) and "{{" in value:
+            # Computed from facts or other roles' variables: a spec default would be
+            # templated before facts exist, so the spec leaves it out.
+            assert "default" not in options[name], name
+            continue
+        assert options[name].get("default") == value, name
