@@ -1,7 +1,8 @@
-"""The two kinds of error: the ones a user causes and the ones an admin causes."""
+"""The two kinds of error: the ones a user causes and the ones an admin causes.
 
-from jupyterhub.spawner import SpawnException
-from traitlets import TraitError
+Pure Python: the rules modules (env, images, options) import nothing from JupyterHub,
+so the Ansible role can run them on the controller to check inventory.
+"""
 
 
 class OptionError(ValueError):
@@ -9,13 +10,15 @@ class OptionError(ValueError):
     so it names the problem and never echoes a variable's value."""
 
 
-class PolicyError(TraitError):
+class PolicyError(ValueError):
     """The admin's configuration is unusable. Raised when the config is loaded,
     naming the setting, so a typo fails at hub start and not at the first spawn."""
 
 
-def as_http_error(error: OptionError) -> SpawnException:
+def as_http_error(error: OptionError):
     """The 400 JupyterHub shows on the form and returns from the REST API."""
+    from jupyterhub.spawner import SpawnException
+
     return SpawnException(str(error), reason="invalid-options", status_code=400)
 
 
