@@ -14,7 +14,7 @@ export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
 SCENARIOS ?= default docker images jupyterhub
 
-.PHONY: help venv testenv lint syntax unit check molecule integration test bench clean
+.PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-clean clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,18 @@ integration: $(STAMP) testenv ## Integration tests: a real hub and the real Dock
 	$(BIN)/pytest -q tests/integration
 
 test: check molecule integration ## Everything CI runs
+
+demo: $(STAMP) testenv ## Deploy the whole site into a local container; prints the URL and login
+	$(BIN)/ansible-playbook playbooks/demo.yml
+	$(BIN)/ansible-playbook -i inventory/demo site.yml
+	@echo
+	@echo "  JupyterHub is running: https://127.0.0.1:8443/  (self-signed certificate)"
+	@echo "  Log in with any user name and the password demo-password (admin: user 'admin')."
+	@echo
+
+demo-clean: ## Remove the demo container and its Docker volume
+	-docker rm -f jupyterhub-demo
+	-docker volume rm jupyterhub-demo-docker
 
 bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn time vs stock DockerSpawner
 	mkdir -p artifacts

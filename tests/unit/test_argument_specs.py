@@ -45,6 +45,9 @@ def run_role(role: str, tmp_path: Path, extra_vars: dict) -> subprocess.Complete
         ("images", {"images_prepull": {"image": "quay.io/jupyter/minimal-notebook"}}, "images_prepull"),
         ("images", {"images_pull_retries": "many"}, "images_pull_retries"),
         ("images", {"images_archives": [{"path": "/tmp/x.tar"}]}, "name"),
+        ("jupyterhub", {"jupyterhub_port": "https"}, "jupyterhub_port"),
+        ("jupyterhub", {"jupyterhub_authenticator": "oauth"}, "jupyterhub_authenticator"),
+        ("jupyterhub", {"jupyterhub_form_options": ["image", "cmd"]}, "jupyterhub_form_options"),
     ],
 )
 def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars, message):
@@ -57,8 +60,28 @@ def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars,
     assert "TASK [" + role + " : " not in output.replace("TASK [" + role + " : Validating arguments", "")
 
 
+@pytest.mark.parametrize(
+    "extra_vars, message",
+    [
+        ({"jupyterhub_authenticator": "dummy"}, "It is\nfor demos and tests only"),
+        (
+            {"jupyterhub_images": [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]},
+            "Inventory error in jupyterhub_images: the name 'a' is used by more than one entry",
+        ),
+        ({"jupyterhub_env_policy": {"deny_patterns": ["("]}}, "jupyterhub_env_policy.deny_patterns[0] is not a valid"),
+        ({"jupyterhub_tls_cert_src": "/tmp/cert.pem"}, "Set both jupyterhub_tls_cert_src and jupyterhub_tls_key_src"),
+    ],
+)
+def test_jupyterhub_preflight_refuses_bad_inventory_before_any_change(tmp_path, extra_vars, message):
+    result = run_role("jupyterhub", tmp_path, extra_vars)
+    output = (result.stdout + result.stderr).replace("\\n", "\n")
+    assert result.returncode != 0
+    assert " ".join(message.split()) in " ".join(output.split()), output[-2000:]
+    assert "jupyterhub : Ensure" not in output  # nothing was installed or written
+
+
 def test_every_role_has_an_argument_spec():
-    assert {"docker", "images"} <= set(ROLES)
+    assert {"docker", "images", "jupyterhub"} <= set(ROLES)
 
 
 @pytest.mark.parametrize("role", ROLES)

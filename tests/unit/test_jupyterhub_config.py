@@ -1,0 +1,176 @@
+"""The jupyterhub role's config template, rendered by Ansible and loaded by JupyterHub.
+
+Each authenticator the role offers is configured from inventory and loaded with its real
+class; hostile inventory text must come back out of the config unchanged, as data.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "jupyterhub"
+
+LOADER = r"""
+import json, sys
+from traitlets.config.loader import PyFileConfigLoader
+from jupyterhub.app import JupyterHub
+config = PyFileConfigLoader(sys.argv[1]).load_config()
+app = JupyterHub(config=config)
+app.db_url = "sqlite://"  # the rendered URL points at the server's data directory
+app.init_db()
+authenticator = app.authenticator_class(parent=app, db=app.db, config=config)
+spawner_section = config.FormDockerSpawner
+print(json.dumps({
+    "authenticator": type(authenticator).__module__ + "." + type(authenticator).__name__,
+    "traits": {name: repr(getattr(authenticator, name)) for name in sys.argv[2:]},
+    "images": spawner_section.images,
+    "env_policy": spawner_section.env_policy,
+    "bind_url": app.bind_url,
+    "hub_bind_url": app.hub_bind_url,
+}))
+"""
+
+
+class Unsafe(str):
+    """Written with YAML's !unsafe tag: Ansible keeps the text as it is, braces included."""
+
+
+class InventoryDumper(yaml.SafeDumper):
+    pass
+
+
+InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+
+
+def render(tmp_path: Path, inventory: dict) -> Path:
+    """Render the role's template with its defaults, vars and the given inventory."""
+    dest = tmp_path / "jupyterhub_config.py"
+    play = [
+        {
+            "name": "render jupyterhub_config.py",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+            "vars": {"role_path": str(ROLE)},
+            "tasks": [
+                {
+                    "name": "render",
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates" / "jupyterhub_config.py.j2"),
+                        "dest": str(dest),
+                        "mode": "0600",
+                    },
+                }
+            ],
+        }
+    ]
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    extra = tmp_path / "inventory.yml"
+    extra.write_text(yaml.dump({"ansible_python_interpreter": sys.executable, **inventory}, Dumper=InventoryDumper))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+         "-e", f"@{extra}", str(playbook)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return dest
+
+
+def load(config: Path, *traits: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, str(config), *traits], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "authenticator, config, expected_class, checked",
+    [
+        (
+            "generic-oauth",
+            {
+                "client_id": "jupyterhub",
+                "client_secret": "s3cret",
+                "oauth_callback_url": "https://hub.example.edu/hub/oauth_callback",
+                "authorize_url": "https://sso.example.edu/auth",
+                "token_url": "https://sso.example.edu/token",
+                "userdata_url": "https://sso.example.edu/userinfo",
+                "username_claim": "preferred_username",
+                "allowed_groups": ["jupyter-users"],
+                "manage_groups": True,
+            },
+            "oauthenticator.generic.GenericOAuthenticator",
+            {"client_id": "'jupyterhub'", "token_url": "'https://sso.example.edu/token'"},
+        ),
+        (
+            "github",
+            {
+                "client_id": "abc",
+                "client_secret": "def",
+                "oauth_callback_url": "https://hub.example.edu/hub/oauth_callback",
+                "allowed_organizations": ["example-university"],
+            },
+            "oauthenticator.github.GitHubOAuthenticator",
+            {"allowed_organizations": "{'example-university'}"},
+        ),
+        (
+            "ldap",
+            {
+                "server_address": "ldap.example.edu",
+                "bind_dn_template": ["uid={username},ou=people,dc=example,dc=edu"],
+                "use_ssl": True,
+            },
+            "ldapauthenticator.ldapauthenticator.LDAPAuthenticator",
+            {"server_address": "'ldap.example.edu'", "use_ssl": "True"},
+        ),
+        ("native", {"open_signup": False}, "nativeauthenticator.nativeauthenticator.NativeAuthenticator",
+         {"open_signup": "False"}),
+        ("pam", {}, "jupyterhub.auth.PAMAuthenticator", {}),
+    ],
+)
+def test_each_authenticator_loads_with_its_inventory_settings(tmp_path, authenticator, config, expected_class, checked):
+    rendered = render(tmp_path, {"jupyterhub_authenticator": authenticator, "jupyterhub_authenticator_config": config})
+    loaded = load(rendered, *checked)
+    assert loaded["authenticator"] == expected_class
+    assert loaded["traits"] == checked
+    assert loaded["bind_url"] == "https://:443"
+    assert loaded["hub_bind_url"] == "http://10.211.0.1:8081"
+
+
+HOSTILE = "\"\"\" ' \\ {{ raw }} %s\n\"); import os; os.system('touch /tmp/pwned') #\x00 ünï"
+
+
+def test_hostile_inventory_text_round_trips_as_data(tmp_path):
+    images = [
+        {"name": "evil", "display_name": Unsafe(HOSTILE), "image": "example/image:1",
+         "description": Unsafe(HOSTILE), "default": True}
+    ]
+    rendered = render(tmp_path, {"jupyterhub_images": images, "jupyterhub_authenticator": "pam"})
+    loaded = load(rendered)
+    assert loaded["images"][0]["description"] == HOSTILE
+    assert loaded["images"][0]["display_name"] == HOSTILE
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_a_broken_policy_stops_the_config_from_loading(tmp_path):
+    rendered = render(
+        tmp_path,
+        {
+            "jupyterhub_authenticator": "pam",
+            "jupyterhub_env_policy": {"allow_pattern": "([unclosed"},
+        },
+    )
+    result = subprocess.run([sys.executable, "-c", LOADER, str(rendered)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "env_policy.allow_pattern is not a valid regular expression" in result.stderr
