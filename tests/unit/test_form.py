@@ -85,3 +85,11 @@ def test_no_javascript_is_needed_to_submit():
     html = render_form(OPTIONS, {}, [])
     assert Inputs(html).scripts == 0
     assert 'name="image"' in html and 'name="env"' in html
+
+
+def test_text_that_did_not_parse_is_shown_again_as_typed_without_secret_lines():
+    html = render_form(OPTIONS, {"image": "scipy", "env": "GOOD=1\nNOEQUALS\nDB_PASSWORD=hunter2"}, [])
+    form = Inputs(html)
+    assert form.textareas["env"] == "GOOD=1\nNOEQUALS"
+    assert form.checked == ["scipy"]
+    assert "hunter2" not in html and "DB_PASSWORD" in html

@@ -37,3 +37,24 @@ def test_the_options_hooks_are_the_spawners_own():
     spawner = FormDockerSpawner(images=[{"name": "a", "image": "x"}])
     assert spawner.options_from_form == spawner._options_from_form
     assert spawner.apply_user_options.__name__ == "_apply_form_options"
+
+
+def test_option_set_is_built_once_and_rebuilt_when_the_policy_changes():
+    spawner = FormDockerSpawner(images=[{"name": "a", "image": "x"}])
+    first = spawner.option_set
+    assert spawner.option_set is first
+    spawner.images = [{"name": "b", "image": "y"}]
+    assert spawner.option_set is not first
+    assert spawner.option_set.pieces[0].catalog.default_name == "b"
+
+
+def test_a_malformed_line_keeps_the_typed_text_for_the_form_shown_again():
+    import asyncio
+
+    from jupyterhub.spawner import SpawnException
+
+    spawner = FormDockerSpawner(images=[{"name": "a", "image": "x"}, {"name": "b", "image": "y"}])
+    with pytest.raises(SpawnException, match="Line 2 of the environment field is not NAME=value"):
+        spawner._options_from_form({"image": ["b"], "env": ["OK=1\nBROKEN"], "_xsrf": ["t"]})
+    html = asyncio.run(spawner.get_options_form())
+    assert "OK=1\nBROKEN" in html and 'value="b" checked' in html

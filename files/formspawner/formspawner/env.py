@@ -231,6 +231,18 @@ def format_env_text(env: Mapping[str, str]) -> tuple[str, list[str]]:
     return "\n".join(lines), withheld
 
 
+def withhold_secret_lines(text: str) -> tuple[str, list[str]]:
+    """Raw form text with the lines of secret-looking names left out, and those names."""
+    kept, withheld = [], []
+    for line in text.splitlines():
+        name = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if "=" in line and SECRET_NAME_RE.search(name):
+            withheld.append(name)
+        else:
+            kept.append(line)
+    return "\n".join(kept), withheld
+
+
 def _compile(pattern: object, setting: str, flags: int = 0) -> re.Pattern:
     if not isinstance(pattern, str) or not pattern:
         raise PolicyError(f"{setting} must be a non-empty regular expression string, not {pattern!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .env import EnvPolicy, format_env_text, parse_env_text
+from .env import EnvPolicy, format_env_text, parse_env_text, withhold_secret_lines
 from .errors import OptionError, PolicyError, describe
 from .images import ImageCatalog, ImageChoice
 
@@ -73,10 +73,14 @@ class EnvOption:
 
     def form_context(self, previous: Mapping, groups: Sequence[str]) -> dict:
         current = previous.get(self.key)
-        env = current if isinstance(current, Mapping) else self.policy.defaults
-        text, withheld = format_env_text(
-            {k: v for k, v in env.items() if isinstance(k, str) and isinstance(v, str)}
-        )
+        if isinstance(current, str):
+            # Text that did not parse, shown again as typed (secret-looking lines aside).
+            text, withheld = withhold_secret_lines(current)
+        else:
+            env = current if isinstance(current, Mapping) else self.policy.defaults
+            text, withheld = format_env_text(
+                {k: v for k, v in env.items() if isinstance(k, str) and isinstance(v, str)}
+            )
         return {
             "text": text,
             "withheld": withheld,

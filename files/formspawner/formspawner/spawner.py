@@ -11,7 +11,7 @@ import json
 import docker.errors
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Dict, HasTraits, List, Unicode, default, validate
+from traitlets import Dict, HasTraits, List, Unicode, default, observe, validate
 
 from .env import merge_environment
 from .errors import OptionError, as_http_error
@@ -89,11 +89,20 @@ class FormOptionsMixin(HasTraits):
     def _supports_image(cls) -> bool:
         return cls.class_traits().get("image") is not None
 
+    _option_set = None
+
     @property
     def option_set(self) -> OptionSet:
-        return OptionSet.from_config(
-            self.form_options, self.images, self.env_policy, supports_image=self._supports_image()
-        )
+        """The pieces built from the policy traits, once (rebuilt when a trait changes)."""
+        if self._option_set is None:
+            self._option_set = OptionSet.from_config(
+                self.form_options, self.images, self.env_policy, supports_image=self._supports_image()
+            )
+        return self._option_set
+
+    @observe("form_options", "images", "env_policy")
+    def _policy_changed(self, change):
+        self._option_set = None
 
     def _user_groups(self) -> list[str]:
         user = getattr(self, "user", None)
@@ -129,6 +138,10 @@ class FormOptionsMixin(HasTraits):
         try:
             options = self.option_set.from_form(form_data)
         except OptionError as error:
+            # Unparsable input: show the form again with the text as typed.
+            self._pending_form_input = {
+                key: values[0] for key, values in form_data.items() if key in self.option_set.keys and values
+            }
             raise as_http_error(error) from None
         try:
             self.check_options(options)
