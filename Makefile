@@ -31,9 +31,10 @@ venv: $(STAMP) ## Install the pinned controller toolchain into .venv
 testenv: ## Start Docker and build/refresh the test images and registry (cached)
 	bash tests/env/testenv.sh up
 
-lint: $(STAMP) ## yamllint and ansible-lint (production profile) over the whole repo
+lint: $(STAMP) ## yamllint, ansible-lint (production profile) and ruff over the whole repo
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline -q
+	$(BIN)/ruff check .
 
 syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against both inventories
 	$(BIN)/ansible-playbook --syntax-check -i inventory/example site.yml

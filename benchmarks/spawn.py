@@ -88,7 +88,9 @@ def main() -> None:
     }
     stock_hub, form_hub = hubs["stock"][0], hubs["form"][0]
     # Distinct container prefixes so both hubs can run side by side.
-    stock_hub.start("dockerspawner.DockerSpawner", {"image": IMAGE}, {**DOCKER_SETTINGS, "prefix": "fstest-stock", "remove": True})
+    stock_hub.start(
+        "dockerspawner.DockerSpawner", {"image": IMAGE}, {**DOCKER_SETTINGS, "prefix": "fstest-stock", "remove": True}
+    )
     form_hub.start(
         "formspawner.FormDockerSpawner",
         {"images": IMAGES, "env_policy": ENV_POLICY},
@@ -118,7 +120,7 @@ def main() -> None:
                 hub.ensure_user(user)
             with ThreadPoolExecutor(args.burst) as pool:
                 wall = time.perf_counter()
-                burst_samples[name] += list(pool.map(lambda u: timed_spawn(hub, u, body), users))
+                burst_samples[name] += list(pool.map(lambda u, hub=hub, body=body: timed_spawn(hub, u, body), users))
                 burst_walls[name].append(time.perf_counter() - wall)
             with ThreadPoolExecutor(args.burst) as pool:
                 list(pool.map(hub.stop_server, users))

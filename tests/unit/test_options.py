@@ -1,5 +1,6 @@
 """The one validation path shared by the form, links and the REST API (formspawner.options)."""
 
+import re
 import string
 
 import pytest
@@ -57,7 +58,8 @@ def test_links_may_choose_an_image_but_never_environment_variables():
     query = OPTIONS.from_query({"image": ["scipy"]})
     assert OPTIONS.check(query, [], from_link=True)["image"].name == "scipy"
     with pytest.raises(OptionError, match="A link cannot set 'env'"):
-        OPTIONS.check(OPTIONS.from_query({"image": ["scipy"], "env": ["PIP_INDEX_URL=https://evil"]}), [], from_link=True)
+        link = OPTIONS.from_query({"image": ["scipy"], "env": ["PIP_INDEX_URL=https://evil"]})
+        OPTIONS.check(link, [], from_link=True)
 
 
 def test_a_link_repeating_a_key_is_refused():
@@ -93,7 +95,7 @@ denied_names = st.sampled_from(BUILTIN_DENIED).flatmap(
 )
 case_variants = denied_names.flatmap(
     lambda n: st.lists(st.booleans(), min_size=len(n), max_size=len(n)).map(
-        lambda flips: "".join(c.swapcase() if f else c for c, f in zip(n, flips))
+        lambda flips: "".join(c.swapcase() if f else c for c, f in zip(n, flips, strict=True))
     )
 )
 any_json = st.recursive(
@@ -125,8 +127,6 @@ def test_denied_names_never_pass_in_any_case(env):
         return
     lowered = [p.lower() for p in BUILTIN_DENIED]
     for name in checked["env"]:
-        import re
-
         assert not any(re.fullmatch(p, name.lower()) for p in lowered)
         assert name.upper() != "TZ" and not name.upper().startswith("AWS_")
 

@@ -17,7 +17,10 @@ def test_bad_policy_fails_when_the_spawner_is_configured():
 
 def test_check_config_reads_a_config_section_as_jupyterhub_config_py_writes_it():
     c = Config()
-    c.FormDockerSpawner.images = [{"name": "a", "image": "x", "default": True}, {"name": "b", "image": "y", "default": True}]
+    c.FormDockerSpawner.images = [
+        {"name": "a", "image": "x", "default": True},
+        {"name": "b", "image": "y", "default": True},
+    ]
     with pytest.raises(PolicyError, match="more than one entry is marked default"):
         FormDockerSpawner.check_config(c.FormDockerSpawner)
     FormDockerSpawner.check_config(Config().FormDockerSpawner)

@@ -7,8 +7,8 @@ Values are user data and may be secrets: no message built here contains a value.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .errors import OptionError, PolicyError, describe
 
@@ -64,7 +64,7 @@ class EnvPolicy:
     fixed: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping | None, setting: str = "env_policy") -> "EnvPolicy":
+    def from_config(cls, config: Mapping | None, setting: str = "env_policy") -> EnvPolicy:
         """Check the admin's policy; raise PolicyError naming the setting otherwise."""
         config = dict(config or {})
         unknown = sorted(set(config) - POLICY_KEYS)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from .errors import OptionError, PolicyError, describe
 
@@ -32,7 +32,7 @@ class ImageCatalog:
     default_name: str | None = None
 
     @classmethod
-    def from_config(cls, entries: Sequence | None, setting: str = "images") -> "ImageCatalog":
+    def from_config(cls, entries: Sequence | None, setting: str = "images") -> ImageCatalog:
         if entries is None:
             return cls()
         if not isinstance(entries, (list, tuple)):
@@ -56,7 +56,9 @@ class ImageCatalog:
             where = f"{setting}[{index}] ({name})"
             image = entry.get("image")
             if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
-                raise PolicyError(f"{where}.image must be an image reference such as quay.io/jupyter/minimal-notebook:TAG")
+                raise PolicyError(
+                    f"{where}.image must be an image reference such as quay.io/jupyter/minimal-notebook:TAG"
+                )
             display_name = entry.get("display_name", name)
             description = entry.get("description", "")
             for key, value in (("display_name", display_name), ("description", description)):

@@ -8,8 +8,9 @@ the REST API and options reused from the database all go through it, at every st
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .env import EnvPolicy, format_env_text, parse_env_text, withhold_secret_lines
 from .errors import OptionError, PolicyError, describe
@@ -103,7 +104,7 @@ class OptionSet:
         images: Sequence | None,
         env_policy: Mapping | None,
         supports_image: bool = True,
-    ) -> "OptionSet":
+    ) -> OptionSet:
         names = list(form_options or [])
         unknown = [n for n in names if n not in PIECES]
         if unknown:

@@ -47,7 +47,9 @@ def test_containers_run_inside_the_target_with_rotated_logs(host, image_in_targe
     assert out.strip() == "inner-ok"
     cid = host.check_output(f"docker create {image_in_target} true").strip()
     try:
-        log_config = json.loads(host.check_output(f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {cid}"))
+        log_config = json.loads(
+            host.check_output(f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {cid}")
+        )
     finally:
         host.run(f"docker rm {cid}")
     assert log_config == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}

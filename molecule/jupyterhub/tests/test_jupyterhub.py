@@ -161,8 +161,11 @@ def test_servers_survive_a_hub_restart(host):
 
 def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     name = host.backend.get_hostname()
-    secret_before = hashlib.sha256(host.file("/var/lib/jupyterhub/jupyterhub_cookie_secret").content).hexdigest()
-    token_before = hashlib.sha256(host.file("/etc/jupyterhub/secrets.env").content).hexdigest()
+    def digest(path):
+        return hashlib.sha256(host.file(path).content).hexdigest()
+
+    secret_before = digest("/var/lib/jupyterhub/jupyterhub_cookie_secret")
+    token_before = digest("/etc/jupyterhub/secrets.env")
     container_before = host.check_output("docker inspect --format '{{.Id}}' jupyter-alice")
     converge = Path(__file__).resolve().parent.parent / "converge.yml"
     result = subprocess.run(
@@ -173,6 +176,6 @@ def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"{name}" in result.stdout and "changed=0" in result.stdout.split("PLAY RECAP")[-1]
-    assert hashlib.sha256(host.file("/var/lib/jupyterhub/jupyterhub_cookie_secret").content).hexdigest() == secret_before
-    assert hashlib.sha256(host.file("/etc/jupyterhub/secrets.env").content).hexdigest() == token_before
+    assert digest("/var/lib/jupyterhub/jupyterhub_cookie_secret") == secret_before
+    assert digest("/etc/jupyterhub/secrets.env") == token_before
     assert host.check_output("docker inspect --format '{{.Id}}' jupyter-alice") == container_before
