@@ -61,3 +61,17 @@ def test_a_malformed_line_keeps_the_typed_text_for_the_form_shown_again():
         spawner._options_from_form({"image": ["b"], "env": ["OK=1\nBROKEN"], "_xsrf": ["t"]})
     html = asyncio.run(spawner.get_options_form())
     assert "OK=1\nBROKEN" in html and 'value="b" checked' in html
+
+
+def test_errors_are_400s_on_jupyterhub_5_too(monkeypatch):
+    """JupyterHub 5 has no SpawnException: a tornado HTTPError carries the message instead."""
+    import jupyterhub.spawner
+    from tornado.web import HTTPError
+
+    from formspawner.errors import OptionError, as_http_error
+
+    monkeypatch.delattr(jupyterhub.spawner, "SpawnException")
+    error = as_http_error(OptionError("Pattern 100% wrong"))
+    assert isinstance(error, HTTPError) and error.status_code == 400
+    assert error.log_message % error.args == "Pattern 100% wrong"
+    assert not error.reason

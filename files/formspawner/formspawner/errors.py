@@ -16,9 +16,19 @@ class PolicyError(ValueError):
 
 
 def as_http_error(error: OptionError):
-    """The 400 JupyterHub shows on the form and returns from the REST API."""
-    from jupyterhub.spawner import SpawnException
+    """The 400 JupyterHub shows on the form and returns from the REST API.
 
+    JupyterHub 6 has SpawnException (a policy failure, kept apart in its metrics);
+    JupyterHub 5 passes a tornado HTTPError through to the user the same way.
+    """
+    try:
+        from jupyterhub.spawner import SpawnException
+    except ImportError:
+        from tornado.web import HTTPError
+
+        # "%s" with an argument: JupyterHub formats log_message % args, so a "%" in the
+        # message must not be read as a format; and a `reason` would replace the message.
+        return HTTPError(400, "%s", str(error))
     return SpawnException(str(error), reason="invalid-options", status_code=400)
 
 
