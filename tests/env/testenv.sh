@@ -24,6 +24,9 @@ ensure_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # The hub's proxy (integration tests) and the browser of the end-to-end test.
+    [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "installing from Debian: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -109,6 +112,8 @@ ensure_images() {
     build jhtest/singleuser:minimal singleuser BASE=jhtest/debian:bookworm
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
     build jhtest/registry:latest registry BASE=jhtest/debian:bookworm
+    # Builds this script superseded (untagged now) only take disk space.
+    docker image prune --force --filter "label=$recipe_label" >/dev/null
 }
 
 ensure_registry() {

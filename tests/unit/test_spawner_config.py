@@ -75,3 +75,12 @@ def test_errors_are_400s_on_jupyterhub_5_too(monkeypatch):
     assert isinstance(error, HTTPError) and error.status_code == 400
     assert error.log_message % error.args == "Pattern 100% wrong"
     assert not error.reason
+
+
+def test_the_form_shows_the_sentence_alone():
+    from jupyterhub.utils import format_exception
+
+    from formspawner.errors import OptionError, as_http_error
+
+    message, html = format_exception(as_http_error(OptionError("Variable 'PATH' is reserved.")))
+    assert message == "Variable 'PATH' is reserved." and html is None

@@ -28,8 +28,13 @@ def as_http_error(error: OptionError):
 
         # "%s" with an argument: JupyterHub formats log_message % args, so a "%" in the
         # message must not be read as a format; and a `reason` would replace the message.
-        return HTTPError(400, "%s", str(error))
-    return SpawnException(str(error), reason="invalid-options", status_code=400)
+        http_error = HTTPError(400, "%s", str(error))
+    else:
+        http_error = SpawnException(str(error), reason="invalid-options", status_code=400)
+    # What JupyterHub's pages show (as text): the sentence alone, without the
+    # exception's class and status that str() would add.
+    http_error.jupyterhub_message = str(error)
+    return http_error
 
 
 def describe(value: object, limit: int = 40) -> str:
