@@ -92,6 +92,29 @@ def test_inventory_text_stays_data_in_the_rendered_config(host):
     assert "Quotes &#39; &#34; a backslash \\ and {{ braces }} stay text" in page
 
 
+def test_upgrade_from_the_previous_release_kept_users_servers_and_data(host):
+    """Converge installed JupyterHub 5.5.4; the side effect upgraded it to the role's pin."""
+    backup = host.file("/var/lib/jupyterhub/jupyterhub.sqlite.5.5.4.bak")
+    assert backup.exists and backup.mode == 0o600 and backup.size > 0
+    status, model = api(host, "GET", "/users/olduser")
+    assert status == 200
+    # The server started before the upgrade kept running and the new hub found it again.
+    wait_ready(host, "olduser")
+    assert container_env(host, "olduser")["BEFORE_UPGRADE"] == "yes"
+    assert host.check_output("docker exec jupyter-olduser cat /home/jovyan/work/kept.txt") == "kept"
+    # Its stored options are valid for the new hub: a restart brings back the same choices.
+    stop = api(host, "DELETE", "/users/olduser/server")[0]
+    assert stop in (202, 204)
+    for _ in range(60):
+        if not api(host, "GET", "/users/olduser")[1]["servers"]:
+            break
+        time.sleep(1)
+    assert api(host, "POST", "/users/olduser/server")[0] in (201, 202)
+    wait_ready(host, "olduser")
+    assert container_env(host, "olduser")["BEFORE_UPGRADE"] == "yes"
+    assert host.check_output("docker exec jupyter-olduser cat /home/jovyan/work/kept.txt") == "kept"
+
+
 def test_rest_spawn_with_image_and_env_is_seen_inside_the_users_container(host):
     ensure_user(host, "alice")
     status, body = api(host, "POST", "/users/alice/server", {"image": "scipy", "env": {"COURSE": "ml-101"}})
@@ -103,9 +126,10 @@ def test_rest_spawn_with_image_and_env_is_seen_inside_the_users_container(host):
     assert env["COURSE"] == "ml-101"
     assert env["TZ"] == "Europe/Berlin"
     assert env["JUPYTERHUB_USER"] == "alice"
-    # The user's named volume holds the work directory.
+    # The user's named volume holds the work directory, and the user can write to it.
     mounts = host.check_output("docker inspect --format '{{json .Mounts}}' jupyter-alice")
     assert "jupyterhub-user-alice" in mounts
+    assert host.run("docker exec jupyter-alice touch /home/jovyan/work/written-by-alice").rc == 0
 
 
 @pytest.mark.parametrize(
@@ -167,7 +191,7 @@ def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     secret_before = digest("/var/lib/jupyterhub/jupyterhub_cookie_secret")
     token_before = digest("/etc/jupyterhub/secrets.env")
     container_before = host.check_output("docker inspect --format '{{.Id}}' jupyter-alice")
-    converge = Path(__file__).resolve().parent.parent / "converge.yml"
+    converge = Path(__file__).resolve().parent.parent / "upgrade.yml"
     result = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", name, str(converge)],
         capture_output=True,
