@@ -171,9 +171,8 @@ class Hub:
             server = model.get("servers", {}).get("")
             if server and server.get("ready"):
                 return server
-            if not server or not server.get("pending"):
-                if not server:
-                    raise AssertionError(f"spawn of {name} failed:\n{self.log_text()[-3000:]}")
+            if not server:
+                raise AssertionError(f"spawn of {name} failed:\n{self.log_text()[-3000:]}")
             time.sleep(0.5)
         raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log_text()[-3000:]}")
 
