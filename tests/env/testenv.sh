@@ -24,6 +24,7 @@ ensure_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v curl >/dev/null || missing+=(curl)
     # The hub's proxy (integration tests) and the browser of the end-to-end test.
     [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
