@@ -231,3 +231,11 @@ def test_policy_errors_name_the_setting(config, message):
 def test_default_allow_pattern_is_the_documented_one():
     assert EnvPolicy().allow_pattern.pattern == "[A-Za-z_][A-Za-z0-9_]*"
     assert re.fullmatch(EnvPolicy().allow_pattern, "OMP_NUM_THREADS")
+
+
+def test_unparsed_text_withholds_secret_lines_read_the_way_the_parser_reads_them():
+    from formspawner.env import withhold_secret_lines
+
+    text, withheld = withhold_secret_lines("A=1\nexport\tDB_PASSWORD=x\n  API_KEY = y\nBROKEN\n# TOKEN comment")
+    assert text == "A=1\nBROKEN\n# TOKEN comment"
+    assert withheld == ["DB_PASSWORD", "API_KEY"]

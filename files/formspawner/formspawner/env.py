@@ -203,10 +203,7 @@ def parse_env_text(text: object, max_length: int | None = None) -> dict[str, str
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("export ") or line.startswith("export\t"):
-            line = line[len("export") :].lstrip()
-        name, sep, value = line.partition("=")
-        name = name.strip()
+        name, sep, value = _split_assignment(line)
         if not sep or not name:
             raise OptionError(f"Line {number} of the environment field is not NAME=value.")
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -231,12 +228,22 @@ def format_env_text(env: Mapping[str, str]) -> tuple[str, list[str]]:
     return "\n".join(lines), withheld
 
 
+def _split_assignment(line: str) -> tuple[str, str, str]:
+    """A form line read as (name, "=", value): an `export ` prefix is dropped, the name
+    stripped, the value kept as written. No "=" gives an empty separator."""
+    line = line.strip()
+    if line.startswith("export ") or line.startswith("export\t"):
+        line = line[len("export") :].lstrip()
+    name, sep, value = line.partition("=")
+    return name.strip(), sep, value
+
+
 def withhold_secret_lines(text: str) -> tuple[str, list[str]]:
     """Raw form text with the lines of secret-looking names left out, and those names."""
     kept, withheld = [], []
     for line in text.splitlines():
-        name = line.strip().removeprefix("export ").partition("=")[0].strip()
-        if "=" in line and SECRET_NAME_RE.search(name):
+        name, sep, _ = _split_assignment(line)
+        if sep and SECRET_NAME_RE.search(name):
             withheld.append(name)
         else:
             kept.append(line)
