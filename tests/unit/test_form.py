@@ -93,3 +93,13 @@ def test_text_that_did_not_parse_is_shown_again_as_typed_without_secret_lines():
     assert form.textareas["env"] == "GOOD=1\nNOEQUALS"
     assert form.checked == ["scipy"]
     assert "hunter2" not in html and "DB_PASSWORD" in html
+
+
+def test_repo_field_shows_the_allowed_hosts_and_the_last_values_escaped():
+    options = OptionSet.from_config(["image", "repo"], IMAGES, POLICY, {"allowed_hosts": ["github.com"]})
+    html = render_form(options, {"repo": {"url": HOSTILE, "ref": "main"}}, [])
+    assert 'name="repo_url"' in html and 'name="repo_ref"' in html and 'value="main"' in html
+    assert "<code>github.com</code>" in html
+    assert HOSTILE not in html and "&lt;script&gt;" in html
+    # The default ref (HEAD) is shown as an empty field, as the user left it.
+    assert 'value=""' in render_form(options, {"repo": {"url": "https://github.com/o/r", "ref": "HEAD"}}, [])

@@ -142,3 +142,42 @@ def test_any_json_body_is_either_accepted_or_refused_with_option_error(body):
         OPTIONS.check({"image": body, "env": body}, [])
     except OptionError:
         pass
+
+
+# -- The repo piece ---------------------------------------------------------------
+
+REPO_OPTIONS = OptionSet.from_config(["image", "repo"], IMAGES, POLICY, {"allowed_hosts": ["github.com"]})
+
+
+def test_repo_form_fields_become_the_rest_api_body_and_empty_means_no_build():
+    form = {"image": ["scipy"], "repo_url": ["https://github.com/course/lab1"], "repo_ref": ["main"]}
+    options = REPO_OPTIONS.from_form(form)
+    assert options == {"image": "scipy", "repo": {"url": "https://github.com/course/lab1", "ref": "main"}}
+    assert REPO_OPTIONS.check(options, [])["repo"].url == "https://github.com/course/lab1"
+    empty = REPO_OPTIONS.from_form({"image": ["scipy"], "repo_url": [""], "repo_ref": [""]})
+    assert empty == {"image": "scipy"} and REPO_OPTIONS.check(empty, [])["repo"] is None
+
+
+def test_a_link_cannot_start_a_repository_build_yet():
+    with pytest.raises(OptionError, match="A link cannot set 'repo'"):
+        REPO_OPTIONS.check({"repo": {"url": "https://github.com/o/r"}}, [], from_link=True)
+
+
+def test_repo_needs_a_container_spawner_and_its_policy_is_checked_when_off():
+    with pytest.raises(PolicyError, match="'repo' needs a container spawner"):
+        OptionSet.from_config(["env", "repo"], IMAGES, POLICY, {}, supports_image=False)
+    with pytest.raises(PolicyError, match="repo_policy: unknown key"):
+        OptionSet.from_config(["image"], IMAGES, POLICY, {"allowed_host": ["github.com"]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_json)
+def test_any_json_repo_value_is_either_accepted_or_refused_with_option_error(body):
+    try:
+        REPO_OPTIONS.check({"repo": body}, [])
+    except OptionError:
+        pass
+    try:
+        REPO_OPTIONS.check({"repo": {"url": body, "ref": body}}, [])
+    except OptionError:
+        pass

@@ -84,3 +84,40 @@ def test_the_form_shows_the_sentence_alone():
 
     message, html = format_exception(as_http_error(OptionError("Variable 'PATH' is reserved.")))
     assert message == "Variable 'PATH' is reserved." and html is None
+
+
+def test_a_repo_policy_typo_fails_when_the_spawner_is_configured():
+    with pytest.raises(PolicyError, match="repo_policy.build_timeout"):
+        FormDockerSpawner(form_options=["image", "repo"], repo_policy={"build_timeout": "15m"})
+    c = Config()
+    c.FormDockerSpawner.repo_policy = {"allowed_hosts": ["https://github.com"]}
+    with pytest.raises(PolicyError, match="allowed_hosts"):
+        FormDockerSpawner.check_config(c.FormDockerSpawner)
+    with pytest.raises(PolicyError, match="needs a container spawner"):
+        FormLocalProcessSpawner(form_options=["env", "repo"])
+
+
+def test_only_a_repository_start_gets_the_longer_start_timeout(monkeypatch):
+    """The ref lookup is replaced here (it needs a Git server: the integration tests
+    use a real one); what is tested is which start gets which timeout and image."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from formspawner import build
+
+    monkeypatch.setattr(build, "resolve_commit", lambda request, policy: ("c" * 40, "refs/heads/main"))
+    spawner = FormDockerSpawner(
+        user=SimpleNamespace(name="ada", groups=[]),
+        images=[{"name": "a", "image": "x"}],
+        form_options=["image", "repo"],
+        repo_policy={"build_timeout": 600},
+        start_timeout=60,
+        default_url="/lab",
+    )
+    apply = spawner.apply_user_options
+    asyncio.run(apply(spawner, {"image": "a", "repo": {"url": "https://github.com/o/r"}}))
+    assert spawner.start_timeout == 660 and spawner.repo_request.name == "r"
+    # What a repository start changes (image, folder, URL) is undone before the next start.
+    spawner.image, spawner.default_url = "formspawner-repo/github-com-o-r:abc", "/lab/tree/r"
+    asyncio.run(apply(spawner, {"image": "a"}))
+    assert (spawner.start_timeout, spawner.image, spawner.default_url, spawner.repo_request) == (60, "x", "/lab", None)

@@ -15,6 +15,7 @@ from typing import Any
 from .env import EnvPolicy, format_env_text, parse_env_text, withhold_secret_lines
 from .errors import OptionError, PolicyError, describe
 from .images import ImageCatalog, ImageChoice
+from .repo import RepoPolicy, RepoRequest
 
 ABSENT = object()
 
@@ -90,7 +91,42 @@ class EnvOption:
         }
 
 
-PIECES = ("image", "env")
+@dataclass
+class RepoOption:
+    """A Git repository (and ref) to build on top of the chosen image, as on Binder."""
+
+    policy: RepoPolicy
+    key: str = "repo"
+    template: str = "repo.html"
+    # Until launch links ask the user to confirm a build, a link cannot start one.
+    from_links: bool = False
+
+    def from_form(self, form: Mapping[str, list[str]]) -> Any:
+        url = (form.get("repo_url") or [""])[0]
+        ref = (form.get("repo_ref") or [""])[0]
+        if not url.strip() and not ref.strip():
+            return ABSENT
+        return {"url": url, "ref": ref}
+
+    def check(self, value: Any, groups: Sequence[str]) -> RepoRequest | None:
+        return None if value is ABSENT else self.policy.check(value)
+
+    def apply(self, spawner, request: RepoRequest | None) -> None:
+        spawner.repo_request = request
+
+    def form_context(self, previous: Mapping, groups: Sequence[str]) -> dict:
+        current = previous.get(self.key)
+        current = current if isinstance(current, Mapping) else {}
+        url, ref = current.get("url"), current.get("ref")
+        return {
+            "url": url if isinstance(url, str) else "",
+            "ref": ref if isinstance(ref, str) and ref != "HEAD" else "",
+            "hosts": self.policy.allowed_hosts,
+            "files": self.policy.config_files,
+        }
+
+
+PIECES = ("image", "env", "repo")
 
 
 @dataclass
@@ -103,6 +139,7 @@ class OptionSet:
         form_options: Iterable[str],
         images: Sequence | None,
         env_policy: Mapping | None,
+        repo_policy: Mapping | None = None,
         supports_image: bool = True,
     ) -> OptionSet:
         names = list(form_options or [])
@@ -116,21 +153,30 @@ class OptionSet:
         # Checked even when the piece is off: a broken policy is a typo to report now.
         catalog = ImageCatalog.from_config(images)
         policy = EnvPolicy.from_config(env_policy)
-        if "image" in names and not supports_image:
-            raise PolicyError("form_options: 'image' needs a container spawner (FormDockerSpawner)")
-        built = {"image": lambda: ImageOption(catalog), "env": lambda: EnvOption(policy)}
+        repos = RepoPolicy.from_config(repo_policy)
+        for name in ("image", "repo"):
+            if name in names and not supports_image:
+                raise PolicyError(f"form_options: {name!r} needs a container spawner (FormDockerSpawner)")
+        built = {
+            "image": lambda: ImageOption(catalog),
+            "env": lambda: EnvOption(policy),
+            "repo": lambda: RepoOption(repos),
+        }
         return cls([built[n]() for n in names])
 
     @property
     def keys(self) -> list[str]:
         return [p.key for p in self.pieces]
 
+    def piece(self, key: str):
+        return next((p for p in self.pieces if p.key == key), None)
+
     def check(self, user_options: object, groups: Sequence[str], from_link: bool = False) -> dict:
         """Every piece's checked value, or OptionError naming the first problem."""
         if user_options is None:
             user_options = {}
         if not isinstance(user_options, Mapping):
-            raise OptionError("Options must be a JSON object such as {\"image\": \"NAME\"}.")
+            raise OptionError('Options must be a JSON object such as {"image": "NAME"}.')
         allowed = {p.key for p in self.pieces if p.from_links or not from_link}
         for key in user_options:
             if key in allowed:

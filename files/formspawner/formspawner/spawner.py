@@ -7,16 +7,19 @@ import copy
 import hashlib
 import inspect
 import json
+import re
 
 import docker.errors
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Dict, HasTraits, List, Unicode, default, observe, validate
 
+from . import build
 from .env import merge_environment
 from .errors import OptionError, as_http_error
 from .form import render_form
 from .options import OptionSet
+from .repo import IMAGE_REPOSITORY, BaseImage, cache_key, image_tag
 
 OPTIONS_LABEL = "org.formspawner.options"
 
@@ -31,7 +34,7 @@ class FormOptionsMixin(HasTraits):
         Unicode(),
         default_value=["image", "env"],
         config=True,
-        help="""Which options the spawn form shows, in order: any of 'image', 'env'.
+        help="""Which options the spawn form shows, in order: any of 'image', 'env', 'repo'.
         An option not listed here is refused when sent through the REST API.""",
     )
 
@@ -58,15 +61,34 @@ class FormOptionsMixin(HasTraits):
         HOME, ...) cannot be lifted.""",
     )
 
+    repo_policy = Dict(
+        config=True,
+        help="""Repository launches (the 'repo' option), as on Binder:
+        {allowed_hosts: [github.com, gitlab.com] (host or host:port; https only),
+        allow_private_hosts: false (hosts resolving to private or loopback addresses are refused),
+        config_files: [apt.txt, environment.yml, requirements.txt, postBuild] (which files a
+        repository may use), build_timeout: 900 (seconds, fetch and build together),
+        build_memory: 4g, build_cpus: 0 (0 = no limit), cache_max_images: 30 (built images
+        kept; least recently launched go first, never one in use), resolve_timeout: 30
+        (seconds for git ls-remote), max_repo_size: 500m}.""",
+    )
+
     form_env = Dict(
         help="The user's variables (defaults or user values, then fixed) applied at the last start.",
     )
 
-    @validate("form_options", "images", "env_policy")
+    repo_request = None
+
+    @validate("form_options", "images", "env_policy", "repo_policy")
     def _check_policy(self, proposal):
         # Build the whole set with the proposed value, so a typo fails as the config
         # loads, with the setting's name in the message.
-        values = {"form_options": self.form_options, "images": self.images, "env_policy": self.env_policy}
+        values = {
+            "form_options": self.form_options,
+            "images": self.images,
+            "env_policy": self.env_policy,
+            "repo_policy": self.repo_policy,
+        }
         values[proposal.trait.name] = proposal.value
         OptionSet.from_config(supports_image=self._supports_image(), **values)
         return proposal.value
@@ -82,6 +104,7 @@ class FormOptionsMixin(HasTraits):
             section.get("form_options", cls.class_traits()["form_options"].default()),
             section.get("images", []),
             section.get("env_policy", {}),
+            section.get("repo_policy", {}),
             supports_image=cls._supports_image(),
         )
 
@@ -96,11 +119,15 @@ class FormOptionsMixin(HasTraits):
         """The pieces built from the policy traits, once (rebuilt when a trait changes)."""
         if self._option_set is None:
             self._option_set = OptionSet.from_config(
-                self.form_options, self.images, self.env_policy, supports_image=self._supports_image()
+                self.form_options,
+                self.images,
+                self.env_policy,
+                self.repo_policy,
+                supports_image=self._supports_image(),
             )
         return self._option_set
 
-    @observe("form_options", "images", "env_policy")
+    @observe("form_options", "images", "env_policy", "repo_policy")
     def _policy_changed(self, change):
         self._option_set = None
 
@@ -167,12 +194,20 @@ class FormOptionsMixin(HasTraits):
     def get_env(self):
         return merge_environment(self.form_env, super().get_env())
 
+    def reset_applied_options(self) -> None:
+        """Undo what the last start's options changed beyond the pieces' own traits."""
 
-def _apply_form_options(spawner, user_options):
+    async def prepare_options(self) -> None:
+        """Work the checked options need before start (e.g. resolving a repository's ref)."""
+
+
+async def _apply_form_options(spawner, user_options):
     """Checked again at every start: stored options are reused for bodyless, admin and
     implicit spawns, and the policy may have changed since they were stored."""
     checked = spawner.check_options(user_options)
+    spawner.reset_applied_options()
     spawner.option_set.apply(spawner, checked)
+    await spawner.prepare_options()
 
 
 class FormLocalProcessSpawner(FormOptionsMixin, LocalProcessSpawner):
@@ -194,16 +229,139 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def _default_remove(self):
         return True
 
+    repo_cache_file = Unicode(
+        "formspawner-repo-cache.json",
+        config=True,
+        help="""Where the hub records when each repository image was last launched (for the
+        cache's least-recently-launched eviction). Relative to the hub's working directory.""",
+    )
+
     async def check_allowed(self, image):
         # DockerSpawner.start hands user_options['image'] (a choice's name) to this
         # hook; the image option has already checked it and set self.image.
         return self.image
 
+    # -- repository launches -----------------------------------------------------
+
+    # What a repository launch changes for one start, restored before the next.
+    _REPO_SETTINGS = ("image", "notebook_dir", "default_url", "start_timeout")
+    _saved_settings = None
+    _repo_commit = None
+
+    @property
+    def repo_policy_checked(self):
+        return self.option_set.piece("repo").policy
+
+    def reset_applied_options(self) -> None:
+        self._progress_reset()
+        if self._saved_settings:
+            for name, value in self._saved_settings.items():
+                setattr(self, name, value)
+        self._saved_settings = None
+        self.repo_request = None
+        self._repo_commit = None
+
+    async def prepare_options(self) -> None:
+        """Resolve the repository's ref to a commit now, so a missing repository or branch
+        is a 400 on the form and the REST API, not a failed start."""
+        if self.repo_request is None:
+            return
+        policy = self.repo_policy_checked
+        self._saved_settings = {name: getattr(self, name) for name in self._REPO_SETTINGS}
+        self.emit_progress(2, f"Looking up {self.repo_request.ref} in {self.repo_request.url}")
+        try:
+            self._repo_commit = await asyncio.to_thread(build.resolve_commit, self.repo_request, policy)
+        except OptionError as error:
+            raise as_http_error(error) from None
+        # A build may take longer than a start normally may; a plain start keeps its limit.
+        self.start_timeout = self.start_timeout + policy.build_timeout
+
+    def _repo_folder(self, base: BaseImage, name: str) -> str:
+        taken = {bind.get("bind", "").rstrip("/") for bind in self.volume_binds.values()}
+        folder = name
+        while f"{base.home}/{folder}" in taken:
+            folder += "-repo"
+        return folder
+
+    async def _launch_repo(self) -> None:
+        """Point this start at the repository's image, building it unless it exists."""
+        policy = self.repo_policy_checked
+        request = self.repo_request
+        commit, ref_name = self._repo_commit
+        base_reference = self.image
+        await self.pull_image(base_reference)
+        try:
+            base = BaseImage.from_inspect(await self.docker("inspect_image", base_reference))
+        except ValueError as error:
+            raise build.BuildError(f"The image {base_reference} cannot take a repository: {error}.") from None
+        folder = self._repo_folder(base, request.name)
+        key = cache_key(request, commit, policy.builder_fingerprint(base.id) + folder)
+        tag = image_tag(request, commit, key)
+        _launching.add(tag)
+        self._launch_tag = tag
+        try:
+            await self.docker("inspect_image", tag)
+        except docker.errors.NotFound:
+            await self._build(request, commit, ref_name, key, tag, base, policy, folder)
+        else:
+            self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
+        await asyncio.to_thread(_launch_record(self.repo_cache_file).touch, tag)
+        self.image = tag
+        self.notebook_dir = base.home
+        self.default_url = f"/lab/tree/{folder}"
+
+    async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
+        job = _builds.get(tag)
+        if job is None:
+            job = build.BuildJob(tag)
+            loop = asyncio.get_running_loop()
+
+            def log(line: str) -> None:
+                loop.call_soon_threadsafe(job.add_line, line)
+
+            self.log.info("Building %s at %s for %s", request.url, commit, self._log_name)
+            job.task = asyncio.ensure_future(
+                asyncio.to_thread(
+                    build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log
+                )
+            )
+            _builds[tag] = job
+            job.task.add_done_callback(lambda _: _builds.pop(tag, None) if _builds.get(tag) is job else None)
+            job.task.add_done_callback(lambda task: self._after_build(task, policy))
+        else:
+            self.emit_progress(
+                10, f"{request.url} at {commit[:12]} is being built for another user: following that build"
+            )
+        percent = 10
+        async for line in job.follow():
+            step = _STEP_RE.match(line)
+            if step:
+                percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
+            self.emit_progress(percent, line)
+        try:
+            await asyncio.shield(job.task)
+        except build.BuildError as error:
+            self.log.warning("Build of %s at %s failed for %s", request.url, commit, self._log_name)
+            raise build.BuildError(str(error)) from None
+
+    def _after_build(self, task, policy) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        record = _launch_record(self.repo_cache_file)
+        future = asyncio.ensure_future(
+            asyncio.to_thread(build.evict, self.client, policy.cache_max_images, record, set(_launching), self.log)
+        )
+        future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
+
     # -- progress --------------------------------------------------------------
 
     def _progress_reset(self):
+        # The spawn page may already be following progress() (it connects while the
+        # options are applied): keep the event it waits on, start a new list of events.
         self._progress_events = []
-        self._progress_signal = asyncio.Event()
+        if not hasattr(self, "_progress_signal"):
+            self._progress_signal = asyncio.Event()
+        self._progress_signal.set()
 
     def emit_progress(self, progress: int, message: str) -> None:
         """Record a progress event for the spawn page. `message` is shown as text."""
@@ -229,8 +387,18 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         chosen = {"image": self.image, "env": self.form_env}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
+    _launch_tag = None
+
     async def start(self):
-        self._progress_reset()
+        try:
+            if self.repo_request is not None:
+                await self._launch_repo()
+            return await self._start_container()
+        finally:
+            _launching.discard(self._launch_tag)
+            self._launch_tag = None
+
+    async def _start_container(self):
         if not self.remove:
             obj = await self.get_object()
             labels = (obj or {}).get("Config", {}).get("Labels") or {}
@@ -264,8 +432,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     async def pull_image(self, image):
         """Pull as DockerSpawner does, streaming the pull's progress to the spawn page."""
-        if self.pull_policy == "skip":
-            return
+        if self.pull_policy == "skip" or image.startswith(f"{IMAGE_REPOSITORY}/"):
+            return  # a repository image exists only here; it was just built or found
         if self.pull_policy.lower() != "always":
             try:
                 await self.docker("inspect_image", image)
@@ -296,6 +464,20 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
         await asyncio.wrap_future(self.executor.submit(pull))
         self.emit_progress(55, f"Pulled image {image}")
+
+
+_STEP_RE = re.compile(r"Step (\d+)/(\d+)")
+# Shared by every spawner in the hub: builds in flight, and images being launched
+# (which the cache must not evict between the lookup and the container's creation).
+_builds: dict[str, build.BuildJob] = {}
+_launching: set[str] = set()
+_records: dict[str, build.LaunchRecord] = {}
+
+
+def _launch_record(path: str) -> build.LaunchRecord:
+    if path not in _records:
+        _records[path] = build.LaunchRecord(path)
+    return _records[path]
 
 
 def _split_reference(image: str) -> tuple[str, str | None]:

@@ -1,0 +1,356 @@
+"""Git repositories users launch, the way Binder does: the rules, without any I/O.
+
+What a repository URL and ref may look like, what the admin's `repo_policy` holds,
+how a build is named in the image cache and the Dockerfile a build runs. The git and
+Docker work lives in build.py; everything here is pure and tested with hostile input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import OptionError, PolicyError, describe
+
+# What a repository may declare, as Binder users know it (repo2docker's file names).
+# A repository's own Dockerfile and `start` script are never used: the first could
+# change the user and entry point, the second would run at every start with the
+# user's data mounted.
+CONFIG_FILES = ("apt.txt", "environment.yml", "requirements.txt", "postBuild")
+# Bumped whenever the Dockerfile below changes, so old builds are not reused.
+RECIPE_VERSION = "1"
+IMAGE_REPOSITORY = "formspawner-repo"
+LABEL_PREFIX = "org.formspawner.repo"
+
+POLICY_KEYS = {
+    "allowed_hosts",
+    "allow_private_hosts",
+    "config_files",
+    "build_timeout",
+    "build_memory",
+    "build_cpus",
+    "cache_max_images",
+    "resolve_timeout",
+    "max_repo_size",
+}
+REQUEST_KEYS = {"url", "ref"}
+MAX_URL_LENGTH = 400
+MAX_REF_LENGTH = 200
+MAX_PATH_SEGMENTS = 10
+MAX_APT_PACKAGES = 200
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_HOST_ENTRY_RE = re.compile(rf"({_HOST_RE.pattern})(?::([0-9]{{1,5}}))?")
+# Path segments: no percent-escapes, nothing hidden, no dot segments, no option-like start.
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9._~-]{0,99}")
+_REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
+_HEX_RE = re.compile(r"[0-9a-f]{7,40}")
+_SIZE_RE = re.compile(r"([0-9]+)\s*([kmgt]?)b?", re.IGNORECASE)
+_APT_PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}")
+_IMAGE_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
+_ABSOLUTE_PATH_RE = re.compile(r"(?:/[A-Za-z0-9_.-]+)+|/")
+
+
+def parse_size(value: object, setting: str) -> int:
+    """`4g`, `512m`, `1000000` (bytes), as Docker's memory options read them."""
+    if isinstance(value, bool):
+        raise PolicyError(f"{setting} must be a size such as 4g or 512m, not {value!r}")
+    if isinstance(value, int):
+        number, unit = value, ""
+    else:
+        match = _SIZE_RE.fullmatch(str(value).strip())
+        if not match:
+            raise PolicyError(f"{setting} must be a size such as 4g or 512m, not {value!r}")
+        number, unit = int(match.group(1)), match.group(2).lower()
+    size = number * 1024 ** " kmgt".index(unit or " ")
+    if size <= 0:
+        raise PolicyError(f"{setting} must be more than zero")
+    return size
+
+
+def _positive_int(config: Mapping, key: str, default: int, setting: str, minimum: int = 1) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PolicyError(f"{setting}.{key} must be a whole number of at least {minimum}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RepoRequest:
+    """A checked request: the URL as it will be fetched, and the ref as the user gave it."""
+
+    url: str
+    ref: str
+    host: str
+    port: int
+    name: str
+
+    @property
+    def cache_url(self) -> str:
+        """The URL as the cache knows it: `x` and `x.git` are one repository."""
+        return self.url[: -len(".git")] if self.url.endswith(".git") else self.url
+
+    def as_options(self) -> dict:
+        return {"url": self.url, "ref": self.ref}
+
+
+@dataclass(frozen=True)
+class RepoPolicy:
+    """The admin's rules for repository launches (the `repo_policy` trait, checked)."""
+
+    allowed_hosts: tuple[str, ...] = ("github.com", "gitlab.com")
+    allow_private_hosts: bool = False
+    config_files: tuple[str, ...] = CONFIG_FILES
+    build_timeout: int = 900
+    build_memory: int = 4 * 1024**3
+    build_cpus: int = 0
+    cache_max_images: int = 30
+    resolve_timeout: int = 30
+    max_repo_size: int = 500 * 1024**2
+
+    @classmethod
+    def from_config(cls, config: Mapping | None, setting: str = "repo_policy") -> RepoPolicy:
+        config = dict(config or {})
+        unknown = sorted(set(config) - POLICY_KEYS)
+        if unknown:
+            raise PolicyError(
+                f"{setting}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"known keys are {', '.join(sorted(POLICY_KEYS))}"
+            )
+        defaults = cls()
+        hosts = config.get("allowed_hosts", defaults.allowed_hosts)
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) for h in hosts):
+            raise PolicyError(f"{setting}.allowed_hosts must be a list of host names such as github.com")
+        for host in hosts:
+            match = _HOST_ENTRY_RE.fullmatch(host)
+            if not match or (match.group(2) and not 0 < int(match.group(2)) < 65536):
+                raise PolicyError(
+                    f"{setting}.allowed_hosts: {host!r} is not a lower-case host name "
+                    "(optionally with :port), such as github.com or git.example.edu:8443"
+                )
+        files = config.get("config_files", list(defaults.config_files))
+        if not isinstance(files, (list, tuple)) or any(f not in CONFIG_FILES for f in files):
+            raise PolicyError(f"{setting}.config_files must list some of {', '.join(CONFIG_FILES)}, not {files!r}")
+        private = config.get("allow_private_hosts", False)
+        if not isinstance(private, bool):
+            raise PolicyError(f"{setting}.allow_private_hosts must be true or false, not {private!r}")
+        return cls(
+            allowed_hosts=tuple(hosts),
+            allow_private_hosts=private,
+            config_files=tuple(f for f in CONFIG_FILES if f in files),
+            build_timeout=_positive_int(config, "build_timeout", defaults.build_timeout, setting, minimum=10),
+            build_memory=parse_size(config.get("build_memory", defaults.build_memory), f"{setting}.build_memory"),
+            build_cpus=_positive_int(config, "build_cpus", 0, setting, minimum=0),
+            cache_max_images=_positive_int(config, "cache_max_images", defaults.cache_max_images, setting),
+            resolve_timeout=_positive_int(config, "resolve_timeout", defaults.resolve_timeout, setting),
+            max_repo_size=parse_size(config.get("max_repo_size", defaults.max_repo_size), f"{setting}.max_repo_size"),
+        )
+
+    # -- user input ------------------------------------------------------------
+
+    def check(self, value: object) -> RepoRequest | None:
+        """The checked request, None for "no repository", or OptionError naming the problem."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise OptionError('The repository must be given as {"url": "https://...", "ref": "main"}.')
+        unknown = sorted(map(str, set(value) - REQUEST_KEYS))
+        if unknown:
+            raise OptionError(f"Unknown repository field {describe(unknown[0])}: use 'url' and 'ref'.")
+        url, ref = value.get("url"), value.get("ref")
+        for field, text in (("URL", url), ("ref", ref)):
+            if text is not None and not isinstance(text, str):
+                raise OptionError(f"The repository {field} must be text, not {describe(text)}.")
+        url, ref = (url or "").strip(), (ref or "").strip()
+        if not url:
+            if ref:
+                raise OptionError("A ref was given without a repository URL.")
+            return None
+        return self.check_url(url, ref or "HEAD")
+
+    def check_url(self, url: str, ref: str) -> RepoRequest:
+        if len(url) > MAX_URL_LENGTH:
+            raise OptionError(f"The repository URL is longer than {MAX_URL_LENGTH} characters.")
+        if not url.isascii() or not url.isprintable() or any(ch.isspace() for ch in url):
+            raise OptionError(
+                "The repository URL may only hold printable ASCII characters without spaces "
+                "(write an international host name in its xn-- form)."
+            )
+        if not url.lower().startswith("https://"):
+            raise OptionError(f"Only https:// repository URLs are accepted, not {describe(url)}.")
+        parts = urlsplit(url)
+        netloc = parts.netloc.lower()
+        if "@" in netloc:
+            raise OptionError("The repository URL must not hold a user name or password.")
+        if "?" in url or "#" in url or ";" in url:
+            raise OptionError("The repository URL must not have a query (?), fragment (#) or parameters (;).")
+        match = _HOST_ENTRY_RE.fullmatch(netloc)
+        if not match:
+            raise OptionError(f"{describe(parts.netloc)} is not a host name this hub accepts.")
+        host, port_text = match.groups()
+        port = int(port_text) if port_text else 443
+        entry = host if port == 443 else f"{host}:{port}"
+        if entry not in self.allowed_hosts:
+            raise OptionError(
+                f"Repositories from {describe(entry)} are not allowed here. "
+                f"Allowed hosts: {', '.join(self.allowed_hosts)}."
+            )
+        path = parts.path.rstrip("/")
+        segments = path.split("/")[1:] if path.startswith("/") else None
+        if not segments or len(segments) > MAX_PATH_SEGMENTS or not all(_SEGMENT_RE.fullmatch(s) for s in segments):
+            raise OptionError(
+                "The repository URL's path must be plain names separated by '/', such as /owner/repository "
+                "(no '..', hidden names, escapes or backslashes)."
+            )
+        name = segments[-1][: -len(".git")] if segments[-1].endswith(".git") else segments[-1]
+        if not name:
+            raise OptionError("The repository URL does not end in a repository name.")
+        return RepoRequest(
+            url=f"https://{entry}{path}", ref=check_ref(ref), host=host, port=port, name=folder_name(name)
+        )
+
+    # -- the build -------------------------------------------------------------
+
+    def builder_fingerprint(self, base_image_id: str) -> str:
+        """What else decides a build's result: the base image, the recipe and the honoured files."""
+        return json.dumps([RECIPE_VERSION, base_image_id, list(self.config_files)])
+
+
+def check_ref(ref: str) -> str:
+    """A branch, tag or commit name that git can never read as an option or a range."""
+    if len(ref) > MAX_REF_LENGTH:
+        raise OptionError(f"The ref is longer than {MAX_REF_LENGTH} characters.")
+    bad = (
+        not _REF_RE.fullmatch(ref)
+        or ".." in ref
+        or "//" in ref
+        or ref.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") or part.endswith(".lock") for part in ref.split("/"))
+    )
+    if bad:
+        raise OptionError(
+            f"{describe(ref)} is not a branch, tag or commit name: use letters, digits, '.', '_', '-', "
+            "'+' and '/', not starting with '-' and without '..'."
+        )
+    return ref
+
+
+def is_commit_id(ref: str) -> bool:
+    return bool(_HEX_RE.fullmatch(ref))
+
+
+def folder_name(name: str) -> str:
+    """The folder in the user's home that holds the repository."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repository"
+    return cleaned[:64]
+
+
+def cache_key(request: RepoRequest, commit: str, fingerprint: str) -> str:
+    """Builds are shared and reused by (repository, commit, builder), never by a mutable ref."""
+    material = json.dumps([request.cache_url.lower(), commit, fingerprint])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def image_tag(request: RepoRequest, commit: str, key: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{request.host}{request.cache_url.split(request.host, 1)[1]}".lower())
+    slug = slug.strip("-")[:100].strip("-") or "repository"
+    return f"{IMAGE_REPOSITORY}/{slug}:{commit[:12]}-{key[:12]}"
+
+
+def read_apt_packages(text: str) -> list[str]:
+    """apt.txt: one Debian package name a line; anything else is refused, never passed to a shell."""
+    packages = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not _APT_PACKAGE_RE.fullmatch(line):
+            raise ValueError(f"apt.txt line {number}: {describe(line)} is not a Debian package name")
+        packages.append(line)
+    if len(packages) > MAX_APT_PACKAGES:
+        raise ValueError(f"apt.txt lists more than {MAX_APT_PACKAGES} packages")
+    return packages
+
+
+def _limited(command: str) -> str:
+    # Every step runs under the one build deadline: the build as a whole gets
+    # build_timeout seconds, however many steps it has.
+    return (
+        f'left=$(( FORMSPAWNER_DEADLINE - $(date +%s) )) && [ "$left" -gt 0 ] && exec timeout -s KILL "$left" {command}'
+    )
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """What the recipe needs to know of the chosen image (from `docker inspect`)."""
+
+    id: str
+    user: str
+    home: str
+    workdir: str
+
+    @classmethod
+    def from_inspect(cls, info: Mapping) -> BaseImage:
+        config = info.get("Config") or {}
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        user = config.get("User") or "root"
+        home = env.get("HOME") or (f"/home/{env['NB_USER']}" if env.get("NB_USER") else "/home/jovyan")
+        workdir = config.get("WorkingDir") or home
+        if not _IMAGE_USER_RE.fullmatch(user):
+            raise ValueError(f"the image's user {user!r} cannot be used for a repository build")
+        for path in (home, workdir):
+            if not _ABSOLUTE_PATH_RE.fullmatch(path):
+                raise ValueError(f"the image's home or working directory {path!r} cannot be used for a build")
+        return cls(id=info["Id"], user=user, home=home.rstrip("/") or "/", workdir=workdir)
+
+
+def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt_packages: list[str]) -> str:
+    """The Dockerfile of a repository build. Nothing the repository contains is pasted into
+    it except apt package names, which read_apt_packages has checked."""
+    target = f"{base.home.rstrip('/')}/{folder}"
+    lines = [
+        f"FROM {base.id}",
+        # Every intermediate image carries the key, so a failed build's leftovers can be found.
+        "ARG FORMSPAWNER_BUILD",
+        f"LABEL {LABEL_PREFIX}.build=$FORMSPAWNER_BUILD",
+        "ARG FORMSPAWNER_DEADLINE",
+    ]
+    if "apt.txt" in present and apt_packages:
+        install = "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        lines += [
+            "USER root",
+            "RUN " + _limited(f"sh -c '{install}{' '.join(apt_packages)} && rm -rf /var/lib/apt/lists/*'"),
+        ]
+    lines += [f"COPY --chown={base.user} repo/ {target}/", f"USER {base.user}", f"WORKDIR {target}"]
+    if "environment.yml" in present:
+        lines.append(
+            "RUN "
+            + _limited(
+                "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && "
+                f"exec $tool env update -n base -f {config_dir}environment.yml; done; "
+                'echo "environment.yml needs an image with mamba or conda" >&2; exit 1\''
+            )
+        )
+    if "requirements.txt" in present:
+        lines.append("RUN " + _limited(f"pip install --no-cache-dir -r {config_dir}requirements.txt"))
+    if "postBuild" in present:
+        lines.append("RUN " + _limited(f"sh -c 'chmod +x {config_dir}postBuild && ./{config_dir}postBuild'"))
+    lines += [f"WORKDIR {base.workdir}", f"USER {base.user}"]
+    return "\n".join(lines) + "\n"
+
+
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_TOKEN_RE = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,})")
+_ASSIGNMENT_RE = re.compile(r"(?i)\b([A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY)[A-Z0-9_]*\s*[=:]\s*)\S+")
+
+
+def redact(line: str) -> str:
+    """Build output can carry credentials (a URL with a token in it): hide them."""
+    line = _USERINFO_RE.sub(r"\1***@", line)
+    line = _TOKEN_RE.sub("***", line)
+    return _ASSIGNMENT_RE.sub(r"\1***", line)

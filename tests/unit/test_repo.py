@@ -1,0 +1,301 @@
+"""Repository launch rules: URL and ref validation with hostile input, policy, cache keys, recipe."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from formspawner.build import BuildError, pinned_address, read_repository
+from formspawner.errors import OptionError, PolicyError
+from formspawner.repo import (
+    BaseImage,
+    RepoPolicy,
+    cache_key,
+    check_ref,
+    image_tag,
+    read_apt_packages,
+    recipe,
+    redact,
+)
+
+POLICY = RepoPolicy.from_config({"allowed_hosts": ["github.com", "git.example.edu:8443"]})
+
+
+def check(url, ref=None):
+    return POLICY.check({"url": url, "ref": ref} if ref is not None else {"url": url})
+
+
+def test_a_plain_github_url_is_accepted_and_the_ref_defaults_to_head():
+    request = check("https://github.com/course/lab1")
+    assert (request.url, request.ref, request.host, request.port, request.name) == (
+        "https://github.com/course/lab1",
+        "HEAD",
+        "github.com",
+        443,
+        "lab1",
+    )
+
+
+def test_dot_git_trailing_slash_and_explicit_port_are_one_repository():
+    a = check("https://github.com/course/lab1.git/")
+    b = check("https://GitHub.com:443/course/lab1")
+    assert a.name == b.name == "lab1"
+    assert a.cache_url == b.cache_url == "https://github.com/course/lab1"
+
+
+def test_a_host_with_a_port_needs_that_port_in_the_allowed_list():
+    assert check("https://git.example.edu:8443/group/repo").url == "https://git.example.edu:8443/group/repo"
+    with pytest.raises(OptionError, match="not allowed here"):
+        check("https://git.example.edu/group/repo")
+    with pytest.raises(OptionError, match="not allowed here"):
+        check("https://github.com:8443/group/repo")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://github.com/o/r", "Only https"),
+        ("ext::sh -c touch% /tmp/pwned", "printable ASCII"),
+        ("file:///etc/passwd", "Only https"),
+        ("/srv/git/repo", "Only https"),
+        ("git@github.com:o/r.git", "Only https"),
+        ("ssh://github.com/o/r", "Only https"),
+        ("git://github.com/o/r", "Only https"),
+        ("-uhttps://github.com/o/r", "Only https"),
+        ("--upload-pack=touch /tmp/x", "printable ASCII"),
+        ("https://user:token@github.com/o/r", "user name or password"),
+        ("https://token@github.com/o/r", "user name or password"),
+        ("https://github.com/o/r?ref=main", "query"),
+        ("https://github.com/o/r#main", "fragment"),
+        ("https://github.com/o/r;x", "parameters"),
+        ("https://github.com/o/../../etc", "plain names"),
+        ("https://github.com/o/./r", "plain names"),
+        ("https://github.com/o/%2e%2e/r", "plain names"),
+        ("https://github.com/o\\r", "plain names"),
+        ("https://github.com//r", "plain names"),
+        ("https://github.com/.hidden/r", "plain names"),
+        ("https://github.com/-o/r", "plain names"),
+        ("https://github.com", "plain names"),
+        ("https://github.com.evil.example/o/r", "not allowed here"),
+        ("https://evil.example/github.com/o/r", "not allowed here"),
+        ("https://github.com@evil.example/o/r", "user name or password"),
+        ("https://gіthub.com/o/r", "ASCII"),  # a Cyrillic i
+        ("https://xn--gthub-n4a.com/o/r", "not allowed here"),
+        ("https://github.com/o/r\nHost: evil", "printable ASCII"),
+        ("https://github.com/o/r\x00", "printable ASCII"),
+        ("https://github.com/o r", "printable ASCII"),
+        ("https://[::1]/o/r", "not a host name"),
+        ("https://127.0.0.1/o/r", "not allowed here"),
+        ("https://github.com:99999/o/r", "not allowed here"),
+        ("https://github.com/" + "a/" * 11 + "r", "plain names"),
+        ("https://github.com/o/" + "r" * 500, "longer than"),
+    ],
+)
+def test_hostile_urls_are_refused_with_a_message(url, message):
+    with pytest.raises(OptionError, match=re.escape(message)):
+        check(url)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["main", "v1.0", "release/2026", "feature_x-2", "0123abc", "a" * 40, "HEAD", "python+3.11"],
+)
+def test_ordinary_refs_are_accepted(ref):
+    assert check_ref(ref) == ref
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "-c",
+        "--upload-pack=touch /tmp/x",
+        "main..evil",
+        "HEAD~1",
+        "HEAD^",
+        "a@{1}",
+        "refs//heads",
+        "main/",
+        "main.",
+        "main.lock",
+        ".hidden",
+        "x/.hidden",
+        "main branch",
+        "main\n",
+        "mäin",
+        "a:b",
+        "*",
+        "[ab]",
+        "\\x",
+        "a" * 201,
+    ],
+)
+def test_refs_that_git_could_read_otherwise_are_refused(ref):
+    with pytest.raises(OptionError):
+        check_ref(ref)
+
+
+def test_the_request_shape_is_checked():
+    assert POLICY.check(None) is None
+    assert POLICY.check({"url": "", "ref": ""}) is None
+    assert POLICY.check({"url": "  "}) is None
+    with pytest.raises(OptionError, match="without a repository URL"):
+        POLICY.check({"url": "", "ref": "main"})
+    with pytest.raises(OptionError, match="Unknown repository field"):
+        POLICY.check({"url": "https://github.com/o/r", "depth": 1})
+    with pytest.raises(OptionError, match="must be text"):
+        POLICY.check({"url": ["https://github.com/o/r"]})
+    with pytest.raises(OptionError, match="must be given as"):
+        POLICY.check("https://github.com/o/r")
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_either_refused_cleanly_or_a_safe_https_url(text):
+    try:
+        request = check(text)
+    except OptionError:
+        return
+    if request is None:
+        assert not text.strip()
+        return
+    assert request.url.startswith(("https://github.com/", "https://git.example.edu:8443/"))
+    assert not any(ch in request.url for ch in "@?#; \\%") and ".." not in request.url
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", request.name) and not request.name.startswith(("-", "."))
+
+
+@given(st.text(max_size=80))
+def test_any_ref_is_refused_or_cannot_be_an_option_or_a_range(ref):
+    try:
+        checked = check_ref(ref)
+    except OptionError:
+        return
+    assert not checked.startswith("-") and ".." not in checked and all(c.isascii() and c.isprintable() for c in checked)
+    assert " " not in checked and "@{" not in checked
+
+
+def test_the_cache_key_changes_with_commit_base_image_and_recipe_but_not_url_spelling():
+    a = check("https://github.com/course/lab1")
+    b = check("https://github.com/course/lab1.git/")
+    base = POLICY.builder_fingerprint("sha256:aaa")
+    assert cache_key(a, "c1", base) == cache_key(b, "c1", base)
+    assert cache_key(a, "c1", base) != cache_key(a, "c2", base)
+    assert cache_key(a, "c1", base) != cache_key(a, "c1", POLICY.builder_fingerprint("sha256:bbb"))
+    fewer_files = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
+    assert cache_key(a, "c1", base) != cache_key(a, "c1", fewer_files.builder_fingerprint("sha256:aaa"))
+    assert cache_key(a, "c1", base) != cache_key(check("https://github.com/course/lab2"), "c1", base)
+
+
+def test_image_tags_are_valid_docker_references_named_after_the_repository():
+    request = check("https://git.example.edu:8443/Group/My_Lab.git")
+    tag = image_tag(request, "0123456789abcdef" * 2 + "01234567", "f" * 64)
+    repository, version = tag.rsplit(":", 1)
+    assert repository == "formspawner-repo/git-example-edu-8443-group-my-lab"
+    assert re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", repository)
+    assert version == "0123456789ab-ffffffffffff"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"allowed_host": ["github.com"]}, "unknown key"),
+        ({"allowed_hosts": "github.com"}, "must be a list"),
+        ({"allowed_hosts": ["https://github.com"]}, "is not a lower-case host name"),
+        ({"allowed_hosts": ["GitHub.com"]}, "is not a lower-case host name"),
+        ({"allowed_hosts": ["github.com:0"]}, "is not a lower-case host name"),
+        ({"build_timeout": "15m"}, "build_timeout must be a whole number"),
+        ({"build_timeout": 5}, "at least 10"),
+        ({"build_memory": "lots"}, "build_memory must be a size"),
+        ({"build_memory": 0}, "more than zero"),
+        ({"cache_max_images": 0}, "cache_max_images"),
+        ({"cache_max_images": True}, "cache_max_images"),
+        ({"config_files": ["Dockerfile"]}, "config_files must list some of"),
+        ({"allow_private_hosts": "yes"}, "true or false"),
+    ],
+)
+def test_a_broken_policy_names_the_setting(config, message):
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        RepoPolicy.from_config(config)
+
+
+def test_policy_sizes_read_like_dockers():
+    policy = RepoPolicy.from_config({"build_memory": "512m", "max_repo_size": "1G", "build_cpus": 1})
+    assert policy.build_memory == 512 * 2**20 and policy.max_repo_size == 2**30 and policy.build_cpus == 1
+
+
+def test_private_hosts_are_refused_unless_the_policy_allows_them():
+    # localhost resolves through /etc/hosts: no network is used.
+    policy = RepoPolicy.from_config({"allowed_hosts": ["localhost:8443"]})
+    request = policy.check({"url": "https://localhost:8443/o/r"})
+    with pytest.raises(OptionError, match="private or local address"):
+        pinned_address(request, policy)
+    allowing = RepoPolicy.from_config({"allowed_hosts": ["localhost:8443"], "allow_private_hosts": True})
+    # git connects to exactly the checked address.
+    assert pinned_address(request, allowing) in ("localhost:8443:127.0.0.1", "localhost:8443:[::1]")
+
+
+def test_apt_txt_takes_package_names_only():
+    assert read_apt_packages("# tools\ngraphviz\n\nlibpq-dev  # for psycopg\ng++\n") == ["graphviz", "libpq-dev", "g++"]
+    for line in ("curl; rm -rf /", "$(id)", "-o APT::x", "pkg=1.0", "Pkg", "a b", "`id`"):
+        with pytest.raises(ValueError, match="not a Debian package name"):
+            read_apt_packages(f"ok\n{line}\n")
+    with pytest.raises(ValueError, match="more than"):
+        read_apt_packages("\n".join(f"p{i}" for i in range(201)))
+
+
+BASE = BaseImage(id="sha256:" + "a" * 64, user="1000", home="/home/jovyan", workdir="/home/jovyan")
+
+
+def test_the_recipe_installs_what_the_repository_declares_as_the_right_users():
+    dockerfile = recipe(BASE, "lab1", {"apt.txt", "requirements.txt", "postBuild"}, "binder/", ["graphviz"])
+    lines = dockerfile.splitlines()
+    assert lines[0] == f"FROM {BASE.id}"
+    apt = next(i for i, line in enumerate(lines) if "apt-get install" in line)
+    assert lines[apt - 1] == "USER root" and "graphviz" in lines[apt]
+    copy = lines.index("COPY --chown=1000 repo/ /home/jovyan/lab1/")
+    assert lines[copy + 1] == "USER 1000" and apt < copy
+    pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    post = next(i for i, line in enumerate(lines) if "postBuild" in line)
+    assert copy < pip < post and "binder/requirements.txt" in lines[pip] and "./binder/postBuild" in lines[post]
+    assert all("timeout -s KILL" in line for line in lines if line.startswith("RUN"))
+    assert lines[-1] == "USER 1000"  # the server runs as the image's user, never root
+    assert not any(line.startswith(("CMD", "ENTRYPOINT")) for line in lines)
+
+
+def test_the_recipe_skips_what_is_absent():
+    dockerfile = recipe(BASE, "lab1", set(), "", [])
+    assert "RUN" not in dockerfile and "USER root" not in dockerfile
+
+
+def test_base_image_facts_come_from_its_config_and_odd_values_are_refused():
+    info = {"Id": "sha256:x", "Config": {"User": "1000", "Env": ["HOME=/home/jovyan"], "WorkingDir": "/home/jovyan"}}
+    assert BaseImage.from_inspect(info).home == "/home/jovyan"
+    info["Config"]["User"] = "1000; RUN rm -rf /"
+    with pytest.raises(ValueError):
+        BaseImage.from_inspect(info)
+    info["Config"].update(User="1000", Env=["HOME=/home/x y"])
+    with pytest.raises(ValueError):
+        BaseImage.from_inspect(info)
+
+
+def test_read_repository_prefers_the_binder_folder_and_ignores_symlinks(tmp_path):
+    (tmp_path / "requirements.txt").write_text("ignored\n")
+    (tmp_path / "binder").mkdir()
+    (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
+    (tmp_path / "binder" / "postBuild").symlink_to("/etc/passwd")
+    (tmp_path / "binder" / "apt.txt").write_text("graphviz\n")
+    present, config_dir, packages = read_repository(tmp_path, POLICY)
+    assert config_dir == "binder/" and present == {"requirements.txt", "apt.txt"} and packages == ["graphviz"]
+    only_pip = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
+    assert read_repository(tmp_path, only_pip)[0] == {"requirements.txt"}
+    (tmp_path / "binder" / "apt.txt").write_text("graphviz; curl evil\n")
+    with pytest.raises(BuildError, match="apt.txt line 1"):
+        read_repository(tmp_path, POLICY)
+
+
+def test_build_output_is_redacted():
+    assert redact("Cloning https://user:ghp_abc@github.com/o/r") == "Cloning https://***@github.com/o/r"
+    assert "ghp_" not in redact("token ghp_" + "A" * 36)
+    assert redact("export API_TOKEN=s3cr3t now") == "export API_TOKEN=*** now"
+    assert redact("Step 3/7 : RUN pip install") == "Step 3/7 : RUN pip install"
