@@ -65,9 +65,10 @@ demo-clean: ## Remove the demo container and its Docker volume
 	-docker rm -f jupyterhub-demo
 	-docker volume rm jupyterhub-demo-docker
 
-bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn time vs stock DockerSpawner
+bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs stock DockerSpawner, repo launches
 	mkdir -p artifacts
 	$(BIN)/python benchmarks/spawn.py --out artifacts/bench-spawn.json
+	$(BIN)/python benchmarks/repo.py --out artifacts/bench-repo.json
 
 clean: ## Remove the venv and caches (images stay; see tests/env/testenv.sh)
 	rm -rf $(VENV) .cache .pytest_cache

@@ -107,11 +107,18 @@ class Hub:
         self.process = None
         self.log_path = workdir / "hub.log"
 
-    def start(self, spawner_class: str, spawner: dict, docker_settings: dict | None = None, extra: str = ""):
+    def start(
+        self,
+        spawner_class: str,
+        spawner: dict,
+        docker_settings: dict | None = None,
+        extra: str = "",
+        env: dict | None = None,
+    ):
         self.settings.update(spawner_class=spawner_class, spawner=spawner, docker=docker_settings or {}, extra=extra)
         config = self.workdir / "jupyterhub_config.py"
         config.write_text(CONFIG_TEMPLATE.format(settings=repr(json.dumps(self.settings))))
-        env = dict(os.environ, NODE_PATH="/usr/share/nodejs")
+        env = dict(os.environ, NODE_PATH="/usr/share/nodejs", **(env or {}))
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config)],
@@ -175,6 +182,22 @@ class Hub:
                 raise AssertionError(f"spawn of {name} failed:\n{self.log_text()[-3000:]}")
             time.sleep(0.5)
         raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log_text()[-3000:]}")
+
+    def progress_events(self, name: str, timeout: float = 300) -> list[dict]:
+        """The spawn page's progress stream, read to its end (ready or failed)."""
+        events = []
+        with self.api("GET", f"/users/{name}/server/progress", stream=True) as response:
+            assert response.status_code == 200, response.text
+            deadline = time.monotonic() + timeout
+            for line in response.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    events.append(event)
+                    if event.get("ready") or event.get("failed"):
+                        break
+                if time.monotonic() > deadline:
+                    break
+        return events
 
     def stop_server(self, name: str):
         response = self.api("DELETE", f"/users/{name}/server")

@@ -1,0 +1,99 @@
+"""Repository launches: time from the REST call to a ready server, in one run, for
+(a) the plain image, (b) a repository's first launch (a build), (c) the same commit again.
+
+Prints JSON with medians, p95 and the ratios to (a); the target is (c) <= 1.1 x (a).
+Uses the test environment (`make testenv`) and a Git server on loopback (the one the
+integration tests use); the repository installs a wheel it carries, so no build reaches
+PyPI. Usage:
+    python benchmarks/repo.py [--rounds 5] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from benchmarks.spawn import summary, timed_spawn  # noqa: E402
+from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, NETWORK, Hub, remove_user_containers  # noqa: E402
+from tests.integration.gitserver import GitServer, make_wheel  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    client = docker.from_env()
+    try:
+        network = client.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        network = client.networks.create(NETWORK, driver="bridge")
+    network.reload()
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-repo-"))
+    git = GitServer(workdir / "git")
+    hub = Hub(workdir, gateway)
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {
+            "images": IMAGES,
+            "env_policy": ENV_POLICY,
+            "form_options": ["image", "env", "repo"],
+            "repo_policy": {"allowed_hosts": [git.host], "allow_private_hosts": True, "build_timeout": 300},
+        },
+        {**DOCKER_SETTINGS, "prefix": "fstest-bench"},
+        env={"GIT_SSL_CAINFO": str(git.cert)},
+    )
+    plain = {"image": "minimal"}
+    repo = {"image": "minimal", "repo": {"url": git.url("fstest-bench"), "ref": "main"}}
+    samples: dict = {"plain": [], "first_launch": [], "cached": []}
+    try:
+        for round_number in range(args.rounds):
+            wheel, data = make_wheel("fsbench", f"round {round_number}")
+            # A new commit each round: its first launch builds, the second finds the image.
+            git.commit(
+                "fstest-bench",
+                {f"wheels/{wheel}": data, "requirements.txt": f"./wheels/{wheel}\n", "round.txt": str(round_number)},
+            )
+            runs = [("first_launch", repo), ("cached", repo), ("plain", plain)]
+            if round_number % 2:
+                runs = [runs[0], runs[2], runs[1]]  # alternate plain and cached order
+            for name, body in runs:
+                user = f"{name.replace('_', '')}{round_number}"
+                samples[name].append(timed_spawn(hub, user, body, timeout=400))
+                hub.stop_server(user)
+        results = {name: summary(values) for name, values in samples.items()}
+        base = results["plain"]["median_s"]
+        for name in ("first_launch", "cached"):
+            median = results[name]["median_s"]
+            results[name]["ratio_median_over_plain"] = round(median / base, 3) if base and median else None
+        results["target"] = "cached <= 1.1 x plain"
+        results["cpus"] = os.cpu_count()
+    finally:
+        hub.stop()
+        git.close()
+        remove_user_containers(client)
+        for image in client.images.list(filters={"label": "org.formspawner.repo=1"}):
+            if any("-fstest-bench:" in tag for tag in image.tags):
+                client.images.remove(image.id, force=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Repository launches with a real hub, the real Docker engine and a real Git server.
+
+The Git server is git's own smart HTTP over TLS on loopback (gitserver.py); the builds
+run in the real engine on top of the jhtest singleuser image. The packages the test
+repositories install are wheels inside the repositories, so no build reaches PyPI.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_env, container_of, remove_user_containers
+from .gitserver import GitServer, make_wheel
+
+BUILD_LABEL = "org.formspawner.repo.build"
+
+
+@pytest.fixture(scope="module")
+def git_server():
+    workdir = Path(tempfile.mkdtemp(prefix="fstest-git-"))
+    server = GitServer(workdir)
+    yield server
+    server.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def package_repo(server: GitServer, name: str, value: str) -> str:
+    wheel, data = make_wheel("fsdemo", value)
+    return server.commit(
+        name,
+        {
+            "README.md": f"# {name}\n",
+            f"wheels/{wheel}": data,
+            "requirements.txt": f"./wheels/{wheel}\n",
+            "postBuild": '#!/bin/sh\nset -e\necho "postBuild ran as $(id -un)"\nid -un > postbuild-user\n',
+        },
+        executable={"postBuild"},
+    )
+
+
+@pytest.fixture
+def repo_hub(make_hub, git_server, docker_client):
+    """A hub with the repo option, trusting the Git server's certificate."""
+
+    def start(answer_at_once=True, **policy):
+        hub = make_hub()
+        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
+        repo_policy.update(policy)
+        hub.start(
+            "formspawner.FormDockerSpawner",
+            {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
+             "repo_policy": repo_policy},
+            DOCKER_SETTINGS,
+            # Answer every spawn request at once (202), so the test reads the whole progress stream.
+            extra='c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}' if answer_at_once else "",
+            env={"GIT_SSL_CAINFO": str(git_server.cert)},
+        )  # fmt: skip
+        return hub
+
+    yield start
+    remove_user_containers(docker_client)
+    for image in docker_client.images.list(filters={"label": "org.formspawner.repo=1"}):
+        if any(re.search(r"/localhost-\d+-fstest-", tag) for tag in image.tags):
+            docker_client.images.remove(image.id, force=True)
+
+
+def repo_body(server, name, ref="main", image="minimal"):
+    return {"image": image, "repo": {"url": server.url(name), "ref": ref}}
+
+
+def run_as_user(client, user: str, command: str) -> str:
+    code, output = container_of(client, user).exec_run(["sh", "-c", command], user="1000")
+    assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def builds_logged(hub, url: str) -> int:
+    return len(re.findall(rf"Building {re.escape(url)} at ", hub.log_text()))
+
+
+def test_repo_launch_builds_once_per_commit_and_opens_in_the_repository(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    first = package_repo(git_server, "fstest-pkg", "first")
+
+    response = hub.spawn("ada", repo_body(git_server, "fstest-pkg"))
+    assert response.status_code in (201, 202), response.text
+    events = hub.progress_events("ada")
+    assert events[-1].get("ready"), events[-3:]
+    messages = [e.get("message", "") for e in events]
+    assert any("postBuild ran as jovyan" in m for m in messages), messages
+    assert any(m.startswith("Step ") for m in messages)
+
+    # The package the repository declares is importable by the user's Python, the
+    # repository sits in a folder of its name in the home, the server opens there.
+    assert run_as_user(docker_client, "ada", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "first"
+    assert run_as_user(docker_client, "ada", "cat /home/jovyan/fstest-pkg/README.md") == "# fstest-pkg"
+    assert run_as_user(docker_client, "ada", "cat /home/jovyan/fstest-pkg/postbuild-user") == "jovyan"
+    assert run_as_user(docker_client, "ada", "git -C /home/jovyan/fstest-pkg rev-parse HEAD") == first
+    env = container_env(docker_client, "ada")
+    assert env["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-pkg"
+    assert env["OMP_NUM_THREADS"] == "1"  # the other pieces still apply
+    image = container_of(docker_client, "ada").image
+    assert image.labels["org.formspawner.repo.commit"] == first
+    assert any(tag.startswith("formspawner-repo/localhost-") for tag in image.tags)
+    # The user's volume is mounted at its usual place next to the repository.
+    assert run_as_user(docker_client, "ada", "touch /home/jovyan/work/kept && echo ok") == "ok"
+    assert builds_logged(hub, git_server.url("fstest-pkg")) == 1
+
+    # The same commit again, for another user: no build at all.
+    assert hub.spawn("grace", repo_body(git_server, "fstest-pkg")).status_code in (201, 202)
+    events = hub.progress_events("grace")
+    assert events[-1].get("ready")
+    assert any("Using the existing build" in e.get("message", "") for e in events)
+    assert not any(e.get("message", "").startswith("Step ") for e in events)
+    assert container_of(docker_client, "grace").image.id == image.id
+    assert builds_logged(hub, git_server.url("fstest-pkg")) == 1
+
+    # A new commit on the branch builds anew; the old server keeps running its image.
+    second = package_repo(git_server, "fstest-pkg", "second")
+    hub.stop_server("grace")
+    assert hub.spawn("grace", repo_body(git_server, "fstest-pkg")).status_code in (201, 202)
+    hub.wait_ready("grace", timeout=300)
+    assert run_as_user(docker_client, "grace", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "second"
+    assert container_of(docker_client, "grace").image.labels["org.formspawner.repo.commit"] == second
+    assert builds_logged(hub, git_server.url("fstest-pkg")) == 2
+
+    # A plain spawn after a repository launch runs the plain image, opening as configured.
+    hub.stop_server("ada")
+    assert hub.spawn("ada", {"image": "minimal"}).status_code in (201, 202)
+    hub.wait_ready("ada")
+    assert "jhtest/singleuser:minimal" in container_of(docker_client, "ada").image.tags
+    assert container_env(docker_client, "ada").get("JUPYTERHUB_DEFAULT_URL", "/lab") != "/lab/tree/fstest-pkg"
+
+
+def test_refs_tags_and_commit_ids_resolve_to_the_same_build(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    commit = package_repo(git_server, "fstest-refs", "tagged")
+    git_server.tag("fstest-refs", "v1.0", commit)
+    for user, ref in (("r1", "v1.0"), ("r2", commit[:9]), ("r3", commit), ("r4", "")):
+        assert hub.spawn(user, repo_body(git_server, "fstest-refs", ref=ref)).status_code in (201, 202), ref
+        hub.wait_ready(user, timeout=300)
+        assert container_of(docker_client, user).image.labels["org.formspawner.repo.commit"] == commit
+    assert builds_logged(hub, git_server.url("fstest-refs")) == 1
+
+
+def test_two_users_launching_one_commit_share_one_build(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    package_repo(git_server, "fstest-shared", "shared")
+    for user in ("s1", "s2"):
+        hub.ensure_user(user)
+    results = {}
+
+    def launch(user):
+        results[user] = hub.spawn(user, repo_body(git_server, "fstest-shared")).status_code
+
+    threads = [threading.Thread(target=launch, args=(u,)) for u in ("s1", "s2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(results.values()) <= {201, 202}, results
+    for user in ("s1", "s2"):
+        hub.wait_ready(user, timeout=300)
+    assert container_of(docker_client, "s1").image.id == container_of(docker_client, "s2").image.id
+    assert builds_logged(hub, git_server.url("fstest-shared")) == 1
+
+
+def test_a_failing_build_reports_its_log_and_leaves_nothing(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    git_server.commit(
+        "fstest-broken",
+        {"postBuild": "#!/bin/sh\necho 'compiling the course material'\necho 'error: missing dataset' >&2\nexit 3\n"},
+        executable={"postBuild"},
+    )
+    leftovers_before = len(docker_client.images.list(all=True, filters={"label": BUILD_LABEL}))
+    assert hub.spawn("broken", repo_body(git_server, "fstest-broken")).status_code in (201, 202)
+    events = hub.progress_events("broken")
+    assert events[-1].get("failed"), events[-3:]
+    message = events[-1]["message"]
+    assert "The build failed" in message and "error: missing dataset" in message, message
+    assert not hub.api("GET", "/users/broken").json()["servers"]
+    assert not docker_client.containers.list(all=True, filters={"name": "fstest-broken"})
+    assert not docker_client.images.list(
+        filters={"label": f"org.formspawner.repo.url={git_server.url('fstest-broken')[:-4]}"}
+    )
+    assert len(docker_client.images.list(all=True, filters={"label": BUILD_LABEL})) == leftovers_before
+
+
+def test_unknown_refs_hosts_and_hostile_urls_are_refused_with_400(repo_hub, git_server, docker_client):
+    hub = repo_hub(answer_at_once=False)
+    package_repo(git_server, "fstest-pkg400", "x")
+    cases = {
+        "has no branch or tag": {"url": git_server.url("fstest-pkg400"), "ref": "no-such-branch"},
+        "cannot be read": {"url": git_server.url("fstest-missing")},
+        "not allowed here": {"url": "https://github.com/jupyter/notebook"},
+        "Only https": {"url": f"http://{git_server.host}/fstest-pkg400.git"},
+        "user name or password": {"url": f"https://user:secret@{git_server.host}/fstest-pkg400.git"},
+        "not a branch, tag or commit": {"url": git_server.url("fstest-pkg400"), "ref": "--upload-pack=touch /tmp/x"},
+    }
+    for expected, repo in cases.items():
+        response = hub.spawn("mallory", {"image": "minimal", "repo": repo})
+        assert response.status_code == 400, (repo, response.text)
+        assert expected in response.json()["message"], (expected, response.json())
+        assert "secret" not in response.json()["message"]
+        assert not docker_client.containers.list(all=True, filters={"name": "fstest-mallory"})
+
+
+def test_the_cache_evicts_least_recent_builds_but_never_one_in_use(repo_hub, git_server, docker_client):
+    hub = repo_hub(cache_max_images=1)
+    for name in ("fstest-c1", "fstest-c2", "fstest-c3"):
+        package_repo(git_server, name, name)
+
+    def tags_of(name):
+        url = git_server.url(name)[:-4]
+        return docker_client.images.list(filters={"label": f"org.formspawner.repo.url={url}"})
+
+    assert hub.spawn("c1", repo_body(git_server, "fstest-c1")).status_code in (201, 202)
+    hub.wait_ready("c1", timeout=300)
+    assert hub.spawn("c2", repo_body(git_server, "fstest-c2")).status_code in (201, 202)
+    hub.wait_ready("c2", timeout=300)
+    # Over the limit, but both images are in use: both stay.
+    assert tags_of("fstest-c1") and tags_of("fstest-c2")
+    hub.stop_server("c1")
+    assert hub.spawn("c3", repo_body(git_server, "fstest-c3")).status_code in (201, 202)
+    hub.wait_ready("c3", timeout=300)
+    deadline = time.monotonic() + 30
+    while tags_of("fstest-c1") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not tags_of("fstest-c1"), "the least recently launched image no longer in use is removed"
+    assert tags_of("fstest-c2"), "an image a running server uses is kept"
+    assert tags_of("fstest-c3")
+
+
+def test_a_build_may_outlast_the_start_timeout(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    # The hub's start timeout is 120 s; this one is short so a slow build would hit it.
+    hub.stop()
+    hub.settings["spawner"]["start_timeout"] = 15
+    hub.start(hub.settings["spawner_class"], hub.settings["spawner"], hub.settings["docker"],
+              env={"GIT_SSL_CAINFO": str(git_server.cert)})  # fmt: skip
+    git_server.commit("fstest-slow", {"postBuild": "#!/bin/sh\necho slow build\nsleep 25\n"}, executable={"postBuild"})
+    assert hub.spawn("slow", repo_body(git_server, "fstest-slow")).status_code in (201, 202)
+    events = hub.progress_events("slow")
+    assert events[-1].get("ready"), events[-3:]
