@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,6 +22,8 @@ from pathlib import Path
 import docker
 import pytest
 import requests
+
+from .gitserver import GitServer, make_wheel
 
 NETWORK = "jhtest-it"
 PREFIX = "fstest"
@@ -301,3 +304,61 @@ def container_env(client, user: str) -> dict[str, str]:
     assert code == 0, output
     pairs = [item.split("=", 1) for item in output.decode().split("\0") if "=" in item]
     return dict(pairs)
+
+
+# -- Repository launches: a Git server and hubs that use it ------------------------------
+ANSWER_AT_ONCE = 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n'
+LAUNCH_PAGE = (
+    "import formspawner\n"
+    "c.JupyterHub.extra_handlers = formspawner.launch_handlers()\n"
+    "c.FormDockerSpawner.launch_links = True\n"
+)
+
+
+@pytest.fixture(scope="module")
+def git_server():
+    workdir = Path(tempfile.mkdtemp(prefix="fstest-git-"))
+    server = GitServer(workdir)
+    yield server
+    server.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def package_repo(server: GitServer, name: str, value: str) -> str:
+    wheel, data = make_wheel("fsdemo", value)
+    return server.commit(
+        name,
+        {
+            "README.md": f"# {name}\n",
+            f"wheels/{wheel}": data,
+            "requirements.txt": f"./wheels/{wheel}\n",
+            "postBuild": '#!/bin/sh\nset -e\necho "postBuild ran as $(id -un)"\nid -un > postbuild-user\n',
+        },
+        executable={"postBuild"},
+    )
+
+
+@pytest.fixture
+def repo_hub(make_hub, git_server, docker_client):
+    """A hub with the repo option, trusting the Git server's certificate."""
+
+    def start(answer_at_once=True, **policy):
+        hub = make_hub()
+        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
+        repo_policy.update(policy)
+        hub.start(
+            "formspawner.FormDockerSpawner",
+            {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
+             "repo_policy": repo_policy},
+            DOCKER_SETTINGS,
+            # Answer every spawn request at once (202), so the test reads the whole progress stream.
+            extra=LAUNCH_PAGE + (ANSWER_AT_ONCE if answer_at_once else ""),
+            env={"GIT_SSL_CAINFO": str(git_server.cert)},
+        )  # fmt: skip
+        return hub
+
+    yield start
+    remove_user_containers(docker_client)
+    for image in docker_client.images.list(filters={"label": "org.formspawner.repo=1"}):
+        if any(re.search(r"/localhost-\d+-fstest-", tag) for tag in image.tags):
+            docker_client.images.remove(image.id, force=True)

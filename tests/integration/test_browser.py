@@ -3,6 +3,10 @@
 Log in, fill the spawn form, watch the progress page, land in JupyterLab, run a cell that
 prints the variable; then stop the server from the hub's home page and try a denied
 variable: the form comes back with the message and no server starts.
+Then a repository launch from the form (the build log on the progress page, JupyterLab in
+the repository's folder) and launch links: logged out, log in, confirm, land on the file;
+a link while the server runs with other options asks before restarting; a link with a
+variable is refused.
 Screenshots go to artifacts/screenshots/; the README's picture is spawn-form.png from a run.
 """
 
@@ -93,3 +97,74 @@ def test_student_spawns_from_the_form_and_sees_the_variable_in_a_kernel(docker_h
     page.screenshot(path=str(SHOTS / "refused.png"), full_page=True)
     with pytest.raises(docker.errors.NotFound):
         container_of(docker_client, "student")
+
+
+def login(page, hub, name):
+    page.fill("#username_input", name)
+    page.fill("#password_input", hub.password)
+    page.click("#login_submit")
+
+
+def test_repository_launch_from_the_form_and_from_a_launch_link(repo_hub, git_server, docker_client, browser_page):
+    page, hub = browser_page, repo_hub()
+    git_server.commit(
+        "fstest-browser",
+        {"README.md": "# Lab 1\n", "lab1.py": "print('lab one')\n",
+         "postBuild": "#!/bin/sh\necho 'preparing the course material'\nsleep 4\n"},
+        executable={"postBuild"},
+    )  # fmt: skip
+    url = git_server.url("fstest-browser")
+    hub.ensure_user("brook")
+
+    # From the form: the repository field, the copy-link helper, the build log, JupyterLab.
+    page.goto(f"{hub.url}/hub/login")
+    login(page, hub, "brook")
+    page.wait_for_url("**/hub/spawn**")
+    page.fill("#repo_url", url)
+    page.fill("#repo_ref", "main")
+    page.click("#copy-launch-link")
+    link = page.input_value("#launch-link")
+    assert link.startswith(f"{hub.url}/hub/launch?") and "image=minimal" in link and "ref=main" in link
+    assert "env" not in link and "fstest-browser.git" in link.replace("%2F", "/").replace("%3A", ":")
+    page.screenshot(path=str(SHOTS / "repo-form.png"), full_page=True)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/hub/spawn-pending/brook**")
+    expect(page.locator("#progress-log")).to_contain_text("preparing the course material", timeout=120_000)
+    page.screenshot(path=str(SHOTS / "repo-progress.png"), full_page=True)
+    page.wait_for_url("**/user/brook/lab/tree/fstest-browser**", timeout=180_000)
+    expect(page.locator(".jp-DirListing-content")).to_contain_text("lab1.py", timeout=90_000)
+    page.screenshot(path=str(SHOTS / "repo-jupyterlab.png"))
+    hub.stop_server("brook")
+
+    # A launch link opened while logged out: log in, confirm, land on the file.
+    page.context.clear_cookies()
+    page.goto(link.replace("image=minimal", "image=scipy") + "&path=lab1.py")
+    page.wait_for_url("**/hub/login**")
+    login(page, hub, "brook")
+    page.wait_for_url("**/hub/launch**")
+    expect(page.locator("#launch-requested")).to_contain_text(url)
+    expect(page.locator("#launch-requested")).to_contain_text("SciPy")
+    page.screenshot(path=str(SHOTS / "launch-confirm.png"), full_page=True)
+    assert not hub.api("GET", "/users/brook").json()["servers"], "nothing starts before the click"
+    page.click("#launch-start")
+    page.wait_for_url("**/user/brook/lab/tree/fstest-browser/lab1.py**", timeout=180_000)
+    base = container_of(docker_client, "brook").image.labels["org.formspawner.repo.base"]
+    assert base == docker_client.images.get("jhtest/singleuser:scipy").id
+    first = container_of(docker_client, "brook").id
+
+    # Another link while that server runs: the page says so, and only the click restarts it.
+    page.goto(f"{hub.url}/hub/launch?image=minimal")
+    expect(page.locator("#launch-current")).to_contain_text(url)
+    expect(page.locator("#launch-requested")).to_contain_text("Minimal Python")
+    assert container_of(docker_client, "brook").id == first
+    page.screenshot(path=str(SHOTS / "launch-running.png"), full_page=True)
+    page.click("#launch-start")
+    page.wait_for_url("**/user/brook/**", timeout=180_000)
+    assert container_of(docker_client, "brook").id != first
+    assert "jhtest/singleuser:minimal" in container_of(docker_client, "brook").image.tags
+
+    # A link that tries to set a variable is refused, and offers no button.
+    page.goto(f"{hub.url}/hub/launch?image=minimal&env=PIP_INDEX_URL%3Dhttps://evil.example")
+    expect(page.locator("#launch-error")).to_contain_text("A link cannot set 'env'")
+    expect(page.locator("#launch-start")).to_have_count(0)
+    assert "jhtest/singleuser:minimal" in container_of(docker_client, "brook").image.tags

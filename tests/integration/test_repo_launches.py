@@ -8,67 +8,14 @@ repositories install are wheels inside the repositories, so no build reaches PyP
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-import pytest
+import requests
 
-from .conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_env, container_of, remove_user_containers
-from .gitserver import GitServer, make_wheel
+from .conftest import container_env, container_of, package_repo
 
 BUILD_LABEL = "org.formspawner.repo.build"
-
-
-@pytest.fixture(scope="module")
-def git_server():
-    workdir = Path(tempfile.mkdtemp(prefix="fstest-git-"))
-    server = GitServer(workdir)
-    yield server
-    server.close()
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def package_repo(server: GitServer, name: str, value: str) -> str:
-    wheel, data = make_wheel("fsdemo", value)
-    return server.commit(
-        name,
-        {
-            "README.md": f"# {name}\n",
-            f"wheels/{wheel}": data,
-            "requirements.txt": f"./wheels/{wheel}\n",
-            "postBuild": '#!/bin/sh\nset -e\necho "postBuild ran as $(id -un)"\nid -un > postbuild-user\n',
-        },
-        executable={"postBuild"},
-    )
-
-
-@pytest.fixture
-def repo_hub(make_hub, git_server, docker_client):
-    """A hub with the repo option, trusting the Git server's certificate."""
-
-    def start(answer_at_once=True, **policy):
-        hub = make_hub()
-        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
-        repo_policy.update(policy)
-        hub.start(
-            "formspawner.FormDockerSpawner",
-            {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
-             "repo_policy": repo_policy},
-            DOCKER_SETTINGS,
-            # Answer every spawn request at once (202), so the test reads the whole progress stream.
-            extra='c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}' if answer_at_once else "",
-            env={"GIT_SSL_CAINFO": str(git_server.cert)},
-        )  # fmt: skip
-        return hub
-
-    yield start
-    remove_user_containers(docker_client)
-    for image in docker_client.images.list(filters={"label": "org.formspawner.repo=1"}):
-        if any(re.search(r"/localhost-\d+-fstest-", tag) for tag in image.tags):
-            docker_client.images.remove(image.id, force=True)
 
 
 def repo_body(server, name, ref="main", image="minimal"):
@@ -249,3 +196,78 @@ def test_a_build_may_outlast_the_start_timeout(repo_hub, git_server, docker_clie
     assert hub.spawn("slow", repo_body(git_server, "fstest-slow")).status_code in (201, 202)
     events = hub.progress_events("slow")
     assert events[-1].get("ready"), events[-3:]
+
+
+# -- Launch links (/hub/launch) -------------------------------------------------------
+
+
+def xsrf_of(page: str) -> str:
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page)
+    assert match, page[:2000]
+    return match.group(1)
+
+
+def test_a_launch_link_asks_first_then_starts_the_repository_at_the_file(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    commit = package_repo(git_server, "fstest-link", "linked")
+    hub.ensure_user("lena")
+    query = {"image": "scipy", "repo": git_server.url("fstest-link"), "ref": "main", "path": "README.md"}
+
+    # Logged out, the link leads to the login page and comes back after it.
+    anonymous = requests.get(f"{hub.url}/hub/launch", params=query, allow_redirects=False)
+    assert anonymous.status_code == 302 and "/hub/login" in anonymous.headers["Location"]
+    assert "launch" in anonymous.headers["Location"]
+    session = hub.login("lena")
+    page = session.get(f"{hub.url}/hub/launch", params=query)
+    assert page.status_code == 200 and "Start your server from this link?" in page.text
+    assert git_server.url("fstest-link") in page.text and "SciPy" in page.text and "README.md" in page.text
+    assert not hub.api("GET", "/users/lena").json()["servers"], "a link alone starts nothing"
+
+    # Without the page's XSRF token (a cross-site form), nothing starts either.
+    forged = session.post(f"{hub.url}/hub/launch", params=query, allow_redirects=False)
+    assert forged.status_code == 403
+    assert not hub.api("GET", "/users/lena").json()["servers"]
+
+    started = session.post(
+        f"{hub.url}/hub/launch", params=query, data={"_xsrf": xsrf_of(page.text)}, allow_redirects=False
+    )
+    assert started.status_code == 302 and "spawn-pending" in started.headers["Location"]
+    hub.wait_ready("lena", timeout=300)
+    container = container_of(docker_client, "lena")
+    assert container.image.labels["org.formspawner.repo.commit"] == commit
+    assert container.image.labels["org.formspawner.repo.base"] == docker_client.images.get("jhtest/singleuser:scipy").id
+    assert container_env(docker_client, "lena")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-link/README.md"
+
+    # The same link again opens the running server.
+    again = session.get(f"{hub.url}/hub/launch", params=query, allow_redirects=False)
+    assert again.status_code == 302 and again.headers["Location"].endswith("/user/lena/")
+
+    # Another link while it runs: the page says so; only the user's click restarts it.
+    other = {"image": "minimal"}
+    page = session.get(f"{hub.url}/hub/launch", params=other)
+    assert "Your server is already running" in page.text and "Stop my server and start this one" in page.text
+    assert container_of(docker_client, "lena").id == container.id
+    restarted = session.post(
+        f"{hub.url}/hub/launch", params=other, data={"_xsrf": xsrf_of(page.text)}, allow_redirects=False
+    )
+    assert restarted.status_code == 302, restarted.text[:500]
+    hub.wait_ready("lena")
+    assert container_of(docker_client, "lena").id != container.id
+    assert "jhtest/singleuser:minimal" in container_of(docker_client, "lena").image.tags
+
+
+def test_links_never_carry_variables_and_spawn_links_only_fill_the_form(repo_hub, git_server):
+    hub = repo_hub()
+    hub.ensure_user("otto")
+    session = hub.login("otto")
+    refused = session.get(
+        f"{hub.url}/hub/launch", params={"repo": git_server.url("fstest-link"), "env": "PYTHONPATH=/tmp/evil"}
+    )
+    assert refused.status_code == 400 and "A link cannot set" in refused.text and "Launch</button>" not in refused.text
+    # JupyterHub's own spawn links (?opt-NAME=value) show the form filled in, with a notice.
+    link = {"opt-image": "scipy", "opt-repo": git_server.url("fstest-link"), "opt-ref": "v9"}
+    spawn = session.get(f"{hub.url}/hub/spawn", params=link)
+    assert spawn.status_code == 200 and "A launch link asks to start your server" in spawn.text
+    assert f'value="{git_server.url("fstest-link")}"' in spawn.text and 'value="v9"' in spawn.text
+    assert 'id="copy-launch-link"' in spawn.text
+    assert not hub.api("GET", "/users/otto").json()["servers"]

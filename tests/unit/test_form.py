@@ -87,6 +87,16 @@ def test_no_javascript_is_needed_to_submit():
     assert 'name="image"' in html and 'name="env"' in html
 
 
+def test_the_launch_link_helper_takes_image_and_repository_never_env():
+    options = OptionSet.from_config(["image", "env", "repo"], IMAGES, POLICY, {"allowed_hosts": ["github.com"]})
+    html = render_form(options, {}, [], launch_url="/hub/launch")
+    assert Inputs(html).scripts == 1 and 'id="copy-launch-link"' in html
+    assert '"/hub/launch"' in html  # data reaches the script through |tojson only
+    assert '"param": "repo"' in html and '"param": "image"' in html
+    assert 'name=env' not in html.split("<script>")[1] and '"env"' not in html.split("<script>")[1]
+    assert 'id="copy-launch-link"' not in render_form(options, {}, [])  # no helper without the launch page
+
+
 def test_text_that_did_not_parse_is_shown_again_as_typed_without_secret_lines():
     html = render_form(OPTIONS, {"image": "scipy", "env": "GOOD=1\nNOEQUALS\nDB_PASSWORD=hunter2"}, [])
     form = Inputs(html)

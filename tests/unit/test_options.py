@@ -158,9 +158,39 @@ def test_repo_form_fields_become_the_rest_api_body_and_empty_means_no_build():
     assert empty == {"image": "scipy"} and REPO_OPTIONS.check(empty, [])["repo"] is None
 
 
-def test_a_link_cannot_start_a_repository_build_yet():
-    with pytest.raises(OptionError, match="A link cannot set 'repo'"):
-        REPO_OPTIONS.check({"repo": {"url": "https://github.com/o/r"}}, [], from_link=True)
+def test_a_link_names_image_repository_ref_and_file_to_open():
+    link = REPO_OPTIONS.from_query(
+        {"image": ["scipy"], "repo": ["https://github.com/course/lab1"], "ref": ["main"], "path": ["week 1/lab.ipynb"]}
+    )
+    assert link == {
+        "image": "scipy",
+        "repo": {"url": "https://github.com/course/lab1", "ref": "main", "path": "week 1/lab.ipynb"},
+    }
+    checked = REPO_OPTIONS.check(link, [], from_link=True)
+    assert checked["image"].name == "scipy" and checked["repo"].path == "week 1/lab.ipynb"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"env": ["PIP_INDEX_URL=https://evil"]}, "Unknown option 'env'"),
+        ({"ref": ["main"]}, "no repository"),
+        ({"repo": ["https://github.com/o/r"], "path": ["../../etc/passwd"]}, "not a path inside the repository"),
+        ({"repo": ["https://github.com/o/r"], "ref": ["--upload-pack=x"]}, "not a branch, tag or commit"),
+        ({"repo": ["http://github.com/o/r"]}, "Only https"),
+        ({"cmd": ["sh"]}, "Unknown option 'cmd'"),
+        ({"image": ["docker.io/evil/image"]}, "Unknown image"),
+    ],
+)
+def test_bad_links_are_refused_with_a_message(query, message):
+    with pytest.raises(OptionError, match=re.escape(message)):
+        REPO_OPTIONS.check(REPO_OPTIONS.from_query(query), [], from_link=True)
+
+
+def test_a_link_can_never_set_environment_variables_even_when_the_env_option_is_on():
+    options = OptionSet.from_config(["image", "env", "repo"], IMAGES, POLICY, {})
+    with pytest.raises(OptionError, match="A link cannot set 'env'"):
+        options.check(options.from_query({"repo": ["https://github.com/o/r"], "env": ["A=1"]}), [], from_link=True)
 
 
 def test_repo_needs_a_container_spawner_and_its_policy_is_checked_when_off():

@@ -121,3 +121,30 @@ def test_only_a_repository_start_gets_the_longer_start_timeout(monkeypatch):
     spawner.image, spawner.default_url = "formspawner-repo/github-com-o-r:abc", "/lab/tree/r"
     asyncio.run(apply(spawner, {"image": "a"}))
     assert (spawner.start_timeout, spawner.image, spawner.default_url, spawner.repo_request) == (60, "x", "/lab", None)
+
+
+def test_a_spawn_link_comes_back_as_the_filled_in_form_and_starts_nothing():
+    import asyncio
+    from types import SimpleNamespace
+
+    from jupyterhub.spawner import SpawnException
+
+    from formspawner.errors import LaunchConfirmation
+
+    spawner = FormDockerSpawner(
+        user=SimpleNamespace(name="ada", groups=[]),
+        images=[{"name": "a", "image": "x", "display_name": "<script>alert(1)</script>"}],
+        form_options=["image", "env", "repo"],
+        repo_policy={"allowed_hosts": ["github.com"]},
+    )
+    with pytest.raises(LaunchConfirmation):
+        spawner.options_from_query({"image": ["a"], "repo": ["https://github.com/course/lab1"], "ref": ["v2"]})
+    # The form shown with it is filled in from the link; Start submits it as a form.
+    form = asyncio.run(spawner.get_options_form())
+    assert 'value="https://github.com/course/lab1"' in form and 'value="v2"' in form
+    notice = form.split('id="formspawner-link-notice"')[1].split("</div>")[0]
+    assert "&lt;script&gt;" in notice and "<script>" not in notice
+    assert "<code>https://github.com/course/lab1</code>" in notice and "<code>v2</code>" in notice
+    assert 'id="formspawner-link-notice"' not in asyncio.run(spawner.get_options_form())  # shown once
+    with pytest.raises(SpawnException, match="A link cannot set 'env'"):
+        spawner.options_from_query({"env": ["PYTHONPATH=/tmp/evil"]})

@@ -11,6 +11,7 @@ from .images import ImageCatalog, ImageChoice
 from .options import OptionSet
 
 _SPAWNERS = ("FormDockerSpawner", "FormLocalProcessSpawner", "FormOptionsMixin")
+_LAUNCH = ("LaunchHandler", "launch_handlers")
 
 __all__ = [
     "BUILTIN_DENIED",
@@ -22,6 +23,7 @@ __all__ = [
     "PolicyError",
     "parse_env_text",
     *_SPAWNERS,
+    *_LAUNCH,
 ]
 
 
@@ -30,4 +32,8 @@ def __getattr__(name):
         from . import spawner
 
         return getattr(spawner, name)
+    if name in _LAUNCH:
+        from . import launch
+
+        return getattr(launch, name)
     raise AttributeError(f"module 'formspawner' has no attribute {name!r}")

@@ -324,6 +324,8 @@ def run_build(
             labels=labels,
             buildargs={"FORMSPAWNER_DEADLINE": str(int(deadline)), "FORMSPAWNER_BUILD": key},
             container_limits=limits,
+            # A step may print nothing for a long time (compiling); the deadline bounds it.
+            timeout=policy.build_timeout + 60,
         )
         pending = ""
         for event in stream:

@@ -37,6 +37,19 @@ def as_http_error(error: OptionError):
     return http_error
 
 
+class LaunchConfirmation(Exception):
+    """Not an error: a launch link's options, shown on the spawn form for the user to start.
+
+    The form itself shows what the link asks for (escaped by the form's template);
+    JupyterHub shows no error above it, as the message is empty.
+    """
+
+    jupyterhub_message = ""
+
+    def __init__(self):
+        super().__init__("a launch link's options are shown on the form for the user to start")
+
+
 def describe(value: object, limit: int = 40) -> str:
     """A short, printable rendering of user input for an error message."""
     text = value if isinstance(value, str) else type(value).__name__

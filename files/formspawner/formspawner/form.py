@@ -14,10 +14,49 @@ _templates = Environment(
 )
 
 
-def render_form(option_set, previous: Mapping, groups: Sequence[str]) -> str:
-    """The form's inner HTML (JupyterHub wraps it in its own <form> and Start button)."""
+# The form fields a launch link carries (never env), and their names in the link.
+_LINK_FIELDS = {
+    "image": [{"selector": "input[name=image]:checked", "param": "image"}],
+    "repo": [
+        {"selector": "#repo_url", "param": "repo"},
+        {"selector": "#repo_ref", "param": "ref"},
+        {"selector": "#repo_path", "param": "path"},
+    ],
+}
+
+
+def link_summary(checked: Mapping) -> list[tuple[str, str]]:
+    """What a launch link asks for, as (label, value) rows for a person to read."""
+    rows = []
+    image = checked.get("image")
+    if image is not None:
+        rows.append(("Image", image.display_name))
+    repo = checked.get("repo")
+    if repo is not None:
+        rows.append(("Repository", repo.url))
+        rows.append(("Ref", "default branch" if repo.ref == "HEAD" else repo.ref))
+        if repo.path:
+            rows.append(("Opens", repo.path))
+    return rows or [("Options", "the defaults")]
+
+
+def render_form(
+    option_set,
+    previous: Mapping,
+    groups: Sequence[str],
+    launch_url: str | None = None,
+    link: list[tuple[str, str]] | None = None,
+) -> str:
+    """The form's inner HTML (JupyterHub wraps it in its own <form> and Start button).
+
+    With `launch_url`, a "Copy launch link" helper builds a link to the chosen image and
+    repository (the only script: the form itself submits without JavaScript).
+    """
     pieces = [
         {"key": p.key, "template": p.template, **p.form_context(previous, groups)}
         for p in option_set.pieces
     ]
-    return _templates.get_template("form.html").render(pieces=pieces)
+    link_keys = [field for p in option_set.pieces if p.from_links for field in _LINK_FIELDS.get(p.key, [])]
+    return _templates.get_template("form.html").render(
+        pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link
+    )

@@ -98,15 +98,14 @@ class RepoOption:
     policy: RepoPolicy
     key: str = "repo"
     template: str = "repo.html"
-    # Until launch links ask the user to confirm a build, a link cannot start one.
-    from_links: bool = False
+    # Links may name a repository; nothing is built before the user confirms (launch.py).
+    from_links: bool = True
 
     def from_form(self, form: Mapping[str, list[str]]) -> Any:
-        url = (form.get("repo_url") or [""])[0]
-        ref = (form.get("repo_ref") or [""])[0]
-        if not url.strip() and not ref.strip():
+        fields = {key: (form.get(f"repo_{key}") or [""])[0] for key in ("url", "ref", "path")}
+        if not any(value.strip() for value in fields.values()):
             return ABSENT
-        return {"url": url, "ref": ref}
+        return {key: value for key, value in fields.items() if value or key != "path"}
 
     def check(self, value: Any, groups: Sequence[str]) -> RepoRequest | None:
         return None if value is ABSENT else self.policy.check(value)
@@ -117,16 +116,19 @@ class RepoOption:
     def form_context(self, previous: Mapping, groups: Sequence[str]) -> dict:
         current = previous.get(self.key)
         current = current if isinstance(current, Mapping) else {}
-        url, ref = current.get("url"), current.get("ref")
+        url, ref, path = current.get("url"), current.get("ref"), current.get("path")
         return {
             "url": url if isinstance(url, str) else "",
             "ref": ref if isinstance(ref, str) and ref != "HEAD" else "",
+            "path": path if isinstance(path, str) else "",
             "hosts": self.policy.allowed_hosts,
             "files": self.policy.config_files,
         }
 
 
 PIECES = ("image", "env", "repo")
+# How a launch link names the repository's fields (Binder-like: ?repo=URL&ref=main&path=lab.ipynb).
+LINK_REPO_KEYS = {"repo": "url", "ref": "ref", "path": "path"}
 
 
 @dataclass
@@ -205,12 +207,22 @@ class OptionSet:
         return options
 
     def from_query(self, query: Mapping[str, list[str]]) -> dict:
-        """Launch-link options: single values only, as they come in a URL."""
-        options = {}
+        """Launch-link options, as they come in a URL: `image`, and `repo` with `ref` and
+        `path` (a file to open). Single values only; any other key is passed on for
+        check() to refuse by name."""
+        options: dict = {}
+        repo: dict = {}
         for key, values in query.items():
             if isinstance(values, (list, tuple)):
                 if len(values) != 1:
                     raise OptionError(f"The link gives {describe(key)} more than once.")
                 values = values[0]
-            options[key] = values
+            if key in LINK_REPO_KEYS and isinstance(values, str):
+                repo[LINK_REPO_KEYS[key]] = values
+            else:
+                options[key] = values
+        if repo:
+            if "url" not in repo:
+                raise OptionError("The link gives a ref or path but no repository (repo=https://...).")
+            options["repo"] = repo
         return options

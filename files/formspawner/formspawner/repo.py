@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from .errors import OptionError, PolicyError, describe
@@ -37,11 +37,12 @@ POLICY_KEYS = {
     "resolve_timeout",
     "max_repo_size",
 }
-REQUEST_KEYS = {"url", "ref"}
+REQUEST_KEYS = {"url", "ref", "path"}
 MAX_URL_LENGTH = 400
 MAX_REF_LENGTH = 200
 MAX_PATH_SEGMENTS = 10
 MAX_APT_PACKAGES = 200
+MAX_OPEN_PATH_LENGTH = 255
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -89,6 +90,8 @@ class RepoRequest:
     host: str
     port: int
     name: str
+    # A file or folder inside the repository to open (e.g. a notebook), or "".
+    path: str = ""
 
     @property
     def cache_url(self) -> str:
@@ -96,7 +99,10 @@ class RepoRequest:
         return self.url[: -len(".git")] if self.url.endswith(".git") else self.url
 
     def as_options(self) -> dict:
-        return {"url": self.url, "ref": self.ref}
+        options = {"url": self.url, "ref": self.ref}
+        if self.path:
+            options["path"] = self.path
+        return options
 
 
 @dataclass(frozen=True)
@@ -162,16 +168,17 @@ class RepoPolicy:
         unknown = sorted(map(str, set(value) - REQUEST_KEYS))
         if unknown:
             raise OptionError(f"Unknown repository field {describe(unknown[0])}: use 'url' and 'ref'.")
-        url, ref = value.get("url"), value.get("ref")
-        for field, text in (("URL", url), ("ref", ref)):
+        url, ref, path = value.get("url"), value.get("ref"), value.get("path")
+        for field, text in (("URL", url), ("ref", ref), ("path", path)):
             if text is not None and not isinstance(text, str):
                 raise OptionError(f"The repository {field} must be text, not {describe(text)}.")
-        url, ref = (url or "").strip(), (ref or "").strip()
+        url, ref, path = (url or "").strip(), (ref or "").strip(), (path or "").strip()
         if not url:
-            if ref:
-                raise OptionError("A ref was given without a repository URL.")
+            if ref or path:
+                raise OptionError("A ref or path was given without a repository URL.")
             return None
-        return self.check_url(url, ref or "HEAD")
+        request = self.check_url(url, ref or "HEAD")
+        return replace(request, path=check_open_path(path)) if path else request
 
     def check_url(self, url: str, ref: str) -> RepoRequest:
         if len(url) > MAX_URL_LENGTH:
@@ -238,6 +245,24 @@ def check_ref(ref: str) -> str:
             "'+' and '/', not starting with '-' and without '..'."
         )
     return ref
+
+
+def check_open_path(path: str) -> str:
+    """A path inside the repository to open, as a launch link names a notebook."""
+    path = path.strip("/")
+    parts = path.split("/")
+    bad = (
+        len(path) > MAX_OPEN_PATH_LENGTH
+        or not path.isprintable()
+        or "\\" in path
+        or any(part in ("", ".", "..") for part in parts)
+    )
+    if bad:
+        raise OptionError(
+            f"{describe(path)} is not a path inside the repository: use names separated by '/', "
+            "without '..' or backslashes."
+        )
+    return path
 
 
 def is_commit_id(ref: str) -> bool:

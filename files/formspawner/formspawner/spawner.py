@@ -8,16 +8,17 @@ import hashlib
 import inspect
 import json
 import re
+from urllib.parse import quote
 
 import docker.errors
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Dict, HasTraits, List, Unicode, default, observe, validate
+from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
 
 from . import build
 from .env import merge_environment
-from .errors import OptionError, as_http_error
-from .form import render_form
+from .errors import LaunchConfirmation, OptionError, as_http_error
+from .form import link_summary, render_form
 from .options import OptionSet
 from .repo import IMAGE_REPOSITORY, BaseImage, cache_key, image_tag
 
@@ -75,6 +76,13 @@ class FormOptionsMixin(HasTraits):
 
     form_env = Dict(
         help="The user's variables (defaults or user values, then fixed) applied at the last start.",
+    )
+
+    launch_links = Bool(
+        False,
+        config=True,
+        help="""Offer a "Copy launch link" helper on the form, pointing at /hub/launch.
+        Needs formspawner's launch page: c.JupyterHub.extra_handlers = formspawner.launch_handlers().""",
     )
 
     repo_request = None
@@ -153,9 +161,14 @@ class FormOptionsMixin(HasTraits):
         if not previous:
             orm = getattr(self, "orm_spawner", None)
             previous = (orm.user_options if orm is not None else None) or self.user_options or {}
-        return render_form(option_set, previous, self._user_groups())
+        launch_url = None
+        if self.launch_links and getattr(self, "hub", None) is not None:
+            launch_url = self.hub.base_url.rstrip("/") + "/launch"
+        link, self._pending_link = self._pending_link, None
+        return render_form(option_set, previous, self._user_groups(), launch_url, link)
 
     _pending_form_input = None
+    _pending_link = None
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -180,6 +193,16 @@ class FormOptionsMixin(HasTraits):
         return options
 
     def options_from_query(self, query_data):
+        """A link to /hub/spawn with options never starts anything by itself: the form
+        comes back filled in from the link, and the user's own Start button submits it
+        (a page someone else controls must not spawn or build for a user)."""
+        options = self.link_options(query_data)
+        self._pending_form_input = options
+        self._pending_link = link_summary(self.check_options(options, from_link=True))
+        raise LaunchConfirmation()
+
+    def link_options(self, query_data) -> dict:
+        """Options from a launch link's query, checked as links are (no env); 400 otherwise."""
         try:
             options = self.option_set.from_query(query_data)
         except OptionError as error:
@@ -308,7 +331,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await asyncio.to_thread(_launch_record(self.repo_cache_file).touch, tag)
         self.image = tag
         self.notebook_dir = base.home
-        self.default_url = f"/lab/tree/{folder}"
+        self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
 
     async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
         job = _builds.get(tag)

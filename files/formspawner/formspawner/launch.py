@@ -1,0 +1,132 @@
+"""The launch page: /hub/launch?image=NAME&repo=URL&ref=REF&path=FILE, for course pages.
+
+A link only describes what to start. The page checks it (the same rules as the form and
+the REST API, as links: never environment variables), shows it, and starts nothing until
+the user presses its button (a POST with JupyterHub's XSRF token). If the user's server
+is already running with other options, the page says so and offers to stop it and
+start the requested one; it never restarts a server on its own.
+
+Registered in jupyterhub_config.py with
+    c.JupyterHub.extra_handlers = formspawner.launch_handlers()
+(JupyterHub serves it under the hub's prefix, /hub/launch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib import resources
+
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from .errors import OptionError
+from .form import link_summary
+
+# Rendered by the hub's own Jinja environment (autoescaping, page.html as the frame).
+PAGE = resources.files("formspawner").joinpath("templates/launch.html").read_text()
+
+
+def launch_handlers() -> list:
+    """What jupyterhub_config.py adds to c.JupyterHub.extra_handlers."""
+    return [(r"/launch", LaunchHandler)]
+
+
+def _message(error: web.HTTPError) -> str:
+    text = getattr(error, "jupyterhub_message", None) or error.log_message or "Bad request"
+    return text % error.args if error.args and "%" in text else text
+
+
+class LaunchHandler(BaseHandler):
+    """GET shows what a link asks for; POST (the user's own click) starts it."""
+
+    def _query(self) -> dict:
+        query = {}
+        for key, values in self.request.query_arguments.items():
+            if key == "_xsrf":
+                continue
+            # JupyterHub's own /hub/spawn links prefix options with `opt-`: accept both.
+            query[key.removeprefix("opt-")] = [v.decode("utf8", "replace") for v in values]
+        return query
+
+    async def _render(self, status: int = 200, **ns) -> None:
+        template = self.settings["jinja2_env"].from_string(PAGE)
+        namespace = dict(self.template_namespace, xsrf_token=self.xsrf_token.decode("ascii"))
+        namespace.update(ns)
+        self.set_status(status)
+        self.finish(await template.render_async(**namespace))
+
+    def _checked(self, spawner):
+        """(link options, checked values), or an HTTP 400 error naming the problem."""
+        options = spawner.link_options(self._query())
+        return options, spawner.option_set.check(options, spawner._user_groups(), from_link=True)
+
+    def _same_as_running(self, spawner, options: dict) -> bool:
+        try:
+            current = spawner.option_set.check(spawner.user_options or {}, spawner._user_groups())
+            wanted = spawner.option_set.check(options, spawner._user_groups(), from_link=True)
+        except OptionError:
+            return False
+        return all(current.get(key) == wanted.get(key) for key in ("image", "repo"))
+
+    @web.authenticated
+    async def get(self):
+        user = self.current_user
+        spawner = user.spawners[""]
+        try:
+            options, checked = self._checked(spawner)
+        except web.HTTPError as error:
+            message = _message(error)
+            return await self._render(400, heading="This launch link cannot be used", error=message)
+        requested = link_summary(checked)
+        builds = checked.get("repo") is not None
+        if spawner.active:
+            if spawner.ready and self._same_as_running(spawner, options):
+                return self.redirect(user.server_url(""))
+            try:
+                current = link_summary(spawner.option_set.check(spawner.user_options or {}, spawner._user_groups()))
+            except OptionError:
+                current = [("Options", "no longer allowed by this hub")]
+            return await self._render(
+                heading="Your server is already running",
+                current=current,
+                requested=requested,
+                builds=builds,
+                action=self.request.uri,
+                server_url=user.server_url(""),
+                button="Stop my server and start this one",
+            )
+        await self._render(
+            heading="Start your server from this link?",
+            requested=requested,
+            builds=builds,
+            action=self.request.uri,
+            button="Launch",
+        )
+
+    @web.authenticated
+    async def post(self):
+        user = self.current_user
+        spawner = user.spawners[""]
+        try:
+            options, _ = self._checked(spawner)
+        except web.HTTPError as error:
+            message = _message(error)
+            return await self._render(400, heading="This launch link cannot be used", error=message)
+        if spawner.pending:
+            return await self._render(
+                409, heading="Your server is busy", error=f"Your server is {spawner.pending}; try again in a moment."
+            )
+        if spawner.active:
+            # The user pressed "Stop my server and start this one" on this page.
+            await self.stop_single_user(user, "")
+            deadline = time.monotonic() + 120
+            while (spawner.active or spawner.pending) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        try:
+            await self.spawn_single_user(user, "", options=options)
+        except web.HTTPError as error:
+            message = _message(error)
+            return await self._render(error.status_code, heading="Your server could not start", error=message)
+        self.redirect(url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name))
