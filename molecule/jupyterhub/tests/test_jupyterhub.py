@@ -147,6 +147,28 @@ def test_refused_spawns_get_400_and_leave_no_container(host, body, message):
     assert host.run("docker inspect jupyter-mallory").rc != 0
 
 
+def test_a_repository_launch_builds_on_the_target_and_opens_in_the_repository(host):
+    """The deployed hub (git from the role, its sandboxed unit, the CA from inventory)
+    resolves, fetches and builds a repository from the Git server the side effect runs."""
+    ensure_user(host, "carol")
+    body = {"image": "minimal", "repo": {"url": "https://localhost:8443/course.git", "ref": "main"}}
+    status, answer = api(host, "POST", "/users/carol/server", body)
+    assert status in (201, 202), answer
+    wait_ready(host, "carol", timeout=400)
+    run = "docker exec --user 1000 jupyter-carol"
+    assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
+    assert host.check_output(f"{run} cat /home/jovyan/course/built-by-postbuild") == "postBuild"
+    assert container_env(host, "carol")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/course"
+    assert host.file("/var/lib/jupyterhub/formspawner-repo-cache.json").exists
+    # A missing branch is refused before anything starts.
+    ensure_user(host, "dave")
+    status, answer = api(
+        host, "POST", "/users/dave/server", {"repo": {"url": "https://localhost:8443/course.git", "ref": "nope"}}
+    )
+    assert status == 400 and "no branch or tag named 'nope'" in answer["message"]
+    assert api(host, "DELETE", "/users/carol/server")[0] in (202, 204)
+
+
 def test_user_containers_cannot_reach_each_other(host):
     ensure_user(host, "bob")
     api(host, "POST", "/users/bob/server", {"image": "minimal"})
@@ -165,6 +187,54 @@ def test_user_containers_cannot_reach_each_other(host):
         f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' https://localhost/user/alice/api/status"
     )
     assert status == "200"
+
+
+def test_users_containers_are_confined_as_seen_from_inside(host):
+    wait_ready(host, "alice")
+    status = host.check_output("docker exec --user 1000 jupyter-alice cat /proc/1/status")
+    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())}
+    assert int(fields["CapBnd"], 16) == 0, "no capability can be gained, even by root in the container"
+    assert int(fields["CapEff"], 16) == 0
+    assert fields["NoNewPrivs"] == "1"
+    # A root shell in the container has no capabilities either: it cannot chown another's file.
+    assert host.run("docker exec --user 0 jupyter-alice chown 0 /home/jovyan/work").rc != 0
+    for socket_path in ("/var/run/docker.sock", "/run/docker.sock"):
+        assert host.run(f"docker exec jupyter-alice test -e {socket_path}").rc != 0
+    host_config = json.loads(host.check_output("docker inspect --format '{{json .HostConfig}}' jupyter-alice"))
+    assert host_config["PidsLimit"] == 256 and host_config["Memory"] == 2**30
+    # A fork bomb (bounded, so the test cleans up) stops at the limit; the server lives on.
+    bomb = (
+        "import subprocess\n"
+        "procs = []\n"
+        "try:\n"
+        "    for _ in range(1000): procs.append(subprocess.Popen(['sleep', '60']))\n"
+        "except OSError as error: print('stopped', len(procs), error.errno)\n"
+        "for p in procs: p.kill()\n"
+    )
+    out = host.run(f"docker exec -i --user 1000 jupyter-alice python3 - <<'EOF'\n{bomb}EOF").stdout
+    assert out.startswith("stopped") and int(out.split()[1]) < 256, out
+    status = host.check_output(
+        f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' https://localhost/user/alice/api/status"
+    )
+    assert status == "200"
+    # Shared course data is readable and read-only, for root in the container too.
+    assert host.check_output("docker exec jupyter-alice cat /home/jovyan/shared/syllabus.txt") == "week 1"
+    assert host.run("docker exec --user 0 jupyter-alice touch /home/jovyan/shared/x").rc != 0
+
+
+def test_secrets_and_users_values_never_reach_the_journal(host):
+    journal = host.check_output("journalctl --no-pager -o cat")
+    assert "Spawning" in journal or "jupyterhub" in journal.lower()  # the journal holds the hub's log
+    cookie_secret = host.file("/var/lib/jupyterhub/jupyterhub_cookie_secret").content_string.strip()
+    tokens = [
+        line.split("=", 1)[1].strip()
+        for line in host.file("/etc/jupyterhub/secrets.env").content_string.splitlines()
+        if "=" in line
+    ]
+    for secret in [cookie_secret, *tokens]:
+        assert len(secret) >= 32 and secret not in journal
+    # Values users entered (alice's COURSE) stay out of every log.
+    assert "ml-101" not in journal
 
 
 def test_servers_survive_a_hub_restart(host):

@@ -14,6 +14,8 @@ from formspawner.options import OptionSet  # noqa: E402
 
 settings = json.loads(sys.argv[2])
 try:
-    OptionSet.from_config(settings["form_options"], settings["images"], settings["env_policy"])
+    OptionSet.from_config(
+        settings["form_options"], settings["images"], settings["env_policy"], settings["repo_policy"]
+    )
 except PolicyError as error:
     sys.exit(f"Inventory error in jupyterhub_{error}")
