@@ -241,14 +241,19 @@ def docker_client():
     return client
 
 
-@pytest.fixture(scope="session")
-def user_network(docker_client):
+def network_gateway(client) -> str:
+    """The gateway of the network users' containers join (the hub binds there)."""
     try:
-        network = docker_client.networks.get(NETWORK)
+        network = client.networks.get(NETWORK)
     except docker.errors.NotFound:
-        network = docker_client.networks.create(NETWORK, driver="bridge")
+        network = client.networks.create(NETWORK, driver="bridge")
     network.reload()
     return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+@pytest.fixture(scope="session")
+def user_network(docker_client):
+    return network_gateway(docker_client)
 
 
 def remove_user_containers(client):

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import OptionError, PolicyError, describe
+from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 
 # Names the platform owns. JupyterHub, DockerSpawner, jupyter-server and the
 # docker-stacks start scripts read these; a user-set value would make the platform
@@ -67,12 +67,7 @@ class EnvPolicy:
     def from_config(cls, config: Mapping | None, setting: str = "env_policy") -> EnvPolicy:
         """Check the admin's policy; raise PolicyError naming the setting otherwise."""
         config = dict(config or {})
-        unknown = sorted(set(config) - POLICY_KEYS)
-        if unknown:
-            raise PolicyError(
-                f"{setting}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"known keys are {', '.join(sorted(POLICY_KEYS))}"
-            )
+        refuse_unknown_keys(config, POLICY_KEYS, setting)
         kwargs = {}
         if "allow_pattern" in config:
             kwargs["allow_pattern"] = _compile(config["allow_pattern"], f"{setting}.allow_pattern")

@@ -50,6 +50,15 @@ class LaunchConfirmation(Exception):
         super().__init__("a launch link's options are shown on the form for the user to start")
 
 
+def refuse_unknown_keys(config, known: set[str], setting: str) -> None:
+    """An admin's typo in a policy's keys is refused, naming the setting and the known keys."""
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise PolicyError(
+            f"{setting}: unknown key(s) {', '.join(map(repr, unknown))}; known keys are {', '.join(sorted(known))}"
+        )
+
+
 def describe(value: object, limit: int = 40) -> str:
     """A short, printable rendering of user input for an error message."""
     text = value if isinstance(value, str) else type(value).__name__

@@ -57,6 +57,9 @@ class LaunchHandler(BaseHandler):
         self.set_status(status)
         self.finish(await template.render_async(**namespace))
 
+    async def _refuse(self, error: web.HTTPError) -> None:
+        await self._render(400, heading="This launch link cannot be used", error=_message(error))
+
     def _checked(self, spawner):
         """(link options, checked values), or an HTTP 400 error naming the problem."""
         options = spawner.link_options(self._query())
@@ -77,8 +80,7 @@ class LaunchHandler(BaseHandler):
         try:
             options, checked = self._checked(spawner)
         except web.HTTPError as error:
-            message = _message(error)
-            return await self._render(400, heading="This launch link cannot be used", error=message)
+            return await self._refuse(error)
         requested = link_summary(checked)
         builds = checked.get("repo") is not None
         if spawner.active:
@@ -112,8 +114,7 @@ class LaunchHandler(BaseHandler):
         try:
             options, _ = self._checked(spawner)
         except web.HTTPError as error:
-            message = _message(error)
-            return await self._render(400, heading="This launch link cannot be used", error=message)
+            return await self._refuse(error)
         if spawner.pending:
             return await self._render(
                 409, heading="Your server is busy", error=f"Your server is {spawner.pending}; try again in a moment."

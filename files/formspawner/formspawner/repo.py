@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from .errors import OptionError, PolicyError, describe
+from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 
 # What a repository may declare, as Binder users know it (repo2docker's file names).
 # A repository's own Dockerfile and `start` script are never used: the first could
@@ -122,12 +122,7 @@ class RepoPolicy:
     @classmethod
     def from_config(cls, config: Mapping | None, setting: str = "repo_policy") -> RepoPolicy:
         config = dict(config or {})
-        unknown = sorted(set(config) - POLICY_KEYS)
-        if unknown:
-            raise PolicyError(
-                f"{setting}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"known keys are {', '.join(sorted(POLICY_KEYS))}"
-            )
+        refuse_unknown_keys(config, POLICY_KEYS, setting)
         defaults = cls()
         hosts = config.get("allowed_hosts", defaults.allowed_hosts)
         if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) for h in hosts):
