@@ -105,6 +105,16 @@ def test_new_options_on_restart_take_effect(docker_hub, docker_client):
     assert container_env(docker_client, "fred")["ROUND"] == "2"
 
 
+def test_containers_are_removed_by_the_spawner_not_by_docker_autoremove(docker_hub, docker_client):
+    """AutoRemove would make dockerd delete running servers when it restarts under
+    live-restore (moby#46308); the spawner removes them itself when they stop."""
+    docker_hub.spawn("gus", {"image": "minimal"})
+    docker_hub.wait_ready("gus")
+    assert container_of(docker_client, "gus").attrs["HostConfig"]["AutoRemove"] is False
+    docker_hub.stop_server("gus")
+    assert no_container(docker_client, "gus")
+
+
 def test_recreates_a_kept_container_when_options_changed(make_hub, docker_client):
     """remove=False: DockerSpawner would restart the old container (its issue #423)."""
     hub = make_hub()

@@ -432,22 +432,25 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     async def create_object(self):
         self.emit_progress(60, f"Creating your container from {self.image}")
-        configured = self.extra_create_kwargs
         fingerprint = self._options_fingerprint()
 
-        async def with_options_label(spawner):
-            extra = spawner._eval_if_callable(configured)
-            if inspect.isawaitable(extra):
-                extra = await extra
-            extra = copy.deepcopy(extra or {})
+        def label(extra):
             extra.setdefault("labels", {})[OPTIONS_LABEL] = fingerprint
-            return extra
 
-        self.extra_create_kwargs = with_options_label
+        def no_auto_remove(extra):
+            # DockerSpawner removes the container itself when the server stops. Docker's
+            # AutoRemove would also remove it when dockerd restarts under live-restore
+            # (moby#46308, Docker before 24.0.8, e.g. Debian 12's 20.10): every user's
+            # server would die with an engine upgrade.
+            extra.setdefault("auto_remove", False)
+
+        configured = self.extra_create_kwargs, self.extra_host_config
+        self.extra_create_kwargs = _extended(configured[0], label)
+        self.extra_host_config = _extended(configured[1], no_auto_remove)
         try:
             return await super().create_object()
         finally:
-            self.extra_create_kwargs = configured
+            self.extra_create_kwargs, self.extra_host_config = configured
 
     async def start_object(self):
         self.emit_progress(80, "Starting your container")
@@ -487,6 +490,21 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
         await asyncio.wrap_future(self.executor.submit(pull))
         self.emit_progress(55, f"Pulled image {image}")
+
+
+def _extended(configured, extend):
+    """DockerSpawner's extra_* settings (a dict, or a callable of the spawner), with
+    `extend` applied to a copy of what they give."""
+
+    async def extended(spawner):
+        extra = spawner._eval_if_callable(configured)
+        if inspect.isawaitable(extra):
+            extra = await extra
+        extra = copy.deepcopy(extra or {})
+        extend(extra)
+        return extra
+
+    return extended
 
 
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")

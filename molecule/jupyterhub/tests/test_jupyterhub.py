@@ -253,6 +253,27 @@ def test_servers_survive_a_hub_restart(host):
     assert status == "200"
 
 
+def test_servers_survive_a_docker_restart_with_live_restore(host):
+    wait_ready(host, "alice")
+    before = host.check_output("docker inspect --format '{{.Id}} {{.State.StartedAt}}' jupyter-alice")
+    host.check_output("docker exec jupyter-alice sh -c 'echo still-here > /home/jovyan/work/before-docker-restart'")
+    # An engine upgrade restarts dockerd; the hub (Requires=docker.service) restarts with it.
+    host.check_output("systemctl restart docker")
+    for _ in range(60):
+        if host.run("docker info").rc == 0 and host.run(f"curl -sfk -o /dev/null {API}/").rc == 0:
+            break
+        time.sleep(1)
+    # The same container, never restarted, with its files; the hub still reaches it.
+    assert host.check_output("docker inspect --format '{{.Id}} {{.State.StartedAt}}' jupyter-alice") == before
+    assert host.check_output("docker exec jupyter-alice cat /home/jovyan/work/before-docker-restart") == "still-here"
+    wait_ready(host, "alice")
+    status = host.check_output(
+        f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' https://localhost/user/alice/api/status"
+    )
+    assert status == "200"
+    assert host.service("jupyterhub").is_running
+
+
 def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     name = host.backend.get_hostname()
     def digest(path):
