@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
-SCENARIOS ?= default docker images jupyterhub
+SCENARIOS ?= default docker images jupyterhub backup
 
 .PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-clean clean
 
@@ -69,6 +69,8 @@ bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs 
 	mkdir -p artifacts
 	$(BIN)/python benchmarks/spawn.py --out artifacts/bench-spawn.json
 	$(BIN)/python benchmarks/repo.py --out artifacts/bench-repo.json
+	$(BIN)/python benchmarks/lecture.py --out artifacts/bench-lecture.json
+	$(BIN)/python benchmarks/playbook.py --out artifacts/bench-playbook.json
 
 clean: ## Remove the venv and caches (images stay; see tests/env/testenv.sh)
 	rm -rf $(VENV) .cache .pytest_cache
