@@ -5,13 +5,12 @@ Prints JSON with medians, p95 and the ratios to (a); the target is (c) <= 1.1 x 
 Uses the test environment (`make testenv`) and a Git server on loopback (the one the
 integration tests use); the repository installs a wheel it carries, so no build reaches
 PyPI. Usage:
-    python benchmarks/repo.py [--rounds 5] [--out FILE]
+    python benchmarks/repo.py [--rounds 12] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -23,24 +22,20 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
+from benchmarks.common import emit  # noqa: E402
 from benchmarks.spawn import summary, timed_spawn  # noqa: E402
-from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, NETWORK, Hub, remove_user_containers  # noqa: E402
+from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, Hub, network_gateway, remove_user_containers  # noqa: E402
 from tests.integration.gitserver import GitServer, make_wheel  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--out")
     args = parser.parse_args()
 
     client = docker.from_env()
-    try:
-        network = client.networks.get(NETWORK)
-    except docker.errors.NotFound:
-        network = client.networks.create(NETWORK, driver="bridge")
-    network.reload()
-    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(client)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     git = GitServer(workdir / "git")
@@ -89,10 +84,7 @@ def main() -> None:
             if any("-fstest-bench:" in tag for tag in image.tags):
                 client.images.remove(image.id, force=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Needs the test environment (`make testenv`). Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -23,14 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-from tests.integration.conftest import (  # noqa: E402
-    DOCKER_SETTINGS,
-    ENV_POLICY,
-    IMAGES,
-    NETWORK,
-    Hub,
-    remove_user_containers,
-)
+from benchmarks.common import emit  # noqa: E402
+from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, Hub, network_gateway, remove_user_containers  # noqa: E402
 
 IMAGE = "jhtest/singleuser:minimal"
 FORM_BODY = {"image": "minimal", "env": {"COURSE": "bench", "OMP_NUM_THREADS": "1"}}
@@ -75,12 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     client = docker.from_env()
-    try:
-        network = client.networks.get(NETWORK)
-    except docker.errors.NotFound:
-        network = client.networks.create(NETWORK, driver="bridge")
-    network.reload()
-    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(client)
 
     hubs = {
         "stock": (Hub(Path(tempfile.mkdtemp(prefix="bench-stock-")), gateway), None),
@@ -138,10 +126,7 @@ def main() -> None:
             hub.stop()
             shutil.rmtree(hub.workdir, ignore_errors=True)
         remove_user_containers(client)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(results, args.out)
 
 
 if __name__ == "__main__":
