@@ -31,6 +31,12 @@ def test_the_target_was_really_wiped_before_the_restore(host):
     assert not host.file("/var/backups/jupyterhub/restore").exists
 
 
+def test_the_fetched_archive_is_private_on_the_controller(host):
+    folder = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "backups" / host.backend.get_hostname()
+    archives = list(folder.glob("jupyterhub-*.tar"))
+    assert len(archives) == 1 and archives[0].stat().st_mode & 0o777 == 0o600
+
+
 def test_secrets_are_the_backups(host):
     recorded = before(host)
     cookie = host.file("/var/lib/jupyterhub/jupyterhub_cookie_secret")
