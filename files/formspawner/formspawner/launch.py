@@ -60,36 +60,27 @@ class LaunchHandler(BaseHandler):
     async def _refuse(self, error: web.HTTPError) -> None:
         await self._render(400, heading="This launch link cannot be used", error=_message(error))
 
-    def _checked(self, spawner):
-        """(link options, checked values), or an HTTP 400 error naming the problem."""
-        options = spawner.link_options(self._query())
-        return options, spawner.option_set.check(options, spawner._user_groups(), from_link=True)
-
-    def _same_as_running(self, spawner, options: dict) -> bool:
-        try:
-            current = spawner.option_set.check(spawner.user_options or {}, spawner._user_groups())
-            wanted = spawner.option_set.check(options, spawner._user_groups(), from_link=True)
-        except OptionError:
-            return False
-        return all(current.get(key) == wanted.get(key) for key in ("image", "repo"))
-
     @web.authenticated
     async def get(self):
         user = self.current_user
         spawner = user.spawners[""]
         try:
-            options, checked = self._checked(spawner)
+            _, checked = spawner.link_options(self._query())
         except web.HTTPError as error:
             return await self._refuse(error)
         requested = link_summary(checked)
         builds = checked.get("repo") is not None
         if spawner.active:
-            if spawner.ready and self._same_as_running(spawner, options):
-                return self.redirect(user.server_url(""))
             try:
-                current = link_summary(spawner.option_set.check(spawner.user_options or {}, spawner._user_groups()))
+                running = spawner.option_set.check(spawner.user_options or {}, spawner._user_groups())
             except OptionError:
+                running = None
+            if running is None:
                 current = [("Options", "no longer allowed by this hub")]
+            elif spawner.ready and all(running.get(key) == checked.get(key) for key in ("image", "repo")):
+                return self.redirect(user.server_url(""))
+            else:
+                current = link_summary(running)
             return await self._render(
                 heading="Your server is already running",
                 current=current,
@@ -112,7 +103,7 @@ class LaunchHandler(BaseHandler):
         user = self.current_user
         spawner = user.spawners[""]
         try:
-            options, _ = self._checked(spawner)
+            options, _ = spawner.link_options(self._query())
         except web.HTTPError as error:
             return await self._refuse(error)
         if spawner.pending:

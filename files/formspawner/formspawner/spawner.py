@@ -196,19 +196,19 @@ class FormOptionsMixin(HasTraits):
         """A link to /hub/spawn with options never starts anything by itself: the form
         comes back filled in from the link, and the user's own Start button submits it
         (a page someone else controls must not spawn or build for a user)."""
-        options = self.link_options(query_data)
+        options, checked = self.link_options(query_data)
         self._pending_form_input = options
-        self._pending_link = link_summary(self.check_options(options, from_link=True))
+        self._pending_link = link_summary(checked)
         raise LaunchConfirmation()
 
-    def link_options(self, query_data) -> dict:
-        """Options from a launch link's query, checked as links are (no env); 400 otherwise."""
+    def link_options(self, query_data) -> tuple[dict, dict]:
+        """A launch link's options and their checked values, checked as links are (no env);
+        400 otherwise."""
         try:
             options = self.option_set.from_query(query_data)
         except OptionError as error:
             raise as_http_error(error) from None
-        self.check_options(options, from_link=True)
-        return options
+        return options, self.check_options(options, from_link=True)
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
