@@ -185,6 +185,42 @@ def test_the_cache_evicts_least_recent_builds_but_never_one_in_use(repo_hub, git
     assert tags_of("fstest-c3")
 
 
+def test_the_cache_keeps_to_its_size_budget(repo_hub, git_server, docker_client):
+    # Every build's own layers are more than one byte: one build fits only while in use.
+    hub = repo_hub(cache_max_size="1")
+    for name in ("fstest-s1", "fstest-s2"):
+        package_repo(git_server, name, name)
+
+    def built(name):
+        return docker_client.images.list(filters={"label": f"org.formspawner.repo.url={git_server.url(name)[:-4]}"})
+
+    assert hub.spawn("s1", repo_body(git_server, "fstest-s1")).status_code in (201, 202)
+    hub.wait_ready("s1", timeout=300)
+    assert built("fstest-s1"), "over the budget, but in use: kept"
+    hub.stop_server("s1")
+    assert hub.spawn("s2", repo_body(git_server, "fstest-s2")).status_code in (201, 202)
+    hub.wait_ready("s2", timeout=300)
+    deadline = time.monotonic() + 30
+    while built("fstest-s1") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not built("fstest-s1") and built("fstest-s2")
+
+
+def test_no_build_when_the_disk_is_short_but_plain_servers_start(repo_hub, git_server, docker_client):
+    # More free space than any disk here has: the engine's disk is always "short".
+    hub = repo_hub(min_free_disk="1000t")
+    package_repo(git_server, "fstest-full", "full")
+    assert hub.spawn("dora", repo_body(git_server, "fstest-full")).status_code in (201, 202)
+    events = hub.progress_events("dora")
+    assert events[-1].get("failed"), events[-3:]
+    assert "short of disk space" in events[-1]["message"], events[-1]
+    assert not docker_client.images.list(
+        filters={"label": f"org.formspawner.repo.url={git_server.url('fstest-full')[:-4]}"}
+    )
+    assert hub.spawn("dora", {"image": "minimal"}).status_code in (201, 202)
+    hub.wait_ready("dora")
+
+
 def test_a_build_may_outlast_the_start_timeout(repo_hub, git_server, docker_client):
     hub = repo_hub()
     # The hub's start timeout is 120 s; this one is short so a slow build would hit it.

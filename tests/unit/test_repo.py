@@ -210,6 +210,8 @@ def test_image_tags_are_valid_docker_references_named_after_the_repository():
         ({"build_memory": 0}, "more than zero"),
         ({"cache_max_images": 0}, "cache_max_images"),
         ({"cache_max_images": True}, "cache_max_images"),
+        ({"cache_max_size": "a lot"}, "cache_max_size must be a size"),
+        ({"min_free_disk": 0}, "min_free_disk must be more than zero"),
         ({"config_files": ["Dockerfile"]}, "config_files must list some of"),
         ({"allow_private_hosts": "yes"}, "true or false"),
     ],
@@ -222,6 +224,8 @@ def test_a_broken_policy_names_the_setting(config, message):
 def test_policy_sizes_read_like_dockers():
     policy = RepoPolicy.from_config({"build_memory": "512m", "max_repo_size": "1G", "build_cpus": 1})
     assert policy.build_memory == 512 * 2**20 and policy.max_repo_size == 2**30 and policy.build_cpus == 1
+    disk = RepoPolicy.from_config({"cache_max_size": "20g", "min_free_disk": "512m"})
+    assert disk.cache_max_size == 20 * 2**30 and disk.min_free_disk == 512 * 2**20
 
 
 def test_private_hosts_are_refused_unless_the_policy_allows_them():

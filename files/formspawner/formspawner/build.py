@@ -404,10 +404,40 @@ class LaunchRecord:
         os.replace(tmp, self.path)
 
 
-def evict(client, keep: int, record: LaunchRecord, protected: set[str], log) -> list[str]:
-    """Remove the least recently launched builds beyond `keep`, never one in use."""
+def free_disk(client) -> int | None:
+    """Bytes free where the engine keeps images, or None when that is not on this machine."""
+    root = client.info().get("DockerRootDir") or "/var/lib/docker"
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _own_sizes(client) -> dict[str, int]:
+    """Each built image's own bytes: its size less the layers it shares (its base image's)."""
+    images = client.df().get("Images") or []
+    return {
+        image["Id"]: max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
+        for image in images
+        if (image.get("Labels") or {}).get(LABEL_PREFIX) == "1"
+    }
+
+
+def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> list[str]:
+    """Remove the least recently launched builds, never one in use or about to start, until
+    at most cache_max_images remain, they take at most cache_max_size, and at least
+    min_free_disk is free where the engine keeps images (when that can be seen from here)."""
     images = client.images(filters={"label": f"{LABEL_PREFIX}=1"})
-    if len(images) <= keep:
+    sizes = _own_sizes(client)
+    count, total = len(images), sum(sizes.get(image["Id"], 0) for image in images)
+    free = free_disk(client)
+
+    def over() -> bool:
+        short = free is not None and free < policy.min_free_disk
+        return count > policy.cache_max_images or total > policy.cache_max_size or short
+
+    if not over():
         return []
     launched = record.last_launched()
     in_use = {c["ImageID"] for c in client.containers(all=True)}
@@ -416,9 +446,8 @@ def evict(client, keep: int, record: LaunchRecord, protected: set[str], log) -> 
         return max([launched.get(t, 0.0) for t in image.get("RepoTags") or []] + [float(image.get("Created", 0))])
 
     removed = []
-    excess = len(images) - keep
     for image in sorted(images, key=last_use):
-        if excess <= 0:
+        if not over():
             break
         tags = set(image.get("RepoTags") or [])
         if image["Id"] in in_use or tags & protected:
@@ -429,6 +458,26 @@ def evict(client, keep: int, record: LaunchRecord, protected: set[str], log) -> 
             log.warning("Not removing repository image %s: %s", ", ".join(tags), error)
             continue
         removed.extend(tags)
-        excess -= 1
+        count -= 1
+        total -= sizes.get(image["Id"], 0)
+        free = free_disk(client)
     record.forget(set(removed))
     return removed
+
+
+def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> None:
+    """Before a build: evict old builds if the disk is short; refuse the build if still short."""
+    free = free_disk(client)
+    if free is None or free >= policy.min_free_disk:
+        return
+    removed = evict(client, policy, record, protected, log)
+    if removed:
+        log.info("Removed %d repository images to keep %d bytes free", len(removed), policy.min_free_disk)
+    free = free_disk(client)
+    if free is not None and free < policy.min_free_disk:
+        log.warning("Refusing a build: %d bytes free, the policy keeps %d free", free, policy.min_free_disk)
+        raise BuildError(
+            f"The server is short of disk space ({free / 2**30:.1f} GB free; it keeps "
+            f"{policy.min_free_disk / 2**30:.1f} GB free), so repositories cannot be built now. "
+            "Servers without a repository still start. Please tell the hub's admins."
+        )

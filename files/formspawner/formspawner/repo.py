@@ -34,6 +34,8 @@ POLICY_KEYS = {
     "build_memory",
     "build_cpus",
     "cache_max_images",
+    "cache_max_size",
+    "min_free_disk",
     "resolve_timeout",
     "max_repo_size",
 }
@@ -72,6 +74,10 @@ def parse_size(value: object, setting: str) -> int:
     if size <= 0:
         raise PolicyError(f"{setting} must be more than zero")
     return size
+
+
+def _size(config: Mapping, key: str, default: int, setting: str) -> int:
+    return parse_size(config.get(key, default), f"{setting}.{key}")
 
 
 def _positive_int(config: Mapping, key: str, default: int, setting: str, minimum: int = 1) -> int:
@@ -116,6 +122,10 @@ class RepoPolicy:
     build_memory: int = 4 * 1024**3
     build_cpus: int = 0
     cache_max_images: int = 30
+    # Bytes the built images may take beyond their base images (their own layers).
+    cache_max_size: int = 50 * 1024**3
+    # Bytes to keep free where Docker keeps images: builds make room or wait below it.
+    min_free_disk: int = 10 * 1024**3
     resolve_timeout: int = 30
     max_repo_size: int = 500 * 1024**2
 
@@ -148,6 +158,8 @@ class RepoPolicy:
             build_memory=parse_size(config.get("build_memory", defaults.build_memory), f"{setting}.build_memory"),
             build_cpus=_positive_int(config, "build_cpus", 0, setting, minimum=0),
             cache_max_images=_positive_int(config, "cache_max_images", defaults.cache_max_images, setting),
+            cache_max_size=_size(config, "cache_max_size", defaults.cache_max_size, setting),
+            min_free_disk=_size(config, "min_free_disk", defaults.min_free_disk, setting),
             resolve_timeout=_positive_int(config, "resolve_timeout", defaults.resolve_timeout, setting),
             max_repo_size=parse_size(config.get("max_repo_size", defaults.max_repo_size), f"{setting}.max_repo_size"),
         )

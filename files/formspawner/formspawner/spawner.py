@@ -70,8 +70,10 @@ class FormOptionsMixin(HasTraits):
         config_files: [apt.txt, environment.yml, requirements.txt, postBuild] (which files a
         repository may use), build_timeout: 900 (seconds, fetch and build together),
         build_memory: 4g, build_cpus: 0 (0 = no limit), cache_max_images: 30 (built images
-        kept; least recently launched go first, never one in use), resolve_timeout: 30
-        (seconds for git ls-remote), max_repo_size: 500m}.""",
+        kept; least recently launched go first, never one in use), cache_max_size: 50g (the
+        built images' own layers, beyond their base images), min_free_disk: 10g (kept free
+        where Docker keeps images: a build first removes old builds, then is refused),
+        resolve_timeout: 30 (seconds for git ls-remote), max_repo_size: 500m}.""",
     )
 
     form_env = Dict(
@@ -325,6 +327,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         try:
             await self.docker("inspect_image", tag)
         except docker.errors.NotFound:
+            if tag not in _builds:
+                record = _launch_record(self.repo_cache_file)
+                await asyncio.to_thread(build.make_room, self.client, policy, record, set(_launching), self.log)
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
         else:
             self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
@@ -372,7 +377,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             return
         record = _launch_record(self.repo_cache_file)
         future = asyncio.ensure_future(
-            asyncio.to_thread(build.evict, self.client, policy.cache_max_images, record, set(_launching), self.log)
+            asyncio.to_thread(build.evict, self.client, policy, record, set(_launching), self.log)
         )
         future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
 

@@ -1,0 +1,115 @@
+"""The repository image cache's limits: count, size and free disk (formspawner.build.evict).
+
+The engine is a stand-in here (a few dicts shaped like docker-py's low-level answers), and
+so is the free space, which grows by an image's own size when it is removed. The real
+engine and disk are exercised by tests/integration/test_repo_launches.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from formspawner import build
+from formspawner.build import BuildError, LaunchRecord, evict, make_room
+from formspawner.repo import LABEL_PREFIX, RepoPolicy
+
+GB = 2**30
+LOG = logging.getLogger("test")
+
+
+class Engine:
+    def __init__(self, images, in_use=(), free=100 * GB):
+        # images: (tag, own size, created); the base image (shared layers) is 1 GB.
+        self.images_ = {f"sha256:{tag}": (tag, size, created) for tag, size, created in images}
+        self.in_use = {f"sha256:{tag}" for tag in in_use}
+        self.free = free
+        self.removed = []
+
+    def images(self, filters):
+        assert filters == {"label": f"{LABEL_PREFIX}=1"}
+        return [{"Id": i, "RepoTags": [t], "Created": c} for i, (t, _, c) in self.images_.items()]
+
+    def df(self):
+        base = {"Id": "sha256:base", "Size": GB, "SharedSize": GB, "Labels": {}}
+        built = [
+            {"Id": i, "Size": GB + size, "SharedSize": GB, "Labels": {LABEL_PREFIX: "1"}}
+            for i, (_, size, _) in self.images_.items()
+        ]
+        return {"Images": [base, *built]}
+
+    def containers(self, all):
+        return [{"ImageID": i} for i in self.in_use]
+
+    def remove_image(self, image_id, force):
+        _, size, _ = self.images_.pop(image_id)
+        self.free += size
+        self.removed.append(image_id)
+
+
+@pytest.fixture
+def record(tmp_path):
+    return LaunchRecord(tmp_path / "launches.json")
+
+
+def policy(**limits):
+    return RepoPolicy.from_config(limits)
+
+
+def use(engine, monkeypatch):
+    monkeypatch.setattr(build, "free_disk", lambda client: client.free)
+    return engine
+
+
+def test_within_every_limit_nothing_is_removed(record, monkeypatch):
+    engine = use(Engine([("a", GB, 1), ("b", GB, 2)]), monkeypatch)
+    assert evict(engine, policy(cache_max_images=2, cache_max_size="2g"), record, set(), LOG) == []
+
+
+def test_over_the_size_budget_the_least_recently_launched_go_first(record, monkeypatch):
+    engine = use(Engine([("old", 3 * GB, 1), ("mid", 3 * GB, 2), ("new", 3 * GB, 3)]), monkeypatch)
+    record.touch("mid")  # launched just now: more recent than its creation
+    # Own layers only count (the shared 1 GB base is not the cache's): 9 GB > 5 GB.
+    removed = evict(engine, policy(cache_max_size="5g"), record, set(), LOG)
+    assert removed == ["old", "new"]
+    assert list(engine.images_) == ["sha256:mid"]
+
+
+def test_images_in_use_or_about_to_start_stay_even_over_the_budget(record, monkeypatch):
+    engine = use(Engine([("a", 4 * GB, 1), ("b", 4 * GB, 2), ("c", 4 * GB, 3)], in_use=["a"]), monkeypatch)
+    removed = evict(engine, policy(cache_max_size="1g"), record, {"b"}, LOG)
+    assert removed == ["c"]
+
+
+def test_short_of_free_disk_old_builds_go_until_there_is_room(record, monkeypatch):
+    engine = use(Engine([("a", 2 * GB, 1), ("b", 2 * GB, 2), ("c", 2 * GB, 3)], free=7 * GB), monkeypatch)
+    make_room(engine, policy(min_free_disk="10g"), record, set(), LOG)
+    assert engine.removed == ["sha256:a", "sha256:b"] and engine.free == 11 * GB
+
+
+def test_a_build_is_refused_when_no_room_can_be_made(record, monkeypatch):
+    engine = use(Engine([("a", GB, 1)], in_use=["a"], free=2 * GB), monkeypatch)
+    with pytest.raises(BuildError, match=r"short of disk space \(2\.0 GB free; it keeps 10\.0 GB free\)"):
+        make_room(engine, policy(), record, set(), LOG)
+    assert engine.removed == []
+
+
+def test_enough_free_disk_removes_nothing_before_a_build(record, monkeypatch):
+    engine = use(Engine([("a", GB, 1)], free=50 * GB), monkeypatch)
+    make_room(engine, policy(), record, set(), LOG)
+    assert engine.removed == []
+
+
+def test_free_disk_reads_the_engines_data_directory(tmp_path):
+    class Info:
+        def info(self):
+            return {"DockerRootDir": str(tmp_path)}
+
+    assert build.free_disk(Info()) > 0
+
+    class Elsewhere:
+        def info(self):
+            return {"DockerRootDir": str(tmp_path / "not-on-this-machine")}
+
+    assert build.free_disk(Elsewhere()) is None
