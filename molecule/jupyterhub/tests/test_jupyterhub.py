@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 TOKEN = "0123456789abcdef0123456789abcdef"
+PROJECT = Path(__file__).resolve().parents[3]
+PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
 API = "https://localhost/hub/api"
 
 
@@ -73,7 +76,10 @@ def test_hub_api_answers_over_tls(host):
 
 
 def test_secrets_are_private_to_the_hub(host):
-    for path in ("/var/lib/jupyterhub/jupyterhub_cookie_secret", "/etc/jupyterhub/secrets.env"):
+    for path in (
+        "/var/lib/jupyterhub/jupyterhub_cookie_secret",
+        "/etc/jupyterhub/secrets.env",
+    ):
         secret = host.file(path)
         assert secret.user == "jupyterhub" and secret.mode == 0o600
     assert host.file("/etc/jupyterhub/jupyterhub_config.py").mode == 0o640
@@ -92,10 +98,32 @@ def test_inventory_text_stays_data_in_the_rendered_config(host):
     assert "Quotes &#39; &#34; a backslash \\ and {{ braces }} stay text" in page
 
 
+def schema_revision(host, db):
+    """The alembic revision a hub database file has, read without writing to it."""
+    return host.check_output(
+        "python3 -c \"import sqlite3, sys; print(sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)"
+        f".execute('SELECT version_num FROM alembic_version').fetchone()[0])\" {db}"
+    )
+
+
 def test_upgrade_from_the_previous_release_kept_users_servers_and_data(host):
-    """Converge installed JupyterHub 5.5.4; the side effect upgraded it to the role's pin."""
-    backup = host.file("/var/lib/jupyterhub/jupyterhub.sqlite.5.5.4.bak")
-    assert backup.exists and backup.mode == 0o600 and backup.size > 0
+    """Converge installed JupyterHub 5.5.4; the side effect upgraded it to the role's pin.
+
+    Its first attempt was killed after pip had put the new JupyterHub into the venv, before
+    the database was migrated or any handler ran; the rerun had to finish from what it found.
+    """
+    db = "/var/lib/jupyterhub/jupyterhub.sqlite"
+    backups = host.check_output(f"ls {db}.*.bak").split()
+    assert len(backups) == 1, backups
+    backup = host.file(backups[0])
+    assert backup.mode == 0o600 and backup.user == "jupyterhub" and backup.size > 0
+    # Named after the schema it holds, which is the old one: the copy was made before the migration.
+    old = schema_revision(host, backups[0])
+    assert backups[0] == f"{db}.{old}.bak"
+    assert schema_revision(host, db) != old
+    # The hub that answers is the new release, not the old process left running on new files.
+    status, info = api(host, "GET", "/")
+    assert status == 200 and info["version"] == PINNED_VERSION
     status, model = api(host, "GET", "/users/olduser")
     assert status == 200
     # The server started before the upgrade kept running and the new hub found it again.
@@ -294,3 +322,49 @@ def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     assert digest("/var/lib/jupyterhub/jupyterhub_cookie_secret") == secret_before
     assert digest("/etc/jupyterhub/secrets.env") == token_before
     assert host.check_output("docker inspect --format '{{.Id}}' jupyter-alice") == container_before
+
+
+def test_a_reboot_brings_back_the_hub_its_database_and_the_users_work(host):
+    """A clean restart of the whole target (systemd halts, the container starts again).
+
+    Docker's data lives on a volume, as on a real server's disk. The engine does not
+    restart user containers, so the hub finds alice's server gone at its start, forgets
+    it, and she starts a new one: same volume, same files, same tokens and users.
+    """
+    name = host.backend.get_hostname()
+    wait_ready(host, "alice")
+    host.check_output("docker exec jupyter-alice sh -c 'echo survived > /home/jovyan/work/reboot.txt'")
+    users_before = sorted(user["name"] for user in api(host, "GET", "/users")[1])
+    subprocess.run(["docker", "restart", "--time", "60", name], check=True, timeout=180)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = host.run("systemctl is-system-running").stdout.strip()
+        if state in ("running", "degraded") and host.run(f"curl -sfk -o /dev/null {API}/").rc == 0:
+            break
+        time.sleep(2)
+    else:
+        journal = host.run("journalctl -b -u jupyterhub --no-pager -n 60").stdout
+        raise AssertionError("the hub did not come back: " + journal)
+    assert host.service("docker").is_enabled and host.service("jupyterhub").is_running
+    db = "/var/lib/jupyterhub/jupyterhub.sqlite"
+    check = f"sqlite3.connect('file:{db}?mode=ro', uri=True).execute('PRAGMA integrity_check').fetchone()[0]"
+    assert host.check_output(f"python3 -c \"import sqlite3; print({check})\"") == "ok"
+    # The service token from the database still works, and every user is still there.
+    assert sorted(user["name"] for user in api(host, "GET", "/users")[1]) == users_before
+    # Never a server the hub believes in that is not there: either ready, or gone.
+    for _ in range(60):
+        server = api(host, "GET", "/users/alice")[1]["servers"].get("")
+        if not server or server.get("ready"):
+            break
+        time.sleep(1)
+    assert not server or server["ready"], server
+    if not server:
+        options = {"image": "scipy", "env": {"COURSE": "ml-101"}}
+        assert api(host, "POST", "/users/alice/server", options)[0] in (201, 202)
+    wait_ready(host, "alice")
+    assert host.check_output("docker exec jupyter-alice cat /home/jovyan/work/reboot.txt") == "survived"
+    assert container_env(host, "alice")["COURSE"] == "ml-101"
+    status = host.check_output(
+        f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' https://localhost/user/alice/api/status"
+    )
+    assert status == "200"

@@ -1,0 +1,1 @@
+../../jupyterhub/library/service_stale.py
