@@ -27,5 +27,18 @@ def test_refresh_service_pulls_every_image_and_succeeds(host):
     result = host.run("systemctl start jupyterhub-images-refresh.service")
     assert result.rc == 0, host.run("journalctl -u jupyterhub-images-refresh.service --no-pager").stdout
     script = host.file("/usr/local/sbin/jupyterhub-images-refresh").content_string
+    listed = next(line for line in script.splitlines() if line.startswith("for image in"))
     for image in PULLED:
-        assert f"docker pull --quiet {image}" in script
+        assert f" {image} " in listed
+    assert "refresh:" not in host.run("journalctl -u jupyterhub-images-refresh.service --no-pager").stdout
+
+
+def test_refresh_skips_pulls_that_would_eat_into_the_free_disk_budget(host):
+    # A budget no disk here meets: every pull is skipped, named, and the run fails.
+    result = host.run("IMAGES_REFRESH_MIN_FREE_GB=1000000 /usr/local/sbin/jupyterhub-images-refresh")
+    assert result.rc == 1
+    for image in PULLED:
+        assert f"refresh: not pulling {image}: " in result.stderr
+    assert "MB free where Docker keeps images" in result.stderr
+    for image in PULLED:
+        assert host.run(f"docker image inspect {image}").rc == 0, "nothing is removed to make room"
