@@ -33,6 +33,10 @@ print(json.dumps({
     "env_policy": spawner_section.env_policy,
     "bind_url": app.bind_url,
     "hub_bind_url": app.hub_bind_url,
+    "services": [s["name"] for s in app.services],
+    "roles": {r["name"]: r["scopes"] for r in app.load_roles},
+    "authenticate_prometheus": app.authenticate_prometheus,
+    "token": {s["name"]: s.get("api_token") for s in app.services}.get("prometheus"),
 }))
 """
 
@@ -49,8 +53,12 @@ InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_s
 
 
 def render(tmp_path: Path, inventory: dict) -> Path:
-    """Render the role's template with its defaults, vars and the given inventory."""
+    """Render the role's template with its defaults, vars and the given inventory.
+
+    The config directory is tmp_path, with the metrics token the role generates there."""
     dest = tmp_path / "jupyterhub_config.py"
+    (tmp_path / "metrics-token").write_text("0123456789abcdef0123456789abcdef0123\n")
+    inventory = {"jupyterhub_config_dir": str(tmp_path), **inventory}
     play = [
         {
             "name": "render jupyterhub_config.py",
@@ -174,3 +182,16 @@ def test_a_broken_policy_stops_the_config_from_loading(tmp_path):
     result = subprocess.run([sys.executable, "-c", LOADER, str(rendered)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "env_policy.allow_pattern is not a valid regular expression" in result.stderr
+
+
+def test_metrics_answer_the_prometheus_services_token_only(tmp_path):
+    loaded = load(render(tmp_path, {"jupyterhub_authenticator": "pam"}))
+    assert loaded["authenticate_prometheus"] is True
+    assert "prometheus" in loaded["services"] and loaded["roles"]["prometheus"] == ["read:metrics"]
+    assert loaded["token"] == "0123456789abcdef0123456789abcdef0123"
+
+
+def test_metrics_can_be_switched_off(tmp_path):
+    loaded = load(render(tmp_path, {"jupyterhub_authenticator": "pam", "jupyterhub_metrics_enabled": False}))
+    assert "prometheus" not in loaded["services"] and "prometheus" not in loaded["roles"]
+    assert loaded["authenticate_prometheus"] is True

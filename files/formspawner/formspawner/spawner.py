@@ -23,6 +23,8 @@ from .options import OptionSet
 from .repo import IMAGE_REPOSITORY, BaseImage, cache_key, image_tag
 
 OPTIONS_LABEL = "org.formspawner.options"
+# Whose container it is (the host's figures count containers per user: metrics.py).
+USER_LABEL = "org.formspawner.user"
 
 
 class FormOptionsMixin(HasTraits):
@@ -440,7 +442,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         fingerprint = self._options_fingerprint()
 
         def label(extra):
-            extra.setdefault("labels", {})[OPTIONS_LABEL] = fingerprint
+            extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
 
         def no_auto_remove(extra):
             # DockerSpawner removes the container itself when the server stops. Docker's

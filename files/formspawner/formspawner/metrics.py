@@ -1,0 +1,136 @@
+"""The Docker host's figures for Prometheus, served with JupyterHub's own /hub/metrics.
+
+JupyterHub reports users, spawns and requests; a single Docker host also needs to know
+its disk: what images, users' volumes and the build cache take, what is left, and how
+many containers each user has. `DockerFigures` is a Prometheus collector: a scrape reads
+the last figures and, when they are older than `interval`, asks a background thread for
+new ones, so a scrape never waits for Docker (`docker system df` walks every volume).
+
+    from formspawner.metrics import DockerFigures
+    DockerFigures.register(interval=300)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from .repo import LABEL_PREFIX
+from .spawner import OPTIONS_LABEL, USER_LABEL
+
+log = logging.getLogger(__name__)
+
+GAUGES = {
+    "disk_free_bytes": "Bytes free on the file system where Docker keeps its data",
+    "disk_size_bytes": "Size of the file system where Docker keeps its data",
+    "images_bytes": "Bytes all images take (their layers, counted once)",
+    "volumes_bytes": "Bytes all volumes take (users' work volumes among them)",
+    "build_cache_bytes": "Bytes of Docker's build cache",
+    "repo_images": "Images built for repository launches",
+    "repo_images_bytes": "Bytes the repository images take beyond their base images",
+    "user_containers_per_user_max": "Most containers any one user has",
+    "figures_age_seconds": "Seconds since these figures were read from Docker",
+}
+
+
+def read_figures(client) -> dict:
+    """The figures, from the engine's `system df`, container list and data directory."""
+    df = client.df()
+    figures = {
+        "images_bytes": df.get("LayersSize") or 0,
+        "volumes_bytes": sum(max(0, (v.get("UsageData") or {}).get("Size", 0)) for v in df.get("Volumes") or []),
+        "build_cache_bytes": sum(max(0, b.get("Size", 0)) for b in df.get("BuildCache") or []),
+    }
+    built = [i for i in df.get("Images") or [] if (i.get("Labels") or {}).get(LABEL_PREFIX) == "1"]
+    figures["repo_images"] = len(built)
+    figures["repo_images_bytes"] = sum(max(0, i.get("Size", 0) - max(0, i.get("SharedSize", 0))) for i in built)
+    containers = client.containers(all=True, filters={"label": OPTIONS_LABEL})
+    states = Counter("running" if c.get("State") == "running" else "stopped" for c in containers)
+    figures["user_containers"] = {state: states.get(state, 0) for state in ("running", "stopped")}
+    per_user = Counter((c.get("Labels") or {}).get(USER_LABEL) for c in containers)
+    per_user.pop(None, None)
+    figures["user_containers_per_user_max"] = max(per_user.values(), default=0)
+    root = client.info().get("DockerRootDir") or "/var/lib/docker"
+    try:
+        stat = os.statvfs(root)
+    except OSError:  # the engine is on another machine
+        pass
+    else:
+        figures["disk_free_bytes"] = stat.f_bavail * stat.f_frsize
+        figures["disk_size_bytes"] = stat.f_blocks * stat.f_frsize
+    return figures
+
+
+class DockerFigures:
+    """A Prometheus collector of `read_figures`, refreshed in the background."""
+
+    prefix = "formspawner_docker_"
+
+    def __init__(self, interval: float = 300, client_factory: Callable | None = None):
+        self.interval = interval
+        self._client_factory = client_factory or _docker_client
+        self._lock = threading.Lock()
+        self._figures: dict | None = None
+        self._read_at = 0.0
+        self._reading = False
+
+    @classmethod
+    def register(cls, interval: float = 300, registry=REGISTRY) -> DockerFigures:
+        collector = cls(interval)
+        registry.register(collector)
+        return collector
+
+    def describe(self):
+        # Names only: registering must not start a read (the config is also loaded by
+        # `jupyterhub upgrade-db` and by the role's syntax check).
+        for name, text in GAUGES.items():
+            yield GaugeMetricFamily(self.prefix + name, text)
+        yield GaugeMetricFamily(self.prefix + "user_containers", "Users' containers by state", labels=["state"])
+
+    def collect(self):
+        self.refresh_if_old()
+        with self._lock:
+            figures, read_at = self._figures, self._read_at
+        if figures is None:
+            return
+        figures = {**figures, "figures_age_seconds": time.monotonic() - read_at}
+        for name, text in GAUGES.items():
+            if name in figures:
+                yield GaugeMetricFamily(self.prefix + name, text, value=figures[name])
+        family = GaugeMetricFamily(self.prefix + "user_containers", "Users' containers by state", labels=["state"])
+        for state, count in figures["user_containers"].items():
+            family.add_metric([state], count)
+        yield family
+
+    def refresh_if_old(self) -> None:
+        with self._lock:
+            fresh = self._figures is not None and time.monotonic() - self._read_at < self.interval
+            if fresh or self._reading:
+                return
+            self._reading = True
+        threading.Thread(target=self._read, name="formspawner-docker-figures", daemon=True).start()
+
+    def _read(self) -> None:
+        figures = None
+        try:
+            figures = read_figures(self._client_factory())
+        except Exception as error:  # Docker down: keep the last figures, their age grows
+            log.warning("Could not read the Docker host's figures: %s", error)
+        finally:
+            with self._lock:
+                if figures is not None:
+                    self._figures, self._read_at = figures, time.monotonic()
+                self._reading = False
+
+
+def _docker_client():
+    import docker
+
+    return docker.APIClient(version="auto", timeout=600)

@@ -1,0 +1,118 @@
+"""The Docker host's figures for /hub/metrics (formspawner.metrics).
+
+The engine is a stand-in (docker-py's low-level answers as dicts); the molecule scenario
+scrapes the real /hub/metrics of a deployed hub with the real engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from formspawner.metrics import DockerFigures, read_figures
+from formspawner.repo import LABEL_PREFIX
+
+GB = 2**30
+
+
+class Engine:
+    def __init__(self, root):
+        self.root = root
+        self.reads = 0
+
+    def df(self):
+        self.reads += 1
+        return {
+            "LayersSize": 5 * GB,
+            "Images": [
+                {"Id": "base", "Size": GB, "SharedSize": GB, "Labels": {}},
+                {"Id": "built", "Size": 3 * GB, "SharedSize": GB, "Labels": {LABEL_PREFIX: "1"}},
+            ],
+            "Volumes": [{"Name": "jupyterhub-user-ada", "UsageData": {"Size": 2 * GB}},
+                        {"Name": "in-use-unknown", "UsageData": {"Size": -1}}],
+            "BuildCache": [{"Size": 100}, {"Size": 23}],
+        }
+
+    def containers(self, all, filters):
+        assert all and filters == {"label": "org.formspawner.options"}
+        ada = {"org.formspawner.options": "x", "org.formspawner.user": "ada"}
+        return [
+            {"State": "running", "Labels": ada},
+            {"State": "exited", "Labels": ada},
+            {"State": "running", "Labels": {"org.formspawner.options": "x", "org.formspawner.user": "bob"}},
+            {"State": "running", "Labels": {"org.formspawner.options": "x"}},  # made before the user label
+        ]
+
+    def info(self):
+        return {"DockerRootDir": str(self.root)}
+
+
+def test_the_figures_a_docker_host_needs(tmp_path):
+    figures = read_figures(Engine(tmp_path))
+    assert figures["images_bytes"] == 5 * GB
+    assert figures["volumes_bytes"] == 2 * GB, "a size Docker did not compute (-1) counts as nothing"
+    assert figures["build_cache_bytes"] == 123
+    assert figures["repo_images"] == 1 and figures["repo_images_bytes"] == 2 * GB
+    assert figures["user_containers"] == {"running": 3, "stopped": 1}
+    assert figures["user_containers_per_user_max"] == 2
+    assert 0 < figures["disk_free_bytes"] <= figures["disk_size_bytes"]
+
+
+def test_no_disk_figures_when_the_engine_is_elsewhere(tmp_path):
+    figures = read_figures(Engine(tmp_path / "not-here"))
+    assert "disk_free_bytes" not in figures and figures["images_bytes"] == 5 * GB
+
+
+def scrape(registry) -> str:
+    return generate_latest(registry).decode()
+
+
+def test_registering_reads_nothing_and_a_scrape_never_waits_for_docker(tmp_path):
+    engine = Engine(tmp_path)
+    gate = threading.Event()
+
+    def slow_client():
+        gate.wait(10)
+        return engine
+
+    registry = CollectorRegistry()
+    figures = DockerFigures(interval=300, client_factory=slow_client)
+    registry.register(figures)
+    assert engine.reads == 0
+    started = time.monotonic()
+    assert "formspawner_docker_images_bytes" not in scrape(registry)
+    assert time.monotonic() - started < 1, "the first scrape returns at once, the read goes on behind it"
+    gate.set()
+    deadline = time.monotonic() + 10
+    while "formspawner_docker_images_bytes" not in (text := scrape(registry)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "formspawner_docker_images_bytes 5.36870912e+09" in text
+    assert 'formspawner_docker_user_containers{state="running"} 3.0' in text
+    assert "formspawner_docker_figures_age_seconds" in text
+    # Fresh figures are reused: no new read within the interval.
+    scrape(registry)
+    assert engine.reads == 1
+
+
+def test_a_failing_engine_keeps_the_last_figures_and_their_age_grows(tmp_path):
+    engine = Engine(tmp_path)
+    calls = []
+
+    def client():
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConnectionError("docker is down")
+        return engine
+
+    registry = CollectorRegistry()
+    figures = DockerFigures(interval=0, client_factory=client)
+    registry.register(figures)
+    deadline = time.monotonic() + 10
+    while "formspawner_docker_images_bytes" not in scrape(registry) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while len(calls) < 3 and time.monotonic() < deadline:
+        scrape(registry)
+        time.sleep(0.05)
+    assert len(calls) >= 3 and "formspawner_docker_images_bytes 5.36870912e+09" in scrape(registry)
