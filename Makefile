@@ -14,7 +14,7 @@ export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
 SCENARIOS ?= default docker images jupyterhub backup
 
-.PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-clean clean
+.PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-test demo-clean clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ molecule: $(STAMP) testenv ## Every molecule scenario (SCENARIOS="a b" to choose
 integration: $(STAMP) testenv ## Integration tests: a real hub and the real Docker engine
 	$(BIN)/pytest -q tests/integration
 
-test: check molecule integration ## Everything CI runs
+test: check molecule integration demo-test ## Everything CI runs
 
 demo: $(STAMP) testenv ## Deploy the whole site into a local container; prints the URL and login
 	$(BIN)/ansible-playbook playbooks/demo.yml
@@ -60,6 +60,9 @@ demo: $(STAMP) testenv ## Deploy the whole site into a local container; prints t
 	@echo "  JupyterHub is running: https://127.0.0.1:8443/  (self-signed certificate)"
 	@echo "  Log in with any user name and the password demo-password (admin: user 'admin')."
 	@echo
+
+demo-test: demo ## The student's browser flow against the demo deployment
+	$(BIN)/pytest -q tests/demo
 
 demo-clean: ## Remove the demo container and its Docker volume
 	-docker rm -f jupyterhub-demo
