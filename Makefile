@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
-SCENARIOS ?= default docker images jupyterhub backup
+SCENARIOS ?= default docker images jupyterhub backup offline
 
 .PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-test demo-clean clean
 

@@ -1,0 +1,48 @@
+"""The site converged on a target cut off from package indexes and registries."""
+
+import json
+import time
+
+API = "https://localhost/hub/api"
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+def api(host, method, path, body=None):
+    data = f"-d {json.dumps(json.dumps(body))}" if body is not None else ""
+    status = host.check_output(
+        f"curl -sk -o /tmp/body -w '%{{http_code}}' -X {method} -H 'Authorization: token {TOKEN}' {data} {API}{path}"
+    )
+    text = host.file("/tmp/body").content_string
+    return int(status), (json.loads(text) if text.startswith(("{", "[")) else text)
+
+
+def test_the_target_really_is_cut_off(host):
+    assert host.run("curl -sS -m 10 -o /dev/null https://pypi.org/simple/").rc != 0
+    assert host.run("/opt/jupyterhub/bin/pip download --no-deps -d /tmp/x six").rc != 0
+    assert host.run("docker pull jhtest-registry:5000/jhtest/singleuser:minimal").rc != 0
+
+
+def test_the_venv_came_from_the_wheelhouse(host):
+    assert host.file("/opt/jupyterhub-wheels").is_directory
+    assert host.run("ls /opt/jupyterhub-wheels/jupyterhub-*.whl").rc == 0
+    assert host.check_output("/opt/jupyterhub/bin/jupyterhub --version").strip() == "6.1.1"
+    assert host.run("/opt/jupyterhub/bin/pip show --quiet formspawner").rc == 0
+
+
+def test_the_image_came_from_its_archive_and_a_user_spawns_from_it(host):
+    assert host.run("docker image inspect jhtest/singleuser:minimal").rc == 0
+    assert api(host, "POST", "/users/offline")[0] in (201, 409)
+    assert api(host, "POST", "/users/offline/server", {"image": "minimal", "env": {"WHERE": "air-gapped"}})[0] in (
+        201,
+        202,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        server = api(host, "GET", "/users/offline")[1]["servers"].get("")
+        if server and server.get("ready"):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(host.run("journalctl -u jupyterhub --no-pager -n 40").stdout)
+    environ = host.check_output("docker exec --user 1000 jupyter-offline cat /proc/1/environ")
+    assert "WHERE=air-gapped" in environ.split("\0")
