@@ -3,7 +3,7 @@
 Prints JSON: per spawner the median and p95 seconds from the REST call to `ready`, for
 sequential spawns and for a burst of concurrent ones, and the ratios form/stock.
 Needs the test environment (`make testenv`). Usage:
-    python benchmarks/spawn.py [--rounds 5] [--burst 10] [--out FILE]
+    python benchmarks/spawn.py [--rounds 5] [--burst 20] [--out FILE]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def summary(samples: list[float | None]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--out")
     args = parser.parse_args()
 
