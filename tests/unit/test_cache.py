@@ -42,6 +42,9 @@ class Engine:
     def containers(self, all):
         return [{"ImageID": i} for i in self.in_use]
 
+    def info(self):
+        return {"DockerRootDir": "/stand-in"}
+
     def remove_image(self, image_id, force):
         _, size, _ = self.images_.pop(image_id)
         self.free += size
@@ -58,7 +61,7 @@ def policy(**limits):
 
 
 def use(engine, monkeypatch):
-    monkeypatch.setattr(build, "free_disk", lambda client: client.free)
+    monkeypatch.setattr(build, "free_disk", lambda root: engine.free)
     return engine
 
 
@@ -106,10 +109,11 @@ def test_free_disk_reads_the_engines_data_directory(tmp_path):
         def info(self):
             return {"DockerRootDir": str(tmp_path)}
 
-    assert build.free_disk(Info()) > 0
+    assert build.docker_root(Info()) == str(tmp_path)
+    assert build.free_disk(build.docker_root(Info())) > 0
 
     class Elsewhere:
         def info(self):
             return {"DockerRootDir": str(tmp_path / "not-on-this-machine")}
 
-    assert build.free_disk(Elsewhere()) is None
+    assert build.free_disk(build.docker_root(Elsewhere())) is None

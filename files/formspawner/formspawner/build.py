@@ -404,22 +404,32 @@ class LaunchRecord:
         os.replace(tmp, self.path)
 
 
-def free_disk(client) -> int | None:
-    """Bytes free where the engine keeps images, or None when that is not on this machine."""
-    root = client.info().get("DockerRootDir") or "/var/lib/docker"
+def docker_root(client) -> str:
+    """Where the engine keeps its data (asked once; the answer does not change)."""
+    return client.info().get("DockerRootDir") or "/var/lib/docker"
+
+
+def disk_usage(root: str) -> tuple[int, int] | None:
+    """(free, size) in bytes of the file system at `root`, or None when it is not on this machine."""
     try:
         stat = os.statvfs(root)
     except OSError:
         return None
-    return stat.f_bavail * stat.f_frsize
+    return stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
 
 
-def _own_sizes(client) -> dict[str, int]:
-    """Each built image's own bytes: its size less the layers it shares (its base image's)."""
-    images = client.df().get("Images") or []
+def free_disk(root: str) -> int | None:
+    """Bytes free where the engine keeps images, or None when that is not on this machine."""
+    usage = disk_usage(root)
+    return usage[0] if usage else None
+
+
+def own_sizes(df_images: list[dict] | None) -> dict[str, int]:
+    """Each built image's own bytes, from `docker system df`'s images: its size less the
+    layers it shares (its base image's)."""
     return {
         image["Id"]: max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
-        for image in images
+        for image in df_images or []
         if (image.get("Labels") or {}).get(LABEL_PREFIX) == "1"
     }
 
@@ -429,9 +439,10 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
     at most cache_max_images remain, they take at most cache_max_size, and at least
     min_free_disk is free where the engine keeps images (when that can be seen from here)."""
     images = client.images(filters={"label": f"{LABEL_PREFIX}=1"})
-    sizes = _own_sizes(client)
+    sizes = own_sizes(client.df().get("Images"))
     count, total = len(images), sum(sizes.get(image["Id"], 0) for image in images)
-    free = free_disk(client)
+    root = docker_root(client)
+    free = free_disk(root)
 
     def over() -> bool:
         short = free is not None and free < policy.min_free_disk
@@ -460,20 +471,21 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
         removed.extend(tags)
         count -= 1
         total -= sizes.get(image["Id"], 0)
-        free = free_disk(client)
+        free = free_disk(root)
     record.forget(set(removed))
     return removed
 
 
 def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> None:
     """Before a build: evict old builds if the disk is short; refuse the build if still short."""
-    free = free_disk(client)
+    root = docker_root(client)
+    free = free_disk(root)
     if free is None or free >= policy.min_free_disk:
         return
     removed = evict(client, policy, record, protected, log)
     if removed:
         log.info("Removed %d repository images to keep %d bytes free", len(removed), policy.min_free_disk)
-    free = free_disk(client)
+    free = free_disk(root)
     if free is not None and free < policy.min_free_disk:
         log.warning("Refusing a build: %d bytes free, the policy keeps %d free", free, policy.min_free_disk)
         raise BuildError(

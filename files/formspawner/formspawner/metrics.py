@@ -13,7 +13,6 @@ new ones, so a scrape never waits for Docker (`docker system df` walks every vol
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
-from .repo import LABEL_PREFIX
+from .build import disk_usage, docker_root, own_sizes
 from .spawner import OPTIONS_LABEL, USER_LABEL
 
 log = logging.getLogger(__name__)
@@ -48,23 +47,18 @@ def read_figures(client) -> dict:
         "volumes_bytes": sum(max(0, (v.get("UsageData") or {}).get("Size", 0)) for v in df.get("Volumes") or []),
         "build_cache_bytes": sum(max(0, b.get("Size", 0)) for b in df.get("BuildCache") or []),
     }
-    built = [i for i in df.get("Images") or [] if (i.get("Labels") or {}).get(LABEL_PREFIX) == "1"]
+    built = own_sizes(df.get("Images"))
     figures["repo_images"] = len(built)
-    figures["repo_images_bytes"] = sum(max(0, i.get("Size", 0) - max(0, i.get("SharedSize", 0))) for i in built)
+    figures["repo_images_bytes"] = sum(built.values())
     containers = client.containers(all=True, filters={"label": OPTIONS_LABEL})
     states = Counter("running" if c.get("State") == "running" else "stopped" for c in containers)
     figures["user_containers"] = {state: states.get(state, 0) for state in ("running", "stopped")}
     per_user = Counter((c.get("Labels") or {}).get(USER_LABEL) for c in containers)
     per_user.pop(None, None)
     figures["user_containers_per_user_max"] = max(per_user.values(), default=0)
-    root = client.info().get("DockerRootDir") or "/var/lib/docker"
-    try:
-        stat = os.statvfs(root)
-    except OSError:  # the engine is on another machine
-        pass
-    else:
-        figures["disk_free_bytes"] = stat.f_bavail * stat.f_frsize
-        figures["disk_size_bytes"] = stat.f_blocks * stat.f_frsize
+    usage = disk_usage(docker_root(client))
+    if usage:  # None: the engine is on another machine
+        figures["disk_free_bytes"], figures["disk_size_bytes"] = usage
     return figures
 
 
