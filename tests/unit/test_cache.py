@@ -22,14 +22,14 @@ LOG = logging.getLogger("test")
 class Engine:
     def __init__(self, images, in_use=(), free=100 * GB):
         # images: (tag, own size, created); the base image (shared layers) is 1 GB.
-        self.images_ = {f"sha256:{tag}": (tag, size, created) for tag, size, created in images}
+        self.images_ = {f"sha256:{tag}": ([tag], size, created) for tag, size, created in images}
         self.in_use = {f"sha256:{tag}" for tag in in_use}
         self.free = free
         self.removed = []
 
     def images(self, filters):
         assert filters == {"label": f"{LABEL_PREFIX}=1"}
-        return [{"Id": i, "RepoTags": [t], "Created": c} for i, (t, _, c) in self.images_.items()]
+        return [{"Id": i, "RepoTags": list(t), "Created": c} for i, (t, _, c) in self.images_.items()]
 
     def df(self):
         base = {"Id": "sha256:base", "Size": GB, "SharedSize": GB, "Labels": {}}
@@ -45,8 +45,16 @@ class Engine:
     def info(self):
         return {"DockerRootDir": "/stand-in"}
 
-    def remove_image(self, image_id, force):
-        _, size, _ = self.images_.pop(image_id)
+    def remove_image(self, name, force):
+        """As Docker does: a name goes; the image goes with its last name (or by ID)."""
+        image_id = next(i for i, (tags, _, _) in self.images_.items() if name in (i, *tags))
+        tags, size, _ = self.images_[image_id]
+        if name in tags and len(tags) > 1:
+            tags.remove(name)
+            return
+        if name == image_id and len(tags) > 1 and not force:
+            raise RuntimeError("conflict: image is referenced in multiple repositories")
+        self.images_.pop(image_id)
         self.free += size
         self.removed.append(image_id)
 
@@ -117,3 +125,12 @@ def test_free_disk_reads_the_engines_data_directory(tmp_path):
             return {"DockerRootDir": str(tmp_path / "not-on-this-machine")}
 
     assert build.free_disk(build.docker_root(Elsewhere())) is None
+
+
+def test_a_build_with_its_registry_names_too_is_evicted_whole(record):
+    """On a swarm manager a build is also tagged with its registry names (FormSwarmSpawner)."""
+    engine = Engine([("old", GB, 1), ("new", GB, 2)])
+    engine.images_["sha256:old"][0].extend(["10.0.0.1:5000/old", "127.0.0.1:5001/old"])
+    removed = evict(engine, RepoPolicy.from_config({"cache_max_images": 1}), record, set(), logging.getLogger())
+    assert engine.removed == ["sha256:old"]
+    assert set(removed) == {"old", "10.0.0.1:5000/old", "127.0.0.1:5001/old"}

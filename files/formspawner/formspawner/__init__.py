@@ -11,6 +11,7 @@ from .images import ImageCatalog, ImageChoice
 from .options import OptionSet
 
 _SPAWNERS = ("FormDockerSpawner", "FormLocalProcessSpawner", "FormOptionsMixin")
+_SWARM = ("FormSwarmSpawner",)
 _LAUNCH = ("LaunchHandler", "launch_handlers")
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PolicyError",
     "parse_env_text",
     *_SPAWNERS,
+    *_SWARM,
     *_LAUNCH,
 ]
 
@@ -32,6 +34,10 @@ def __getattr__(name):
         from . import spawner
 
         return getattr(spawner, name)
+    if name in _SWARM:
+        from . import swarm
+
+        return getattr(swarm, name)
     if name in _LAUNCH:
         from . import launch
 

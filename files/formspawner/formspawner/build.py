@@ -464,7 +464,11 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
         if image["Id"] in in_use or tags & protected:
             continue
         try:
-            client.remove_image(image["Id"], force=False)
+            # Tag by tag: on a swarm manager a build also carries its registry names, and
+            # removing by ID would refuse an image with several names. The last name goes
+            # with the image; a container using it still stops the removal.
+            for name in sorted(tags) or [image["Id"]]:
+                client.remove_image(name, force=False)
         except Exception as error:  # e.g. a container created meanwhile
             log.warning("Not removing repository image %s: %s", ", ".join(tags), error)
             continue

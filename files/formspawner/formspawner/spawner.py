@@ -336,9 +336,13 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         else:
             self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
         await asyncio.to_thread(_launch_record(self.repo_cache_file).touch, tag)
-        self.image = tag
+        self.image = await self._publish_image(tag)
         self.notebook_dir = base.home
         self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
+
+    async def _publish_image(self, tag: str) -> str:
+        """The reference the server runs a repository image as (here: where it was built)."""
+        return tag
 
     async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
         job = _builds.get(tag)

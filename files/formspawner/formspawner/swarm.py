@@ -1,0 +1,344 @@
+"""FormSwarmSpawner: the same options (image, env, repo) on Docker Swarm.
+
+Each user's server is a swarm service of one task that the swarm places (on workers,
+by the placement constraints). What differs from one host:
+
+- Addressing: the task publishes its port in host mode on the node that runs it and the
+  hub connects to that node's address. Swarm's routing mesh (ingress, IPVS) is not used:
+  it is not needed for one task, and not every kernel has IPVS.
+- Failure: a service whose node went down still says "running" (the node cannot report).
+  poll() asks for the node's state too, so the hub forgets such a server and the user
+  can start again; the swarm itself never restarts a user's task elsewhere (its address
+  would change behind the hub's back).
+- Repository images are built on the manager (where the hub is), pushed to the registry
+  on the manager and run from there by the node the swarm chose.
+- Storage follows the user in one of two ways (`storage`): "shared" bind-mounts
+  `shared_home_root/USER` from a filesystem every node mounts at the same path (NFS,
+  CephFS, ...); "pin" keeps Docker's local volume and pins the user to the node that
+  holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+
+import docker.errors
+from docker.types import Mount, Resources, RestartPolicy
+from dockerspawner import SwarmSpawner
+from traitlets import Enum, Int, Unicode, default
+
+from .errors import OptionError, as_http_error
+from .spawner import OPTIONS_LABEL, USER_LABEL, FormDockerSpawner
+
+# Node states in which a task is really where it was placed.
+_NODE_UP = "ready"
+
+
+class UnavailableNode(RuntimeError):
+    """The node holding a pinned user's files cannot run their server now."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.jupyterhub_message = message
+
+
+class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
+    """SwarmSpawner with formspawner's options. Configure as c.FormSwarmSpawner."""
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        # The node the swarm picks pulls (the images role pre-pulls on every node).
+        return "skip"
+
+    registry_push = Unicode(
+        "",
+        config=True,
+        help="""Where the hub pushes repository images it built (host:port of the registry's
+        write endpoint, e.g. 127.0.0.1:5001 on the manager). Needed for the 'repo' option.""",
+    )
+
+    registry_pull = Unicode(
+        "",
+        config=True,
+        help="""The same registry as nodes reach it (host:port, e.g. the manager's address:5000).
+        Services run repository images as REGISTRY_PULL/formspawner-repo/NAME:TAG.""",
+    )
+
+    storage = Enum(
+        ["pin", "shared"],
+        default_value="pin",
+        config=True,
+        help="""How a user's files follow them: 'pin' (Docker's local volume; the user's server
+        always runs on the node that holds it, and cannot start while that node is down) or
+        'shared' (each user's home is shared_home_root/USER on a filesystem every node
+        mounts at the same path; the server may run on any node).""",
+    )
+
+    shared_home_root = Unicode(
+        "",
+        config=True,
+        help="""storage='shared': the directory, mounted at this path on every node and on the
+        manager, under which each user's home is created (mode 0770, group home_gid: the
+        top directory should have that group and the setgid bit).""",
+    )
+
+    home_gid = Int(
+        100,
+        config=True,
+        help="""storage='shared': the group of the users' directories; the image's user must be
+        in it (docker-stacks' jovyan is in group 100, 'users').""",
+    )
+
+    shared_volume = Unicode(
+        "",
+        config=True,
+        help="""storage='shared': the entry of `volumes` that becomes the user's shared home
+        (its source is replaced by shared_home_root/USER).""",
+    )
+
+    pids_limit = Int(
+        0,
+        config=True,
+        help="The most processes a user's server may run (0 = no limit).",
+    )
+
+    pinned_node = Unicode("", help="storage='pin': the swarm node ID holding this user's volume.")
+    pinned_hostname = Unicode("", help="That node's hostname, for messages.")
+    task_id = Unicode("", help="The task the server was started as (a replacement is not it).")
+
+    # -- state: the pin survives stops -------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.pinned_node = state.get("pinned_node", "")
+        self.pinned_hostname = state.get("pinned_hostname", "")
+        self.task_id = state.get("task_id", "")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.object_id and self.task_id:
+            state["task_id"] = self.task_id
+        if self.pinned_node:
+            state["pinned_node"] = self.pinned_node
+            state["pinned_hostname"] = self.pinned_hostname
+        return state
+
+    # -- where the user's files are ------------------------------------------------
+
+    def home_directory(self) -> str:
+        """storage='shared': this user's directory under shared_home_root."""
+        return posixpath.join(self.shared_home_root, self.escaped_name)
+
+    @property
+    def volume_binds(self):
+        binds = super().volume_binds
+        if self.storage != "shared":
+            return binds
+        shared = self.format_volume_name(self.shared_volume, self)
+        return {(self.home_directory() if source == shared else source): bind for source, bind in binds.items()}
+
+    @property
+    def mounts(self):
+        driver = self.mount_driver_config
+        mounts = []
+        for source, bind in self.volume_binds.items():
+            local_path = source.startswith("/")
+            mounts.append(
+                Mount(
+                    target=bind["bind"],
+                    source=source,
+                    type="bind" if local_path else "volume",
+                    read_only=bind["mode"] == "ro",
+                    driver_config=None if local_path else driver,
+                )
+            )
+        return mounts
+
+    def _ensure_home(self) -> None:
+        path = self.home_directory()
+        if os.path.isdir(path):
+            return
+        if not os.path.isdir(self.shared_home_root):
+            raise RuntimeError(
+                f"The shared home directory {self.shared_home_root} is missing on the hub's host: "
+                "mount the shared filesystem there (and at the same path on every node)."
+            )
+        os.mkdir(path, 0o770)
+        if os.stat(path).st_gid != self.home_gid:
+            try:
+                os.chown(path, -1, self.home_gid)
+            except PermissionError:
+                os.rmdir(path)
+                raise RuntimeError(
+                    f"The hub cannot give {path} the group {self.home_gid}: make {self.shared_home_root} "
+                    f"belong to that group, with the setgid bit (the role does: mode 2750)."
+                ) from None
+        # 0770 (the hub's umask is 077); no setgid bit on it: the hub's unit may not set one
+        # (RestrictSUIDSGID), and files the image's user creates get its group anyway.
+        os.chmod(path, 0o770)
+
+    # -- placement -----------------------------------------------------------------
+
+    async def _node(self, node_id: str) -> dict | None:
+        try:
+            return await self.docker("inspect_node", node_id)
+        except docker.errors.NotFound:
+            return None
+
+    async def _pin_constraint(self) -> list[str]:
+        """storage='pin': the constraint placing this user on the node with their volume."""
+        if self.storage != "pin" or not self.pinned_node:
+            return []
+        node = await self._node(self.pinned_node)
+        if node is None:
+            # An admin removed the node from the swarm (`docker node rm`): its disk is gone
+            # from the swarm's point of view, so start anew elsewhere and say so.
+            self.emit_progress(
+                3,
+                f"The node that held your files ({self.pinned_hostname}) has left the swarm: "
+                "your server starts on another node with a new, empty volume.",
+            )
+            self.log.warning("%s: pinned node %s left the swarm; pin released", self._log_name, self.pinned_hostname)
+            self.pinned_node = self.pinned_hostname = ""
+            return []
+        state = node.get("Status", {}).get("State", "unknown")
+        availability = node.get("Spec", {}).get("Availability", "active")
+        if state != _NODE_UP or availability != "active":
+            raise UnavailableNode(
+                f"Your files are on the node {self.pinned_hostname}, which is {state}"
+                f"{'' if availability == 'active' else ' and ' + availability}: your server cannot "
+                "start until it is back. Your files are kept there; ask an admin if it stays away."
+            )
+        return [f"node.id == {self.pinned_node}"]
+
+    # -- the service -----------------------------------------------------------------
+
+    async def prepare_options(self) -> None:
+        """A pinned user whose node is down hears it now: a 400 on the form and the API."""
+        await super().prepare_options()
+        try:
+            await self._pin_constraint()
+        except UnavailableNode as error:
+            raise as_http_error(OptionError(str(error))) from None
+
+    async def _publish_image(self, tag: str) -> str:
+        """Push a repository image built here to the registry; the reference nodes pull."""
+        if not (self.registry_push and self.registry_pull):
+            raise RuntimeError("Repository launches on a swarm need the registry: set registry_push and registry_pull.")
+        name, version = tag.rsplit(":", 1)
+        pushed = f"{self.registry_push}/{name}"
+        self.emit_progress(57, "Sending the built image to the swarm's registry")
+
+        pulled = f"{self.registry_pull}/{name}"
+
+        def push():
+            # Tagged here under the name nodes pull too: the hub reads the image's command
+            # from it (DockerSpawner.get_command) before it creates the service.
+            self.client.tag(tag, pulled, version)
+            self.client.tag(tag, pushed, version)
+            for event in self.client.push(pushed, tag=version, stream=True, decode=True):
+                if "error" in event:
+                    raise RuntimeError(f"Pushing {tag} to the registry failed: {event['error']}")
+
+        await asyncio.wrap_future(self.executor.submit(push))
+        return f"{pulled}:{version}"
+
+    def _resources(self) -> Resources:
+        limits = {
+            "mem_limit": self.mem_limit,
+            "mem_reservation": self.mem_guarantee,
+            "cpu_limit": int(self.cpu_limit * 1e9) if self.cpu_limit else None,
+            "cpu_reservation": int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
+        }
+        resources = Resources(**{**limits, **self.extra_resources_spec})
+        if self.pids_limit:
+            # Swarm's Limits.Pids (API 1.41, Docker 20.10); docker-py has no argument for it.
+            resources.setdefault("Limits", {})["Pids"] = self.pids_limit
+        return resources
+
+    async def create_object(self):
+        constraints = await self._pin_constraint()  # raises UnavailableNode (its message is shown)
+        if self.storage == "shared":
+            self._ensure_home()
+        placement = dict(self.extra_placement_spec)
+        placement["constraints"] = list(placement.get("constraints") or []) + constraints
+        task = {
+            # A user's task is never restarted by the swarm elsewhere: the hub would keep
+            # routing to the old address. The hub notices (poll) and the user starts again.
+            "restart_policy": RestartPolicy(condition="none"),
+            "resources": self._resources(),
+            **self.extra_task_spec,
+        }
+        endpoint = {"mode": "dnsrr", "ports": {None: (self.port, "tcp", "host")}, **self.extra_endpoint_spec}
+        labels = {OPTIONS_LABEL: self._options_fingerprint(), USER_LABEL: self.user.name}
+        container = dict(self.extra_container_spec)
+        container["labels"] = {**(container.get("labels") or {}), **labels}
+        create = dict(self.extra_create_kwargs)
+        create["labels"] = {**(create.get("labels") or {}), **labels}
+        traits = (
+            "extra_placement_spec",
+            "extra_task_spec",
+            "extra_endpoint_spec",
+            "extra_container_spec",
+            "extra_create_kwargs",
+        )
+        configured = {name: getattr(self, name) for name in traits}
+        for name, value in zip(traits, (placement, task, endpoint, container, create), strict=True):
+            setattr(self, name, value)
+        self.emit_progress(60, f"Asking the swarm for a node to run {self.image}")
+        try:
+            # SwarmSpawner's, not FormDockerSpawner's: services have no host config.
+            return await SwarmSpawner.create_object(self)
+        finally:
+            for name, value in configured.items():
+                setattr(self, name, value)
+
+    async def _running_task(self) -> tuple[dict | None, dict | None]:
+        task = await self.get_task()
+        if task is None or not task.get("NodeID"):
+            return task, None
+        return task, await self._node(task["NodeID"])
+
+    async def start_object(self):
+        await super().start_object()
+        task, node = await self._running_task()
+        self.task_id = (task or {}).get("ID", "")
+        if self.storage == "pin" and node is not None:
+            self.pinned_node = node["ID"]
+            self.pinned_hostname = node.get("Description", {}).get("Hostname", node["ID"][:12])
+        if node is not None:
+            self.log.info("%s runs on node %s", self._log_name, node.get("Description", {}).get("Hostname"))
+
+    async def get_ip_and_port(self):
+        """The node the task runs on, and the port it published there."""
+        task, node = await self._running_task()
+        if task is None or node is None:
+            raise RuntimeError(f"Service {self.service_name} has no task on a node")
+        address = node.get("Status", {}).get("Addr", "")
+        if address in ("", "0.0.0.0"):  # a manager may report no address of its own
+            address = node.get("ManagerStatus", {}).get("Addr", "").rsplit(":", 1)[0]
+        for port in task.get("Status", {}).get("PortStatus", {}).get("Ports", []):
+            if port.get("TargetPort") == self.port:
+                return address, port["PublishedPort"]
+        raise RuntimeError(f"Service {self.service_name} published no port for {self.port}")
+
+    async def poll(self):
+        """Stopped when the task is, or when the node it ran on is no longer ready (a node
+        that went down still lists its tasks as running)."""
+        task, node = await self._running_task()
+        if task is None:
+            return 0
+        if task.get("DesiredState") != "running":
+            return f"task {task.get('DesiredState')}"
+        if self.task_id and task.get("ID") != self.task_id:
+            return "the task the server started as is gone"
+        status = await super().poll()
+        if status is not None:
+            return status
+        if node is None or node.get("Status", {}).get("State") != _NODE_UP:
+            hostname = (node or {}).get("Description", {}).get("Hostname", task.get("NodeID", "")[:12])
+            self.log.warning("%s: node %s is not ready; the server is gone", self._log_name, hostname)
+            return f"node {hostname} is {(node or {}).get('Status', {}).get('State', 'gone')}"
+        return None

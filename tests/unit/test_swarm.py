@@ -1,0 +1,200 @@
+"""FormSwarmSpawner's own decisions, against a stand-in for the swarm manager's API.
+
+The real swarm (three Docker engines, a worker stopped mid-test) is the molecule `swarm`
+scenario; here each decision is checked alone: mounts per storage mode, the pin and its
+refusals, where the hub connects, and when a server counts as stopped.
+"""
+
+import asyncio
+import os
+from types import SimpleNamespace
+
+import docker.errors
+import pytest
+
+from formspawner import FormSwarmSpawner
+from formspawner.swarm import UnavailableNode
+
+
+class StandIn:
+    """The few manager calls the spawner makes: inspect_node, inspect_service, tasks, create_service."""
+
+    def __init__(self, nodes=None, tasks=None):
+        self.nodes = nodes or {}
+        self.tasks = tasks or []
+        self.created = None
+
+    def call(self, method, *args, **kwargs):
+        if method == "inspect_node":
+            if args[0] not in self.nodes:
+                raise docker.errors.NotFound("no such node")
+            return self.nodes[args[0]]
+        if method == "inspect_service":
+            return {"ID": "svc1", "Endpoint": {}}
+        if method == "tasks":
+            wanted = kwargs["filters"].get("desired-state")
+            return [t for t in self.tasks if wanted is None or t["DesiredState"] == wanted]
+        if method == "create_service":
+            self.created = kwargs
+            return {"ID": "svc1"}
+        raise AssertionError(f"unexpected call {method}")
+
+
+def node(node_id, host, state="ready", availability="active", addr="10.0.0.5"):
+    return {
+        "ID": node_id,
+        "Description": {"Hostname": host},
+        "Status": {"State": state, "Addr": addr},
+        "Spec": {"Availability": availability},
+    }
+
+
+def task(task_id, node_id, desired="running", state="running", port=31000):
+    ports = [{"TargetPort": 8888, "PublishedPort": port, "PublishMode": "host"}]
+    return {
+        "ID": task_id,
+        "NodeID": node_id,
+        "DesiredState": desired,
+        "Status": {"State": state, "PortStatus": {"Ports": ports}},
+    }
+
+
+def spawner(standin, **config):
+    s = FormSwarmSpawner(**config)
+    s.user = SimpleNamespace(name="alice", groups=[], url="/user/alice/")
+    s.object_id = "svc1"
+
+    async def docker_call(method, *args, **kwargs):
+        return standin.call(method, *args, **kwargs)
+
+    s.docker = docker_call
+    return s
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_pin_mode_keeps_named_volumes_as_swarm_volumes_and_paths_as_binds():
+    s = spawner(
+        StandIn(),
+        volumes={"jupyterhub-user-{username}": "/home/jovyan/work", "/srv/data": {"bind": "/data", "mode": "ro"}},
+    )
+    mounts = {m["Target"]: m for m in s.mounts}
+    assert mounts["/home/jovyan/work"]["Type"] == "volume"
+    assert mounts["/home/jovyan/work"]["Source"] == "jupyterhub-user-alice"
+    assert mounts["/data"]["Type"] == "bind" and mounts["/data"]["ReadOnly"] is True
+
+
+def test_shared_mode_mounts_the_users_directory_under_the_shared_root(tmp_path):
+    root = tmp_path / "home"
+    root.mkdir()
+    s = spawner(
+        StandIn(),
+        storage="shared",
+        shared_home_root=str(root),
+        shared_volume="jupyterhub-user-{username}",
+        home_gid=os.getgid(),
+        volumes={"jupyterhub-user-{username}": "/home/jovyan/work", "/srv/data": {"bind": "/data", "mode": "ro"}},
+    )
+    mounts = {m["Target"]: m for m in s.mounts}
+    assert mounts["/home/jovyan/work"] == {
+        **mounts["/home/jovyan/work"],
+        "Type": "bind",
+        "Source": f"{root}/alice",
+    }
+    assert mounts["/data"]["Source"] == "/srv/data"
+    s._ensure_home()
+    made = root / "alice"
+    assert made.is_dir() and oct(made.stat().st_mode & 0o7777) == "0o770"
+    s._ensure_home()  # a second start finds it
+
+
+def test_shared_mode_without_the_filesystem_mounted_names_the_directory(tmp_path):
+    s = spawner(StandIn(), storage="shared", shared_home_root=str(tmp_path / "absent"), shared_volume="v-{username}")
+    with pytest.raises(RuntimeError, match="absent is missing on the hub's host"):
+        s._ensure_home()
+
+
+def test_the_service_is_placed_by_constraints_never_restarted_and_publishes_in_host_mode():
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    s = spawner(standin, extra_placement_spec={"constraints": ["node.role == worker"]}, pids_limit=256, mem_limit="1G")
+    s.image = "jhtest/singleuser:minimal"
+
+    async def command():
+        return ["jupyterhub-singleuser"]
+
+    s.get_command = command
+    s.get_env = dict
+    run(s.create_object())
+    spec = standin.created["task_template"]
+    assert spec["Placement"]["Constraints"] == ["node.role == worker"]
+    assert spec["RestartPolicy"]["Condition"] == "none"
+    assert spec["Resources"]["Limits"]["Pids"] == 256
+    assert spec["Resources"]["Limits"]["MemoryBytes"] == 1024**3
+    endpoint = standin.created["endpoint_spec"]
+    assert endpoint["Mode"] == "dnsrr"
+    assert endpoint["Ports"] == [{"Protocol": "tcp", "PublishedPort": None, "TargetPort": 8888, "PublishMode": "host"}]
+    assert spec["ContainerSpec"]["Labels"]["org.formspawner.user"] == "alice"
+    assert standin.created["labels"]["org.formspawner.user"] == "alice"
+    assert s.extra_placement_spec == {"constraints": ["node.role == worker"]}  # configured value untouched
+
+
+def test_the_hub_connects_to_the_node_that_runs_the_task():
+    s = spawner(StandIn(nodes={"n1": node("n1", "worker1", addr="10.0.0.7")}, tasks=[task("t1", "n1", port=30123)]))
+    assert run(s.get_ip_and_port()) == ("10.0.0.7", 30123)
+
+
+def test_starting_pins_the_user_to_the_node_and_the_pin_survives_a_stop():
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    s = spawner(standin)
+    run(s.start_object())
+    assert (s.pinned_node, s.pinned_hostname, s.task_id) == ("n1", "worker1", "t1")
+    s.clear_state()
+    s.object_id = ""
+    state = s.get_state()
+    assert state["pinned_node"] == "n1" and "task_id" not in state
+    again = spawner(standin)
+    again.load_state(state)
+    assert run(again._pin_constraint()) == ["node.id == n1"]
+
+
+def test_a_pinned_user_whose_node_is_down_is_refused_with_the_nodes_name():
+    s = spawner(StandIn(nodes={"n1": node("n1", "worker1", state="down")}))
+    s.pinned_node, s.pinned_hostname = "n1", "worker1"
+    with pytest.raises(UnavailableNode, match="Your files are on the node worker1, which is down"):
+        run(s._pin_constraint())
+    drained = spawner(StandIn(nodes={"n1": node("n1", "worker1", availability="drain")}))
+    drained.pinned_node, drained.pinned_hostname = "n1", "worker1"
+    with pytest.raises(UnavailableNode, match="which is ready and drain"):
+        run(drained._pin_constraint())
+
+
+def test_a_pin_to_a_node_that_left_the_swarm_is_released():
+    s = spawner(StandIn())
+    s.pinned_node, s.pinned_hostname = "gone", "worker9"
+    assert run(s._pin_constraint()) == []
+    assert s.pinned_node == "" and "worker9" in s._progress_events[-1]["message"]
+
+
+def test_shared_storage_never_pins():
+    s = spawner(StandIn(), storage="shared")
+    s.pinned_node = "n1"
+    assert run(s._pin_constraint()) == []
+
+
+@pytest.mark.parametrize(
+    ("nodes", "tasks", "expect_running"),
+    [
+        ({"n1": node("n1", "w1")}, [task("t1", "n1")], True),
+        ({"n1": node("n1", "w1", state="down")}, [task("t1", "n1")], False),  # node down, task still "running"
+        ({"n1": node("n1", "w1")}, [task("t1", "n1", desired="shutdown")], False),
+        ({"n1": node("n1", "w1")}, [task("t2", "n1")], False),  # a replacement is not the server we started
+        ({}, [task("t1", "n1")], False),  # node removed
+        ({"n1": node("n1", "w1")}, [task("t1", "n1", state="failed")], False),
+    ],
+)
+def test_poll_counts_a_server_as_running_only_on_a_ready_node(nodes, tasks, expect_running):
+    s = spawner(StandIn(nodes=nodes, tasks=tasks))
+    s.task_id = "t1"
+    assert (run(s.poll()) is None) is expect_running
