@@ -3,25 +3,17 @@
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
-API = "https://localhost/hub/api"
-TOKEN = "0123456789abcdef0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from hubapi import api  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
 def before(host):
     name = host.backend.get_hostname()
     return json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / f"before-{name}.json").read_text())
-
-
-def curl(host, path, token=TOKEN, method="GET", body=None):
-    data = f"-d {json.dumps(json.dumps(body))}" if body is not None else ""
-    out = host.check_output(
-        f"curl -sk -o /tmp/body -w '%{{http_code}}' -X {method} -H 'Authorization: token {token}' {data} {API}{path}"
-    )
-    text = host.file("/tmp/body").content_string
-    return int(out), (json.loads(text) if text.startswith(("{", "[")) else text)
 
 
 def test_the_target_was_really_wiped_before_the_restore(host):
@@ -47,10 +39,10 @@ def test_secrets_are_the_backups(host):
 
 
 def test_the_user_their_token_and_their_files_are_back(host):
-    status, model = curl(host, "/users/keeper")
+    status, model = api(host, "GET", "/users/keeper")
     assert status == 200 and model["name"] == "keeper"
     # The token keeper had before the backup still identifies keeper.
-    status, me = curl(host, "/user", token=before(host)["token"])
+    status, me = api(host, "GET", "/user", token=before(host)["token"])
     assert status == 200 and me["name"] == "keeper"
     # Logging in works, and the server keeper starts finds the file in the work volume.
     login = host.run(
@@ -60,10 +52,10 @@ def test_the_user_their_token_and_their_files_are_back(host):
         "--data-urlencode _xsrf=$(awk '/_xsrf/ {print $7}' /tmp/jar) https://localhost/hub/login"
     )
     assert login.stdout == "302", login.stdout + login.stderr
-    status, _ = curl(host, "/users/keeper/server", method="POST", body={"image": "minimal"})
+    status, _ = api(host, "POST", "/users/keeper/server", {"image": "minimal"})
     assert status in (201, 202)
     for _ in range(90):
-        _, model = curl(host, "/users/keeper")
+        _, model = api(host, "GET", "/users/keeper")
         if model["servers"].get("", {}).get("ready"):
             break
         time.sleep(1)

@@ -1,19 +1,11 @@
 """The site converged on a target cut off from package indexes and registries."""
 
-import json
+import sys
 import time
+from pathlib import Path
 
-API = "https://localhost/hub/api"
-TOKEN = "0123456789abcdef0123456789abcdef"
-
-
-def api(host, method, path, body=None):
-    data = f"-d {json.dumps(json.dumps(body))}" if body is not None else ""
-    status = host.check_output(
-        f"curl -sk -o /tmp/body -w '%{{http_code}}' -X {method} -H 'Authorization: token {TOKEN}' {data} {API}{path}"
-    )
-    text = host.file("/tmp/body").content_string
-    return int(status), (json.loads(text) if text.startswith(("{", "[")) else text)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from hubapi import api  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
 def test_the_target_really_is_cut_off(host):
