@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
 
-SCENARIOS ?= default docker images jupyterhub backup offline
+SCENARIOS ?= default docker images jupyterhub backup offline swarm
 
 .PHONY: help venv testenv lint syntax unit check molecule integration test bench demo demo-test demo-clean clean
 
@@ -36,8 +36,9 @@ lint: $(STAMP) ## yamllint, ansible-lint (production profile) and ruff over the 
 	$(BIN)/ansible-lint --offline -q
 	$(BIN)/ruff check .
 
-syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against both inventories
+syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against the inventories
 	$(BIN)/ansible-playbook --syntax-check -i inventory/example site.yml
+	$(BIN)/ansible-playbook --syntax-check -i inventory/swarm-example site.yml
 	$(BIN)/ansible-playbook --syntax-check -i inventory/demo site.yml
 
 unit: $(STAMP) ## Unit tests (no Docker needed)

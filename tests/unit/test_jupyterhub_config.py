@@ -37,6 +37,7 @@ print(json.dumps({
     "roles": {r["name"]: r["scopes"] for r in app.load_roles},
     "authenticate_prometheus": app.authenticate_prometheus,
     "token": {s["name"]: s.get("api_token") for s in app.services}.get("prometheus"),
+    "spawner_class": app.spawner_class.__name__,
 }))
 """
 
@@ -195,3 +196,41 @@ def test_metrics_can_be_switched_off(tmp_path):
     loaded = load(render(tmp_path, {"jupyterhub_authenticator": "pam", "jupyterhub_metrics_enabled": False}))
     assert "prometheus" not in loaded["services"] and "prometheus" not in loaded["roles"]
     assert loaded["authenticate_prometheus"] is True
+
+
+def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inventory(tmp_path):
+    swarm = {
+        "jupyterhub_authenticator": "pam",
+        "_jupyterhub_swarm": True,
+        "_jupyterhub_swarm_node_addr": {"stdout": "10.9.0.1"},
+        "jupyterhub_swarm_storage": "shared",
+        "jupyterhub_pids_limit": 300,
+    }
+    rendered = render(tmp_path, swarm)
+    loaded = load(rendered)
+    assert loaded["spawner_class"] == "FormSwarmSpawner"
+    # Workers' servers reach the hub's API at the manager's swarm address.
+    assert loaded["hub_bind_url"] == "http://10.9.0.1:8081"
+    probe = (
+        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; "
+        "from formspawner import FormSwarmSpawner; "
+        "s = FormSwarmSpawner(config=PyFileConfigLoader(sys.argv[1]).load_config()); "
+        "print(json.dumps([s.registry_push, s.registry_pull, s.storage, s.shared_home_root, s.shared_volume, "
+        "s.pids_limit, s.extra_placement_spec, s.extra_container_spec, s.use_internal_ip, s.pull_policy, "
+        "s.network_name]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(rendered)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [
+        "127.0.0.1:5001",
+        "10.9.0.1:5000",
+        "shared",
+        "/srv/jupyterhub/home",
+        "jupyterhub-user-{username}",
+        300,
+        {"constraints": ["node.role == worker"]},
+        {"cap_drop": ["ALL"], "cap_add": []},
+        False,
+        "skip",
+        "",
+    ]

@@ -1,0 +1,182 @@
+"""The hub on a Docker Swarm of three targets: spawns land on workers, options hold there,
+repository images travel through the registry, and a worker stopped mid-test leaves the
+hub working while its user starts again on the other worker, with their files.
+
+`host` is the manager (the hub's host). The workers are reached from this machine with
+`docker exec` into their targets; the last test stops one of them with `docker stop`.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from hubapi import TOKEN, api  # noqa: E402  (molecule/shared, beside the scenarios)
+
+WORKERS = ("jhswarm-worker1", "jhswarm-worker2")
+
+
+def on(target, command, check=True):
+    """Run a shell command inside a target (a node), from this machine."""
+    result = subprocess.run(
+        ["docker", "exec", target, "bash", "-c", command], capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{target}: {command}: {result.stderr}")
+    return result.stdout.strip()
+
+
+def wait_ready(host, user, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = api(host, "GET", f"/users/{user}")[1]["servers"].get("")
+        if server and server.get("ready"):
+            return server
+        if server is None:
+            break
+        time.sleep(1)
+    raise AssertionError(host.run("journalctl -u jupyterhub --no-pager -n 60").stdout)
+
+
+def start(host, user, body):
+    assert api(host, "POST", f"/users/{user}")[0] in (201, 409)
+    status, answer = api(host, "POST", f"/users/{user}/server", body)
+    assert status in (201, 202), answer
+    return wait_ready(host, user)
+
+
+def placement(host, user):
+    """The node running the user's service (from the manager) and the container there."""
+    node = host.check_output(
+        f"docker service ps --filter desired-state=running --format '{{{{.Node}}}}' jupyter-{user}"
+    ).strip()
+    container = on(node, f"docker ps -q --filter label=org.formspawner.user={user}")
+    return node, container
+
+
+def environ(node, container):
+    return on(node, f"docker exec {container} cat /proc/1/environ").split("\0")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _only_the_manager(host):
+    assert host.backend.get_hostname() == "jhswarm-manager"
+
+
+def test_three_nodes_are_ready_including_the_one_that_rejoined(host):
+    nodes = host.check_output("docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'")
+    assert sorted(line.split() for line in nodes.splitlines()) == [
+        ["jhswarm-manager", "Ready", "Leader"],
+        ["jhswarm-worker1", "Ready"],
+        ["jhswarm-worker2", "Ready"],
+    ]
+    # Swarm mode refuses live-restore; the role switched it off on every node.
+    for node in ("jhswarm-manager", *WORKERS):
+        assert on(node, "docker info --format '{{.LiveRestoreEnabled}}'") == "false"
+
+
+def test_every_node_has_the_images_pre_pulled(host):
+    for node in ("jhswarm-manager", *WORKERS):
+        for image in ("minimal", "scipy"):
+            on(node, f"docker image inspect jhtest-registry:5000/jhtest/singleuser:{image} >/dev/null")
+
+
+def test_the_registry_takes_pushes_on_loopback_only_and_serves_nodes_over_tls(host):
+    addr = host.check_output("docker info --format '{{.Swarm.NodeAddr}}'").strip()
+    # Pull endpoint: TLS with the certificate the workers trust; read-only.
+    for worker in WORKERS:
+        assert on(worker, f"curl -sS --cacert /etc/docker/certs.d/{addr}:5000/ca.crt https://{addr}:5000/v2/") == "{}"
+    upload = on(
+        "jhswarm-worker1",
+        f"curl -s -o /dev/null -w '%{{http_code}}' -X POST "
+        f"--cacert /etc/docker/certs.d/{addr}:5000/ca.crt https://{addr}:5000/v2/x/blobs/uploads/",
+    )
+    assert upload in ("405", "503"), upload  # the read-only store refuses uploads
+    # Push endpoint: the manager's loopback only.
+    assert host.check_output("curl -sS http://127.0.0.1:5001/v2/") == "{}"
+    assert on("jhswarm-worker1", f"curl -sS -m 5 http://{addr}:5001/v2/", check=False) == ""
+
+
+def test_users_land_on_workers_with_their_image_and_variables(host):
+    start(host, "alice", {"image": "minimal", "env": {"COURSE": "physics-101"}})
+    start(host, "bob", {"image": "scipy", "env": {"COURSE": "chem-201"}})
+    nodes = {}
+    for user, course, image in (("alice", "physics-101", "minimal"), ("bob", "chem-201", "scipy")):
+        node, container = placement(host, user)
+        assert node in WORKERS, f"{user}'s server runs on {node}"
+        nodes[user] = node
+        env = environ(node, container)
+        assert f"COURSE={course}" in env and "TZ=Europe/Berlin" in env
+        assert on(node, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").startswith(
+            f"jhtest-registry:5000/jhtest/singleuser:{image}"
+        )
+        # Confinement holds on the swarm too: no capabilities, the process limit.
+        status = on(node, f"docker exec {container} cat /proc/1/status")
+        assert "CapBnd:\t0000000000000000" in status
+        assert on(node, f"docker inspect -f '{{{{.HostConfig.PidsLimit}}}}' {container}") == "256"
+    # The swarm spreads the two services over the two workers.
+    assert nodes["alice"] != nodes["bob"], nodes
+    # The hub reaches each server through the port it published on its worker.
+    for user in ("alice", "bob"):
+        code = host.check_output(
+            f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' "
+            f"https://localhost/user/{user}/api/status"
+        )
+        assert code == "200", (user, code)
+
+
+def test_a_repository_built_on_the_manager_runs_on_a_worker_from_the_registry(host):
+    start(host, "carol", {"image": "minimal", "repo": {"url": "https://localhost:8443/course.git", "ref": "main"}})
+    node, container = placement(host, "carol")
+    assert node in WORKERS
+    image = on(node, f"docker inspect -f '{{{{.Config.Image}}}}' {container}")
+    addr = host.check_output("docker info --format '{{.Swarm.NodeAddr}}'").strip()
+    assert image.startswith(f"{addr}:5000/formspawner-repo/"), image
+    assert on(node, f"docker exec {container} cat /home/jovyan/course/built-by-postbuild") == "postBuild"
+    assert on(node, f"docker exec {container} python3 -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
+    assert api(host, "DELETE", "/users/carol/server")[0] in (202, 204)
+    # The worker's refresh drops the pulled build once no container uses it; the manager
+    # keeps its cache, and the curated images stay.
+    deadline = time.monotonic() + 60
+    while on(node, "docker ps -aq --filter label=org.formspawner.user=carol") and time.monotonic() < deadline:
+        time.sleep(1)
+    on(node, "/usr/local/sbin/jupyterhub-images-refresh")
+    assert on(node, "docker images -q --filter label=org.formspawner.repo=1") == ""
+    on(node, "docker image inspect jhtest-registry:5000/jhtest/singleuser:minimal >/dev/null")
+    assert host.check_output("docker images -q --filter label=org.formspawner.repo=1").strip()
+
+
+def test_a_stopped_worker_leaves_the_hub_working_and_its_user_starts_on_the_other(host):
+    node, container = placement(host, "alice")
+    on(node, f"docker exec {container} bash -c 'echo kept > /home/jovyan/work/notes.txt'")
+    other = next(worker for worker in WORKERS if worker != node)
+    subprocess.run(["docker", "stop", node], check=True, capture_output=True, timeout=120)
+    try:
+        # The hub forgets alice's server once it sees her node is down (its periodic poll).
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if api(host, "GET", "/users/alice")[1]["servers"].get("") is None:
+                break
+            time.sleep(3)
+        else:
+            raise AssertionError(host.run("journalctl -u jupyterhub --no-pager -n 60").stdout)
+        # Meanwhile the hub answers and a server on the other worker keeps working.
+        assert api(host, "GET", "/users")[0] == 200
+        bob_node, _ = placement(host, "bob")
+        if bob_node == other:
+            code = host.check_output(
+                f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' "
+                "https://localhost/user/bob/api/status"
+            )
+            assert code == "200"
+        # alice starts again: on the other worker, with her stored options and her files.
+        start(host, "alice", {"image": "minimal", "env": {"COURSE": "physics-101"}})
+        new_node, new_container = placement(host, "alice")
+        assert new_node == other
+        assert "COURSE=physics-101" in environ(new_node, new_container)
+        assert on(new_node, f"docker exec {new_container} cat /home/jovyan/work/notes.txt") == "kept"
+    finally:
+        subprocess.run(["docker", "start", node], capture_output=True, timeout=120)
