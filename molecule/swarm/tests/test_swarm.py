@@ -149,6 +149,22 @@ def test_a_repository_built_on_the_manager_runs_on_a_worker_from_the_registry(ho
     assert host.check_output("docker images -q --filter label=org.formspawner.repo=1").strip()
 
 
+def test_servers_on_workers_survive_a_restart_of_the_hub(host):
+    before = {user: placement(host, user) for user in ("alice", "bob")}
+    host.check_output("systemctl restart jupyterhub")
+    deadline = time.monotonic() + 60
+    while host.run("curl -sk -o /dev/null https://localhost/hub/api/").rc != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    for user in ("alice", "bob"):
+        assert api(host, "GET", f"/users/{user}")[1]["servers"][""]["ready"]
+        assert placement(host, user) == before[user]  # the same container, found again
+        code = host.check_output(
+            f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' "
+            f"https://localhost/user/{user}/api/status"
+        )
+        assert code == "200", (user, code)
+
+
 def test_a_stopped_worker_leaves_the_hub_working_and_its_user_starts_on_the_other(host):
     node, container = placement(host, "alice")
     on(node, f"docker exec {container} bash -c 'echo kept > /home/jovyan/work/notes.txt'")
