@@ -6,6 +6,7 @@ hub working while its user starts again on the other worker, with their files.
 `docker exec` into their targets; the last test stops one of them with `docker stop`.
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -196,3 +197,51 @@ def test_a_stopped_worker_leaves_the_hub_working_and_its_user_starts_on_the_othe
         assert on(new_node, f"docker exec {new_container} cat /home/jovyan/work/notes.txt") == "kept"
     finally:
         subprocess.run(["docker", "start", node], capture_output=True, timeout=120)
+
+
+def node_state(host, node):
+    return host.check_output(f"docker node inspect -f '{{{{.Status.State}}}}' {node}").strip()
+
+
+def wait_node(host, node, state, timeout=120):
+    deadline = time.monotonic() + timeout
+    while node_state(host, node) != state:
+        assert time.monotonic() < deadline, f"{node} is not {state}"
+        time.sleep(2)
+
+
+def test_with_pin_storage_a_user_waits_for_the_node_that_holds_her_files(host):
+    """The same hub reconfigured with jupyterhub_swarm_storage=pin (the role rerun from here)."""
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    rerun = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            *("-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / "playbooks" / "jupyterhub.yml")),
+            *("-e", "jupyterhub_swarm_storage=pin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg")),
+    )
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    for worker in WORKERS:  # the worker stopped above is back in the swarm
+        wait_node(host, worker, "ready")
+    start(host, "dora", {"image": "minimal"})
+    node, container = placement(host, "dora")
+    on(node, f"docker exec {container} bash -c 'echo pinned > /home/jovyan/work/notes.txt'")
+    assert api(host, "DELETE", "/users/dora/server")[0] in (202, 204)
+    subprocess.run(["docker", "stop", node], check=True, capture_output=True, timeout=120)
+    try:
+        wait_node(host, node, "down")
+        status, answer = api(host, "POST", "/users/dora/server", {"image": "minimal"})
+        assert status == 400, answer
+        assert f"Your files are on the node {node}, which is down" in answer["message"]
+        assert host.run("docker service inspect jupyter-dora").rc != 0  # nothing was started elsewhere
+    finally:
+        subprocess.run(["docker", "start", node], capture_output=True, timeout=120)
+    wait_node(host, node, "ready")
+    start(host, "dora", {"image": "minimal"})
+    again, container = placement(host, "dora")
+    assert again == node
+    assert on(node, f"docker exec {container} cat /home/jovyan/work/notes.txt") == "pinned"
