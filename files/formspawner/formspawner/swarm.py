@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
+from pprint import pformat
 
 import docker.errors
 from docker.types import Mount, Resources, RestartPolicy
@@ -34,6 +35,12 @@ from .spawner import OPTIONS_LABEL, USER_LABEL, FormDockerSpawner
 
 # Node states in which a task is really where it was placed.
 _NODE_UP = "ready"
+# Task states of a server that is up or on its way (SwarmSpawner.poll's set).
+_TASK_ALIVE = {"running", "starting", "pending", "preparing"}
+
+
+def _hostname(node: dict | None, default: str = "") -> str:
+    return (node or {}).get("Description", {}).get("Hostname", default)
 
 
 class UnavailableNode(RuntimeError):
@@ -307,9 +314,9 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         self.task_id = (task or {}).get("ID", "")
         if self.storage == "pin" and node is not None:
             self.pinned_node = node["ID"]
-            self.pinned_hostname = node.get("Description", {}).get("Hostname", node["ID"][:12])
+            self.pinned_hostname = _hostname(node, node["ID"][:12])
         if node is not None:
-            self.log.info("%s runs on node %s", self._log_name, node.get("Description", {}).get("Hostname"))
+            self.log.info("%s runs on node %s", self._log_name, _hostname(node))
 
     async def get_ip_and_port(self):
         """The node the task runs on, and the port it published there."""
@@ -334,11 +341,11 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
             return f"task {task.get('DesiredState')}"
         if self.task_id and task.get("ID") != self.task_id:
             return "the task the server started as is gone"
-        status = await super().poll()
-        if status is not None:
-            return status
+        # SwarmSpawner.poll's test on the task in hand (it would fetch the task again).
+        if task.get("Status", {}).get("State") not in _TASK_ALIVE:
+            return pformat(task.get("Status"))
         if node is None or node.get("Status", {}).get("State") != _NODE_UP:
-            hostname = (node or {}).get("Description", {}).get("Hostname", task.get("NodeID", "")[:12])
+            hostname = _hostname(node, task.get("NodeID", "")[:12])
             self.log.warning("%s: node %s is not ready; the server is gone", self._log_name, hostname)
             return f"node {hostname} is {(node or {}).get('Status', {}).get('State', 'gone')}"
         return None
