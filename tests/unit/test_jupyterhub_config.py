@@ -202,7 +202,7 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
     swarm = {
         "jupyterhub_authenticator": "pam",
         "_jupyterhub_swarm": True,
-        "_jupyterhub_swarm_node_addr": {"stdout": "10.9.0.1"},
+        "_jupyterhub_swarm_info": {"stdout": "10.9.0.1 true"},  # what tasks/swarm.yml reads
         "jupyterhub_swarm_storage": "shared",
         "jupyterhub_pids_limit": 300,
     }
