@@ -54,6 +54,23 @@ def container_env(host, name):
     return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
+def run_playbook(host, playbook):
+    """ansible-playbook on this target only, with the scenario's inventory."""
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--limit",
+            host.backend.get_hostname(),
+            str(Path(__file__).resolve().parent.parent / playbook),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 def test_service_is_active_enabled_and_its_unit_verifies(host):
     service = host.service("jupyterhub")
     assert service.is_running and service.is_enabled
@@ -339,18 +356,30 @@ def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
     secret_before = digest("/var/lib/jupyterhub/jupyterhub_cookie_secret")
     token_before = digest("/etc/jupyterhub/secrets.env")
     container_before = host.check_output("docker inspect --format '{{.Id}}' jupyter-alice")
-    converge = Path(__file__).resolve().parent.parent / "upgrade.yml"
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", name, str(converge)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_playbook(host, "upgrade.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"{name}" in result.stdout and "changed=0" in result.stdout.split("PLAY RECAP")[-1]
     assert digest("/var/lib/jupyterhub/jupyterhub_cookie_secret") == secret_before
     assert digest("/etc/jupyterhub/secrets.env") == token_before
     assert host.check_output("docker inspect --format '{{.Id}}' jupyter-alice") == container_before
+
+
+def test_a_users_subnet_another_interface_holds_is_refused(host):
+    """A leftover bridge (or a VPN) with an address in the users' subnet would take the
+    hub's traffic to every server: the role refuses it, naming the interface. The
+    interface is created down, so the running hub's routes stay as they are."""
+    host.check_output("ip link add jhclash type bridge && ip address add 10.211.0.250/24 dev jhclash")
+    try:
+        result = run_playbook(host, "network_check.yml")
+    finally:
+        host.run("ip link delete jhclash")
+    assert result.returncode != 0
+    assert "jhclash already has an address in 10.211.0.0/24 (jupyterhub_network_subnet)" in result.stdout, (
+        result.stdout[-3000:]
+    )
+    # The users' own bridge is not a conflict: without the extra interface the tasks pass.
+    result = run_playbook(host, "network_check.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_a_reboot_brings_back_the_hub_its_database_and_the_users_work(host):
