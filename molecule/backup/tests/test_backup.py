@@ -54,11 +54,15 @@ def test_the_user_their_token_and_their_files_are_back(host):
     assert login.stdout == "302", login.stdout + login.stderr
     status, _ = api(host, "POST", "/users/keeper/server", {"image": "minimal"})
     assert status in (201, 202)
-    for _ in range(90):
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
         _, model = api(host, "GET", "/users/keeper")
         if model["servers"].get("", {}).get("ready"):
             break
         time.sleep(1)
+    else:
+        journal = host.run("journalctl -u jupyterhub --no-pager -n 40").stdout
+        raise AssertionError("keeper's server never became ready (the hub reaches it):\n" + journal)
     out = host.check_output("docker exec --user 1000 jupyter-keeper cat /home/jovyan/work/thesis.txt")
     assert out == "chapter one"
     owner = host.check_output("docker exec jupyter-keeper stat -c %u /home/jovyan/work/thesis.txt")
