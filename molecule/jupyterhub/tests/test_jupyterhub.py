@@ -374,9 +374,9 @@ def test_a_users_subnet_another_interface_holds_is_refused(host):
     finally:
         host.run("ip link delete jhclash")
     assert result.returncode != 0
-    assert "jhclash already has an address in 10.211.0.0/24 (jupyterhub_network_subnet)" in result.stdout, (
-        result.stdout[-3000:]
-    )
+    # The failure's message goes to stderr or stdout, depending on ansible.cfg.
+    output = result.stdout + result.stderr
+    assert "jhclash already has an address in 10.211.0.0/24 (jupyterhub_network_subnet)" in output, output[-3000:]
     # The users' own bridge is not a conflict: without the extra interface the tasks pass.
     result = run_playbook(host, "network_check.yml")
     assert result.returncode == 0, result.stdout[-3000:]
