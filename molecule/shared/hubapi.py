@@ -2,6 +2,7 @@
 `host`), against the hub's TLS port on the target's loopback."""
 
 import json
+import time
 
 API = "https://localhost/hub/api"
 # The molecule-tester service's token (the scenarios' jupyterhub_services).
@@ -17,3 +18,18 @@ def api(host, method, path, body=None, token=TOKEN):
     )
     text = host.file("/tmp/api-body").content_string
     return int(status), (json.loads(text) if text.startswith(("{", "[")) else text)
+
+
+def wait_ready(host, user, timeout=180):
+    """Waits until the user's default server is ready and returns its model. Fails, with the
+    hub's journal, when it is not ready in time or its spawn ended (the server is gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = api(host, "GET", f"/users/{user}")[1]["servers"].get("")
+        if server and server.get("ready"):
+            return server
+        if server is None:
+            break
+        time.sleep(1)
+    journal = host.run("journalctl -u jupyterhub --no-pager -n 60").stdout
+    raise AssertionError(f"{user}'s server is not ready:\n{journal}")

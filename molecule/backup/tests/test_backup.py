@@ -4,11 +4,10 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import api  # noqa: E402  (molecule/shared, beside the scenarios)
+from hubapi import api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
 def before(host):
@@ -54,15 +53,8 @@ def test_the_user_their_token_and_their_files_are_back(host):
     assert login.stdout == "302", login.stdout + login.stderr
     status, _ = api(host, "POST", "/users/keeper/server", {"image": "minimal"})
     assert status in (201, 202)
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        _, model = api(host, "GET", "/users/keeper")
-        if model["servers"].get("", {}).get("ready"):
-            break
-        time.sleep(1)
-    else:
-        journal = host.run("journalctl -u jupyterhub --no-pager -n 40").stdout
-        raise AssertionError("keeper's server never became ready (the hub reaches it):\n" + journal)
+    # Ready means the hub reached it (a bridge left on the users' subnet made it time out).
+    wait_ready(host, "keeper", timeout=150)
     out = host.check_output("docker exec --user 1000 jupyter-keeper cat /home/jovyan/work/thesis.txt")
     assert out == "chapter one"
     owner = host.check_output("docker exec jupyter-keeper stat -c %u /home/jovyan/work/thesis.txt")

@@ -1,11 +1,10 @@
 """The site converged on a target cut off from package indexes and registries."""
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import api  # noqa: E402  (molecule/shared, beside the scenarios)
+from hubapi import api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
 def test_the_target_really_is_cut_off(host):
@@ -28,13 +27,6 @@ def test_the_image_came_from_its_archive_and_a_user_spawns_from_it(host):
         201,
         202,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        server = api(host, "GET", "/users/offline")[1]["servers"].get("")
-        if server and server.get("ready"):
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError(host.run("journalctl -u jupyterhub --no-pager -n 40").stdout)
+    wait_ready(host, "offline", timeout=180)
     environ = host.check_output("docker exec --user 1000 jupyter-offline cat /proc/1/environ")
     assert "WHERE=air-gapped" in environ.split("\0")

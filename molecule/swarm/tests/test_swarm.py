@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import TOKEN, api  # noqa: E402  (molecule/shared, beside the scenarios)
+from hubapi import TOKEN, api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 WORKERS = ("jhswarm-worker1", "jhswarm-worker2")
 
@@ -30,23 +30,11 @@ def on(target, command, check=True):
     return result.stdout.strip()
 
 
-def wait_ready(host, user, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        server = api(host, "GET", f"/users/{user}")[1]["servers"].get("")
-        if server and server.get("ready"):
-            return server
-        if server is None:
-            break
-        time.sleep(1)
-    raise AssertionError(host.run("journalctl -u jupyterhub --no-pager -n 60").stdout)
-
-
 def start(host, user, body):
     assert api(host, "POST", f"/users/{user}")[0] in (201, 409)
     status, answer = api(host, "POST", f"/users/{user}/server", body)
     assert status in (201, 202), answer
-    return wait_ready(host, user)
+    return wait_ready(host, user, timeout=300)
 
 
 def placement(host, user):
