@@ -1,1 +1,0 @@
-../../jupyterhub/library/service_stale.py
