@@ -94,3 +94,24 @@ def test_docker_ce_path_passes_a_check_mode_run(host):
     assert "failed=0" in result.stdout
     # A plan only: the repository file was not written.
     assert not host.file("/etc/apt/sources.list.d/docker.sources").exists
+
+
+def test_a_tagged_run_executes_the_tasks_inside_the_roles_task_files(host):
+    """--tags docker_install reaches the tasks of setup-<source>.yml (a dynamic include),
+    --tags docker_configure those of main.yml; nothing else runs and nothing changes."""
+    import os
+    from pathlib import Path
+
+    playbook = Path(__file__).resolve().parent.parent / "converge.yml"
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", host.backend.get_hostname(),
+         "--tags", "docker_install,docker_configure", str(playbook)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "TASK [docker : Ensure the distribution's Docker engine is installed]" in result.stdout
+    assert "TASK [docker : Ensure daemon.json matches the inventory]" in result.stdout
+    assert "TASK [docker : Ensure Docker is started and enabled]" not in result.stdout  # docker_service
+    assert "changed=0" in result.stdout and "failed=0" in result.stdout
