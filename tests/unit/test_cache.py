@@ -1,4 +1,4 @@
-"""The repository image cache's limits: count, size and free disk (formspawner.build.evict).
+"""The repository image cache's limits: count, size and free disk (formspawner.cache.evict).
 
 The engine is a stand-in here (a few dicts shaped like docker-py's low-level answers), and
 so is the free space, which grows by an image's own size when it is removed. The real
@@ -11,9 +11,11 @@ import logging
 
 import pytest
 
-from formspawner import build
-from formspawner.build import BuildError, LaunchRecord, evict, make_room
-from formspawner.repo import LABEL_PREFIX, RepoPolicy
+from formspawner import cache
+from formspawner.cache import LaunchRecord, evict, make_room
+from formspawner.errors import BuildError
+from formspawner.labels import REPO_LABEL
+from formspawner.repo import RepoPolicy
 
 GB = 2**30
 LOG = logging.getLogger("test")
@@ -28,13 +30,13 @@ class Engine:
         self.removed = []
 
     def images(self, filters):
-        assert filters == {"label": f"{LABEL_PREFIX}=1"}
+        assert filters == {"label": f"{REPO_LABEL}=1"}
         return [{"Id": i, "RepoTags": list(t), "Created": c} for i, (t, _, c) in self.images_.items()]
 
     def df(self):
         base = {"Id": "sha256:base", "Size": GB, "SharedSize": GB, "Labels": {}}
         built = [
-            {"Id": i, "Size": GB + size, "SharedSize": GB, "Labels": {LABEL_PREFIX: "1"}}
+            {"Id": i, "Size": GB + size, "SharedSize": GB, "Labels": {REPO_LABEL: "1"}}
             for i, (_, size, _) in self.images_.items()
         ]
         return {"Images": [base, *built]}
@@ -69,7 +71,7 @@ def policy(**limits):
 
 
 def use(engine, monkeypatch):
-    monkeypatch.setattr(build, "free_disk", lambda root: engine.free)
+    monkeypatch.setattr(cache, "free_disk", lambda root: engine.free)
     return engine
 
 
@@ -117,14 +119,14 @@ def test_free_disk_reads_the_engines_data_directory(tmp_path):
         def info(self):
             return {"DockerRootDir": str(tmp_path)}
 
-    assert build.docker_root(Info()) == str(tmp_path)
-    assert build.free_disk(build.docker_root(Info())) > 0
+    assert cache.docker_root(Info()) == str(tmp_path)
+    assert cache.free_disk(cache.docker_root(Info())) > 0
 
     class Elsewhere:
         def info(self):
             return {"DockerRootDir": str(tmp_path / "not-on-this-machine")}
 
-    assert build.free_disk(build.docker_root(Elsewhere())) is None
+    assert cache.free_disk(cache.docker_root(Elsewhere())) is None
 
 
 def test_a_build_with_its_registry_names_too_is_evicted_whole(record):

@@ -11,8 +11,8 @@ import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from formspawner.labels import REPO_LABEL
 from formspawner.metrics import DockerFigures, read_figures
-from formspawner.repo import LABEL_PREFIX
 
 GB = 2**30
 
@@ -28,7 +28,7 @@ class Engine:
             "LayersSize": 5 * GB,
             "Images": [
                 {"Id": "base", "Size": GB, "SharedSize": GB, "Labels": {}},
-                {"Id": "built", "Size": 3 * GB, "SharedSize": GB, "Labels": {LABEL_PREFIX: "1"}},
+                {"Id": "built", "Size": 3 * GB, "SharedSize": GB, "Labels": {REPO_LABEL: "1"}},
             ],
             "Volumes": [{"Name": "jupyterhub-user-ada", "UsageData": {"Size": 2 * GB}},
                         {"Name": "in-use-unknown", "UsageData": {"Size": -1}}],

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formspawner.build import BuildError, pinned_address, read_repository
-from formspawner.errors import OptionError, PolicyError
+from formspawner.build import read_repository
+from formspawner.errors import BuildError, OptionError, PolicyError
+from formspawner.git import pinned_address
 from formspawner.repo import (
     BaseImage,
     RepoPolicy,

@@ -103,9 +103,9 @@ def test_only_a_repository_start_gets_the_longer_start_timeout(monkeypatch):
     import asyncio
     from types import SimpleNamespace
 
-    from formspawner import build
+    from formspawner import git
 
-    monkeypatch.setattr(build, "resolve_commit", lambda request, policy: ("c" * 40, "refs/heads/main"))
+    monkeypatch.setattr(git, "resolve_commit", lambda request, policy: ("c" * 40, "refs/heads/main"))
     spawner = FormDockerSpawner(
         user=SimpleNamespace(name="ada", groups=[]),
         images=[{"name": "a", "image": "x"}],

@@ -37,6 +37,19 @@ def as_http_error(error: OptionError):
     return http_error
 
 
+class UserFacingError(RuntimeError):
+    """A start failed for a reason the user should read: JupyterHub shows
+    `jupyterhub_message` on the spawn page as text, without the exception's class."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.jupyterhub_message = message
+
+
+class BuildError(UserFacingError):
+    """A repository could not be fetched or built."""
+
+
 class LaunchConfirmation(Exception):
     """Not an error: a launch link's options, shown on the spawn form for the user to start.
 

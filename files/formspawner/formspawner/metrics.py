@@ -21,8 +21,8 @@ from collections.abc import Callable
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
-from .build import disk_usage, docker_root, own_sizes
-from .spawner import OPTIONS_LABEL, USER_LABEL
+from .cache import disk_usage, docker_root, own_sizes
+from .labels import OPTIONS_LABEL, USER_LABEL
 
 log = logging.getLogger(__name__)
 

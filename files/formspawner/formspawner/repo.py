@@ -2,7 +2,8 @@
 
 What a repository URL and ref may look like, what the admin's `repo_policy` holds,
 how a build is named in the image cache and the Dockerfile a build runs. The git and
-Docker work lives in build.py; everything here is pure and tested with hostile input.
+Docker work lives in git.py, build.py and cache.py; everything here is pure and tested
+with hostile input.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
+from .labels import IMAGE_REPOSITORY, REPO_LABEL
 
 # What a repository may declare, as Binder users know it (repo2docker's file names).
 # A repository's own Dockerfile and `start` script are never used: the first could
@@ -23,8 +25,6 @@ from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 CONFIG_FILES = ("apt.txt", "environment.yml", "requirements.txt", "postBuild")
 # Bumped whenever the Dockerfile below changes, so old builds are not reused.
 RECIPE_VERSION = "1"
-IMAGE_REPOSITORY = "formspawner-repo"
-LABEL_PREFIX = "org.formspawner.repo"
 
 POLICY_KEYS = {
     "allowed_hosts",
@@ -349,7 +349,7 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
         f"FROM {base.id}",
         # Every intermediate image carries the key, so a failed build's leftovers can be found.
         "ARG FORMSPAWNER_BUILD",
-        f"LABEL {LABEL_PREFIX}.build=$FORMSPAWNER_BUILD",
+        f"LABEL {REPO_LABEL}.build=$FORMSPAWNER_BUILD",
         "ARG FORMSPAWNER_DEADLINE",
     ]
     if "apt.txt" in present and apt_packages:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -15,16 +16,14 @@ from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
 
-from . import build
+from . import build, cache, git
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, as_http_error
+from .events import EventLog
 from .form import link_summary, render_form
+from .labels import IMAGE_REPOSITORY, OPTIONS_LABEL, USER_LABEL
 from .options import OptionSet
-from .repo import IMAGE_REPOSITORY, BaseImage, cache_key, image_tag
-
-OPTIONS_LABEL = "org.formspawner.options"
-# Whose container it is (the host's figures count containers per user: metrics.py).
-USER_LABEL = "org.formspawner.user"
+from .repo import BaseImage, cache_key, image_tag
 
 
 class FormOptionsMixin(HasTraits):
@@ -297,7 +296,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         self._saved_settings = {name: getattr(self, name) for name in self._REPO_SETTINGS}
         self.emit_progress(2, f"Looking up {self.repo_request.ref} in {self.repo_request.url}")
         try:
-            self._repo_commit = await asyncio.to_thread(build.resolve_commit, self.repo_request, policy)
+            self._repo_commit = await asyncio.to_thread(git.resolve_commit, self.repo_request, policy)
         except OptionError as error:
             raise as_http_error(error) from None
         # A build may take longer than a start normally may; a plain start keeps its limit.
@@ -324,18 +323,18 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         folder = self._repo_folder(base, request.name)
         key = cache_key(request, commit, policy.builder_fingerprint(base.id) + folder)
         tag = image_tag(request, commit, key)
-        _launching.add(tag)
+        cache.launching.add(tag)
         self._launch_tag = tag
         try:
             await self.docker("inspect_image", tag)
         except docker.errors.NotFound:
-            if tag not in _builds:
-                record = _launch_record(self.repo_cache_file)
-                await asyncio.to_thread(build.make_room, self.client, policy, record, set(_launching), self.log)
+            if tag not in cache.builds:
+                record = cache.launch_record(self.repo_cache_file)
+                await asyncio.to_thread(cache.make_room, self.client, policy, record, set(cache.launching), self.log)
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
         else:
             self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
-        await asyncio.to_thread(_launch_record(self.repo_cache_file).touch, tag)
+        await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
         self.image = await self._publish_image(tag)
         self.notebook_dir = base.home
         self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
@@ -345,7 +344,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return tag
 
     async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
-        job = _builds.get(tag)
+        job = cache.builds.get(tag)
         if job is None:
             job = build.BuildJob(tag)
             loop = asyncio.get_running_loop()
@@ -359,8 +358,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                     build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log
                 )
             )
-            _builds[tag] = job
-            job.task.add_done_callback(lambda _: _builds.pop(tag, None) if _builds.get(tag) is job else None)
+            cache.builds[tag] = job
+            job.task.add_done_callback(lambda _: cache.builds.pop(tag, None) if cache.builds.get(tag) is job else None)
             job.task.add_done_callback(lambda task: self._after_build(task, policy))
         else:
             self.emit_progress(
@@ -381,9 +380,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def _after_build(self, task, policy) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        record = _launch_record(self.repo_cache_file)
+        record = cache.launch_record(self.repo_cache_file)
         future = asyncio.ensure_future(
-            asyncio.to_thread(build.evict, self.client, policy, record, set(_launching), self.log)
+            asyncio.to_thread(cache.evict, self.client, policy, record, set(cache.launching), self.log)
         )
         future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
 
@@ -391,29 +390,28 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     def _progress_reset(self):
         # The spawn page may already be following progress() (it connects while the
-        # options are applied): keep the event it waits on, start a new list of events.
-        self._progress_events = []
-        if not hasattr(self, "_progress_signal"):
-            self._progress_signal = asyncio.Event()
-        self._progress_signal.set()
+        # options are applied): keep following the same log, from a new list of events.
+        if not hasattr(self, "_progress"):
+            self._progress = EventLog()
+        self._progress.restart()
+
+    @property
+    def _progress_events(self) -> list[dict]:
+        if not hasattr(self, "_progress"):
+            self._progress_reset()
+        return self._progress.events
 
     def emit_progress(self, progress: int, message: str) -> None:
         """Record a progress event for the spawn page. `message` is shown as text."""
-        if not hasattr(self, "_progress_events"):
+        if not hasattr(self, "_progress"):
             self._progress_reset()
-        self._progress_events.append({"progress": progress, "message": message})
-        self._progress_signal.set()
+        self._progress.append({"progress": progress, "message": message})
 
     async def progress(self):
-        if not hasattr(self, "_progress_events"):
+        if not hasattr(self, "_progress"):
             self._progress_reset()
-        sent = 0
-        while True:
-            while sent < len(self._progress_events):
-                yield self._progress_events[sent]
-                sent += 1
-            self._progress_signal.clear()
-            await self._progress_signal.wait()
+        async for event in self._progress.follow():
+            yield event
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -429,7 +427,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 await self._launch_repo()
             return await self._start_container()
         finally:
-            _launching.discard(self._launch_tag)
+            cache.launching.discard(self._launch_tag)
             self._launch_tag = None
 
     async def _start_container(self):
@@ -455,13 +453,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             # server would die with an engine upgrade.
             extra.setdefault("auto_remove", False)
 
-        configured = self.extra_create_kwargs, self.extra_host_config
-        self.extra_create_kwargs = _extended(configured[0], label)
-        self.extra_host_config = _extended(configured[1], no_auto_remove)
-        try:
+        with traits_set(
+            self,
+            extra_create_kwargs=_extended(self.extra_create_kwargs, label),
+            extra_host_config=_extended(self.extra_host_config, no_auto_remove),
+        ):
             return await super().create_object()
-        finally:
-            self.extra_create_kwargs, self.extra_host_config = configured
 
     async def start_object(self):
         self.emit_progress(80, "Starting your container")
@@ -503,6 +500,19 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         self.emit_progress(55, f"Pulled image {image}")
 
 
+@contextlib.contextmanager
+def traits_set(spawner, **values):
+    """Traits set for one call into DockerSpawner's code, the configured values back after."""
+    configured = {name: getattr(spawner, name) for name in values}
+    for name, value in values.items():
+        setattr(spawner, name, value)
+    try:
+        yield configured
+    finally:
+        for name, value in configured.items():
+            setattr(spawner, name, value)
+
+
 def _extended(configured, extend):
     """DockerSpawner's extra_* settings (a dict, or a callable of the spawner), with
     `extend` applied to a copy of what they give."""
@@ -519,19 +529,6 @@ def _extended(configured, extend):
 
 
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")
-# Shared by every spawner in the hub: builds in flight, and images being launched
-# (which the cache must not evict between the lookup and the container's creation).
-_builds: dict[str, build.BuildJob] = {}
-_launching: set[str] = set()
-_records: dict[str, build.LaunchRecord] = {}
-
-
-def _launch_record(path: str) -> build.LaunchRecord:
-    if path not in _records:
-        _records[path] = build.LaunchRecord(path)
-    return _records[path]
-
-
 def _split_reference(image: str) -> tuple[str, str | None]:
     if "@" in image:
         return image, None

@@ -30,8 +30,9 @@ from docker.types import Mount, Resources, RestartPolicy
 from dockerspawner import SwarmSpawner
 from traitlets import Enum, Int, Unicode, default
 
-from .errors import OptionError, as_http_error
-from .spawner import OPTIONS_LABEL, USER_LABEL, FormDockerSpawner
+from .errors import OptionError, UserFacingError, as_http_error
+from .labels import OPTIONS_LABEL, USER_LABEL
+from .spawner import FormDockerSpawner, traits_set
 
 # Node states in which a task is really where it was placed.
 _NODE_UP = "ready"
@@ -43,12 +44,8 @@ def _hostname(node: dict | None, default: str = "") -> str:
     return (node or {}).get("Description", {}).get("Hostname", default)
 
 
-class UnavailableNode(RuntimeError):
+class UnavailableNode(UserFacingError):
     """The node holding a pinned user's files cannot run their server now."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.jupyterhub_message = message
 
 
 class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
@@ -58,6 +55,12 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     def _default_pull_policy(self):
         # The node the swarm picks pulls (the images role pre-pulls on every node).
         return "skip"
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # No network of the hub's (SwarmSpawner's network_name ""): the hub reaches the
+        # port the task publishes on its node (host mode), never a service's internal IP.
+        return False
 
     registry_push = Unicode(
         "",
@@ -284,23 +287,17 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         container["labels"] = {**(container.get("labels") or {}), **labels}
         create = dict(self.extra_create_kwargs)
         create["labels"] = {**(create.get("labels") or {}), **labels}
-        traits = (
-            "extra_placement_spec",
-            "extra_task_spec",
-            "extra_endpoint_spec",
-            "extra_container_spec",
-            "extra_create_kwargs",
-        )
-        configured = {name: getattr(self, name) for name in traits}
-        for name, value in zip(traits, (placement, task, endpoint, container, create), strict=True):
-            setattr(self, name, value)
-        self.emit_progress(60, f"Asking the swarm for a node to run {self.image}")
-        try:
+        with traits_set(
+            self,
+            extra_placement_spec=placement,
+            extra_task_spec=task,
+            extra_endpoint_spec=endpoint,
+            extra_container_spec=container,
+            extra_create_kwargs=create,
+        ):
+            self.emit_progress(60, f"Asking the swarm for a node to run {self.image}")
             # SwarmSpawner's, not FormDockerSpawner's: services have no host config.
             return await SwarmSpawner.create_object(self)
-        finally:
-            for name, value in configured.items():
-                setattr(self, name, value)
 
     async def _running_task(self) -> tuple[dict | None, dict | None]:
         task = await self.get_task()

@@ -1,0 +1,164 @@
+"""The repository image cache: builds in flight, when each build was last launched, and
+eviction by count, size and free disk (never an image in use or about to start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from .build import BuildJob
+from .errors import BuildError
+from .labels import REPO_LABEL
+from .repo import RepoPolicy
+
+# Shared by every spawner in the hub: builds in flight (two users launching one commit
+# follow one build), and images being launched, which eviction must not remove between
+# the lookup and the container's creation.
+builds: dict[str, BuildJob] = {}
+launching: set[str] = set()
+_records: dict[str, LaunchRecord] = {}
+
+
+def launch_record(path: str) -> LaunchRecord:
+    """The one LaunchRecord of a file, shared by every spawner (its lock serializes writes)."""
+    if path not in _records:
+        _records[path] = LaunchRecord(path)
+    return _records[path]
+
+
+class LaunchRecord:
+    """When each built image was last launched, so the cache evicts the least recently used.
+
+    Kept in a small JSON file beside the hub's database; if it is lost, images fall back
+    to their build time.
+    """
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, float]:
+        try:
+            data = json.loads(self.path.read_text())
+            return {k: float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def touch(self, tag: str) -> None:
+        with self._lock:
+            data = self._read()
+            data[tag] = time.time()
+            self._write(data)
+
+    def forget(self, tags: set[str]) -> None:
+        with self._lock:
+            data = {k: v for k, v in self._read().items() if k not in tags}
+            self._write(data)
+
+    def last_launched(self) -> dict[str, float]:
+        with self._lock:
+            return self._read()
+
+    def _write(self, data: dict) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def docker_root(client) -> str:
+    """Where the engine keeps its data (asked once; the answer does not change)."""
+    return client.info().get("DockerRootDir") or "/var/lib/docker"
+
+
+def disk_usage(root: str) -> tuple[int, int] | None:
+    """(free, size) in bytes of the file system at `root`, or None when it is not on this machine."""
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+
+
+def free_disk(root: str) -> int | None:
+    """Bytes free where the engine keeps images, or None when that is not on this machine."""
+    usage = disk_usage(root)
+    return usage[0] if usage else None
+
+
+def own_sizes(df_images: list[dict] | None) -> dict[str, int]:
+    """Each built image's own bytes, from `docker system df`'s images: its size less the
+    layers it shares (its base image's)."""
+    return {
+        image["Id"]: max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
+        for image in df_images or []
+        if (image.get("Labels") or {}).get(REPO_LABEL) == "1"
+    }
+
+
+def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> list[str]:
+    """Remove the least recently launched builds, never one in use or about to start, until
+    at most cache_max_images remain, they take at most cache_max_size, and at least
+    min_free_disk is free where the engine keeps images (when that can be seen from here)."""
+    images = client.images(filters={"label": f"{REPO_LABEL}=1"})
+    sizes = own_sizes(client.df().get("Images"))
+    count, total = len(images), sum(sizes.get(image["Id"], 0) for image in images)
+    root = docker_root(client)
+    free = free_disk(root)
+
+    def over() -> bool:
+        short = free is not None and free < policy.min_free_disk
+        return count > policy.cache_max_images or total > policy.cache_max_size or short
+
+    if not over():
+        return []
+    launched = record.last_launched()
+    in_use = {c["ImageID"] for c in client.containers(all=True)}
+
+    def last_use(image) -> float:
+        return max([launched.get(t, 0.0) for t in image.get("RepoTags") or []] + [float(image.get("Created", 0))])
+
+    removed = []
+    for image in sorted(images, key=last_use):
+        if not over():
+            break
+        tags = set(image.get("RepoTags") or [])
+        if image["Id"] in in_use or tags & protected:
+            continue
+        try:
+            # Tag by tag: on a swarm manager a build also carries its registry names, and
+            # removing by ID would refuse an image with several names. The last name goes
+            # with the image; a container using it still stops the removal.
+            for name in sorted(tags) or [image["Id"]]:
+                client.remove_image(name, force=False)
+        except Exception as error:  # e.g. a container created meanwhile
+            log.warning("Not removing repository image %s: %s", ", ".join(tags), error)
+            continue
+        removed.extend(tags)
+        count -= 1
+        total -= sizes.get(image["Id"], 0)
+        free = free_disk(root)
+    record.forget(set(removed))
+    return removed
+
+
+def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> None:
+    """Before a build: evict old builds if the disk is short; refuse the build if still short."""
+    root = docker_root(client)
+    free = free_disk(root)
+    if free is None or free >= policy.min_free_disk:
+        return
+    removed = evict(client, policy, record, protected, log)
+    if removed:
+        log.info("Removed %d repository images to keep %d bytes free", len(removed), policy.min_free_disk)
+    free = free_disk(root)
+    if free is not None and free < policy.min_free_disk:
+        log.warning("Refusing a build: %d bytes free, the policy keeps %d free", free, policy.min_free_disk)
+        raise BuildError(
+            f"The server is short of disk space ({free / 2**30:.1f} GB free; it keeps "
+            f"{policy.min_free_disk / 2**30:.1f} GB free), so repositories cannot be built now. "
+            "Servers without a repository still start. Please tell the hub's admins."
+        )

@@ -1,0 +1,203 @@
+"""Git for repository launches: resolve a ref to a commit, fetch exactly that commit.
+
+Git runs only over https, with `--` before every argument that came from a user, no
+prompts, no system or user git config, no redirects, and with the host's address
+checked and pinned (a name that resolves to a private address is refused unless the
+policy allows it). Everything here is blocking; the spawner runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+from .errors import BuildError, OptionError
+from .repo import RepoPolicy, RepoRequest, is_commit_id, redact
+
+# Passed through to git from the hub's environment: proxies and extra CA bundles.
+_PASSTHROUGH = ("PATH", "LANG", "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR")
+_PROXIES = ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _git_environment(home: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _PASSTHROUGH + _PROXIES if k in os.environ}
+    env.update(
+        HOME=home,
+        LC_ALL="C",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ASKPASS="/bin/false",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL="/dev/null",
+        GIT_ALLOW_PROTOCOL="https",
+        GIT_LFS_SKIP_SMUDGE="1",
+    )
+    return env
+
+
+def _proxied() -> bool:
+    return any(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"))
+
+
+def pinned_address(request: RepoRequest, policy: RepoPolicy) -> str | None:
+    """Check where the host resolves to; return the curl `host:port:address` pin.
+
+    Git connects to exactly the address checked here (no second lookup that DNS
+    rebinding could answer differently).
+    """
+    try:
+        infos = socket.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM)
+    except OSError:
+        if _proxied():
+            return None  # only the proxy can resolve it; the proxy decides
+        raise OptionError(f"The host {request.host} cannot be found.") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not policy.allow_private_hosts:
+        for address in addresses:
+            if not address.is_global or address.is_multicast:
+                raise OptionError(
+                    f"The host {request.host} resolves to a private or local address, "
+                    "which this hub does not fetch from."
+                )
+    address = sorted(addresses, key=lambda a: a.version)[0]
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{request.host}:{request.port}:{shown}"
+
+
+def _git(pin: str | None) -> list[str]:
+    args = [
+        "git",
+        "-c", "protocol.allow=never",
+        "-c", "protocol.https.allow=always",
+        "-c", "http.followRedirects=false",
+        "-c", "core.hooksPath=/dev/null",
+        "-c", "core.symlinks=true",
+        "-c", "submodule.recurse=false",
+    ]  # fmt: skip
+    if pin:
+        args += ["-c", f"http.curloptResolve={pin}"]
+    return args
+
+
+def _last_git_line(stderr: str) -> str:
+    lines = [redact(line.strip()) for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def resolve_commit(request: RepoRequest, policy: RepoPolicy) -> tuple[str, str | None]:
+    """The commit SHA the ref names now, and the ref's full name (None for a commit id)."""
+    pin = pinned_address(request, policy)
+    with tempfile.TemporaryDirectory(prefix="formspawner-git-") as home:
+        env = _git_environment(home)
+        ref = request.ref
+        patterns = ["HEAD"] if ref == "HEAD" else [f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"]
+        command = [*_git(pin), "ls-remote", "--", request.url, *patterns]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=policy.resolve_timeout)
+        except subprocess.TimeoutExpired:
+            raise OptionError(f"{request.url} did not answer within {policy.resolve_timeout} s.") from None
+        if done.returncode != 0:
+            raise OptionError(
+                f"{request.url} cannot be read: it does not exist, is not public, or is not a Git repository "
+                f"(git said: {_last_git_line(done.stderr)})."
+            )
+        found = {}
+        for line in done.stdout.splitlines():
+            sha, _, name = line.partition("\t")
+            found[name] = sha
+        for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", "HEAD"):
+            if name in found and (name != "HEAD" or ref == "HEAD"):
+                return found[name], name.removesuffix("^{}")
+        if is_commit_id(ref):
+            if len(ref) == 40:
+                return ref, None
+            return _expand_short_commit(request, policy, pin, env), None
+        raise OptionError(f"{request.url} has no branch or tag named {ref!r}.")
+
+
+def _expand_short_commit(request: RepoRequest, policy: RepoPolicy, pin: str | None, env: dict) -> str:
+    with tempfile.TemporaryDirectory(prefix="formspawner-resolve-") as repo:
+        _run_git(["init", "-q", "--bare", repo], pin, env, time.monotonic() + policy.resolve_timeout)
+        command = ["-C", repo, "fetch", "-q", "--filter=blob:none", "--no-tags", "--", request.url]
+        try:
+            _fetch(
+                command + ["+refs/heads/*:refs/heads/*"],
+                pin,
+                env,
+                repo,
+                policy,
+                time.monotonic() + policy.resolve_timeout,
+            )
+        except BuildError as error:
+            raise OptionError(f"{request.url}: looking up commit {request.ref!r} failed. {error}") from None
+        rev_parse = ["-C", repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{request.ref}^{{commit}}"]
+        done = subprocess.run([*_git(pin), *rev_parse], env=env, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise OptionError(f"{request.url} has no branch, tag or commit {request.ref!r} (or it is ambiguous).")
+        return done.stdout.strip()
+
+
+def _run_git(args: list[str], pin: str | None, env: dict, deadline: float) -> None:
+    done = subprocess.run(
+        [*_git(pin), *args], env=env, capture_output=True, text=True, timeout=max(1, deadline - time.monotonic())
+    )
+    if done.returncode != 0:
+        raise BuildError(f"git {args[0] if args[0] != '-C' else args[2]} failed: {_last_git_line(done.stderr)}")
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _fetch(args: list[str], pin: str | None, env: dict, where: str, policy: RepoPolicy, deadline: float) -> None:
+    """A fetch watched for time and size: git has no limit of its own on how much it downloads."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen([*_git(pin), *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise BuildError("Fetching the repository took longer than this hub allows.")
+            if _tree_size(where) > policy.max_repo_size:
+                process.kill()
+                process.wait()
+                raise BuildError(f"The repository is larger than this hub allows ({policy.max_repo_size // 2**20} MB).")
+            time.sleep(0.2)
+        if process.returncode != 0:
+            stderr.seek(0)
+            raise BuildError(
+                f"Fetching the repository failed: {_last_git_line(stderr.read().decode(errors='replace'))}"
+            )
+
+
+def fetch_commit(
+    request: RepoRequest, commit: str, ref_name: str | None, dest: str, policy: RepoPolicy, deadline: float
+) -> None:
+    """A checkout of exactly `commit` in `dest`, with the URL as its `origin` remote."""
+    pin = pinned_address(request, policy)
+    with tempfile.TemporaryDirectory(prefix="formspawner-git-") as home:
+        env = _git_environment(home)
+        _run_git(["init", "-q", dest], pin, env, deadline)
+        fetch = ["-C", dest, "fetch", "-q", "--no-tags"]
+        try:
+            # Protocol v2 servers (GitHub, GitLab, git http-backend) serve any commit by id.
+            _fetch([*fetch, "--depth", "1", "--", request.url, commit], pin, env, dest, policy, deadline)
+        except BuildError:
+            if ref_name is None:
+                raise
+            # An older server only serves advertised refs: fetch the ref and find the commit in it.
+            _fetch([*fetch, "--", request.url, ref_name], pin, env, dest, policy, deadline)
+        _run_git(
+            ["-C", dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit], pin, env, deadline
+        )
+        _run_git(["-C", dest, "remote", "add", "origin", request.url], pin, env, deadline)
