@@ -70,6 +70,15 @@ def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars,
         ),
         ({"jupyterhub_env_policy": {"deny_patterns": ["("]}}, "jupyterhub_env_policy.deny_patterns[0] is not a valid"),
         ({"jupyterhub_tls_cert_src": "/tmp/cert.pem"}, "Set both jupyterhub_tls_cert_src and jupyterhub_tls_key_src"),
+        (
+            {"jupyterhub_extra_config": {"jupyterhub": {"concurrent_spawn_limit": 20}}},
+            "Inventory error in jupyterhub_extra_config: 'jupyterhub' is not a configurable class name",
+        ),
+        (
+            {"jupyterhub_extra_config": {"JupyterHub": 20}},
+            "Inventory error in jupyterhub_extra_config.JupyterHub must be a mapping of trait names to values",
+        ),
+        ({"jupyterhub_extra_config_files": ["/srv/hub/limits.yml"]}, "/srv/hub/limits.yml do not end in .py"),
     ],
 )
 def test_jupyterhub_preflight_refuses_bad_inventory_before_any_change(tmp_path, extra_vars, message):
@@ -89,7 +98,13 @@ def test_argument_specs_and_defaults_list_the_same_variables(role):
     defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
     specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
-    assert set(defaults) == set(options)
+    # A renamed setting keeps its old name in the spec (type-checked) for one release.
+    deprecated = {name for name, spec in options.items() if spec["description"].startswith("Deprecated name of ")}
+    assert set(defaults) == set(options) - deprecated
+    for name in deprecated:
+        new_name = options[name]["description"].split()[3]
+        assert options[name]["type"] == options[new_name]["type"], name
+        assert "{{ " + name + " | default(" in defaults[new_name], f"{new_name} does not fall back to {name}"
     for name, value in defaults.items():
         if isinstance(value, str) and "{{" in value:
             # Computed from facts or other roles' variables: a spec default would be
@@ -97,3 +112,16 @@ def test_argument_specs_and_defaults_list_the_same_variables(role):
             assert "default" not in options[name], name
             continue
         assert options[name].get("default") == value, name
+
+
+def test_a_renamed_setting_still_works_with_a_deprecation_message(tmp_path):
+    result = run_role("jupyterhub", tmp_path, {"jupyterhub_pids_limit": 300})
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "DEPRECATED: jupyterhub_pids_limit is now jupyterhub_user_pids_limit" in output, output[-3000:]
+    assert "DEPRECATED: jupyterhub_mem_limit" not in output
+
+
+def test_a_renamed_settings_old_name_is_still_type_checked(tmp_path):
+    result = run_role("jupyterhub", tmp_path, {"jupyterhub_pids_limit": "lots"})
+    assert result.returncode != 0
+    assert "jupyterhub_pids_limit" in result.stdout + result.stderr

@@ -1,4 +1,5 @@
-"""The jupyterhub role's config template, rendered by Ansible and loaded by JupyterHub.
+"""The jupyterhub role's settings, rendered by Ansible and loaded by JupyterHub through the
+role's static jupyterhub_config.py.
 
 Each authenticator the role offers is configured from inventory and loaded with its real
 class; hostile inventory text must come back out of the config unchanged, as data.
@@ -54,15 +55,18 @@ InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_s
 
 
 def render(tmp_path: Path, inventory: dict) -> Path:
-    """Render the role's template with its defaults, vars and the given inventory.
+    """Render the role's settings with its defaults, vars and the given inventory, beside
+    the role's static jupyterhub_config.py, as the role installs them.
 
     The config directory is tmp_path, with the metrics token the role generates there."""
-    dest = tmp_path / "jupyterhub_config.py"
+    dest = tmp_path / "settings.json"
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text((ROLE / "files" / "jupyterhub_config.py").read_text())
     (tmp_path / "metrics-token").write_text("0123456789abcdef0123456789abcdef0123\n")
     inventory = {"jupyterhub_config_dir": str(tmp_path), **inventory}
     play = [
         {
-            "name": "render jupyterhub_config.py",
+            "name": "render settings.json",
             "hosts": "localhost",
             "gather_facts": False,
             "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
@@ -71,7 +75,7 @@ def render(tmp_path: Path, inventory: dict) -> Path:
                 {
                     "name": "render",
                     "ansible.builtin.template": {
-                        "src": str(ROLE / "templates" / "jupyterhub_config.py.j2"),
+                        "src": str(ROLE / "templates" / "settings.json.j2"),
                         "dest": str(dest),
                         "mode": "0600",
                     },
@@ -92,7 +96,7 @@ def render(tmp_path: Path, inventory: dict) -> Path:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return dest
+    return config
 
 
 def load(config: Path, *traits: str) -> dict:
@@ -204,7 +208,7 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
         "_jupyterhub_swarm": True,
         "_jupyterhub_swarm_info": {"stdout": "10.9.0.1 true"},  # what tasks/swarm.yml reads
         "jupyterhub_swarm_storage": "shared",
-        "jupyterhub_pids_limit": 300,
+        "jupyterhub_user_pids_limit": 300,
     }
     rendered = render(tmp_path, swarm)
     loaded = load(rendered)

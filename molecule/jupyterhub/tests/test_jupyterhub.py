@@ -104,8 +104,14 @@ def test_secrets_are_private_to_the_hub(host):
 
 
 def test_inventory_text_stays_data_in_the_rendered_config(host):
-    config = host.file("/etc/jupyterhub/jupyterhub_config.py").content_string
-    assert "{{ braces }}" not in config.split("settings = json.loads(")[0]
+    # The config is the role's static file; inventory reaches the hub as data only.
+    assert host.file("/etc/jupyterhub/jupyterhub_config.py").content_string == (
+        PROJECT / "roles/jupyterhub/files/jupyterhub_config.py"
+    ).read_text()
+    settings = host.file("/etc/jupyterhub/settings.json")
+    assert settings.user == "root" and settings.group == "jupyterhub" and settings.mode == 0o640
+    description = json.loads(settings.content_string)["images"][0]["description"]
+    assert description == "Quotes ' \" a backslash \\ and {{ braces }} stay text"
     ensure_user(host, "formviewer")
     page = host.run(
         "curl -sk -c /tmp/jar -b /tmp/jar https://localhost/hub/login -o /dev/null && "
@@ -114,6 +120,14 @@ def test_inventory_text_stays_data_in_the_rendered_config(host):
         "https://localhost/hub/login -o /dev/null && curl -sk -b /tmp/jar https://localhost/hub/spawn"
     ).stdout
     assert "Quotes &#39; &#34; a backslash \\ and {{ braces }} stay text" in page
+
+
+def test_extra_config_and_the_admins_config_files_reach_the_running_hub(host):
+    login = host.check_output("curl -sk -D /tmp/login-headers https://localhost/hub/login")
+    assert "Set through jupyterhub_extra_config" in login
+    headers = host.file("/tmp/login-headers").content_string.lower()
+    assert "x-course-hub: from-jupyterhub-config-d" in headers
+    assert host.file("/etc/jupyterhub/jupyterhub_config.d/50-course-headers.py").mode == 0o640
 
 
 def schema_revision(host, db):

@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, sys.argv[1])
 from formspawner.errors import PolicyError  # noqa: E402
+from formspawner.hubconfig import check_extra_config  # noqa: E402
 from formspawner.options import OptionSet  # noqa: E402
 
 settings = json.loads(sys.argv[2])
@@ -17,5 +18,6 @@ try:
     OptionSet.from_config(
         settings["form_options"], settings["images"], settings["env_policy"], settings["repo_policy"]
     )
+    check_extra_config(settings["extra_config"])
 except PolicyError as error:
     sys.exit(f"Inventory error in jupyterhub_{error}")

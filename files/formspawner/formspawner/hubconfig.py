@@ -1,0 +1,248 @@
+"""The hub's configuration, applied from a settings document (data only).
+
+The jupyterhub role renders inventory into `settings.json` and installs a static
+`jupyterhub_config.py` that calls `apply(c, load_settings(path))`. Each concern is one
+small function over a traitlets Config, so each is tested in-process
+(tests/unit/test_hubconfig.py), as TLJH tests its configurer. Admins reach any other
+traitlet through `extra_config` (inventory: jupyterhub_extra_config), applied last.
+
+`python -m formspawner.hubconfig SETTINGS` checks a settings document the way the hub
+would load it and exits non-zero with the problem: the role runs it before a new
+document replaces a working one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import TYPE_CHECKING
+
+from .errors import PolicyError
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
+
+
+def load_settings(path: str) -> dict:
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def apply(c: Config, settings: dict) -> Config:
+    """Every concern, in order, the admin's passthrough last. Pure: only `c` changes."""
+    apply_hub(c, settings)
+    apply_authenticator(c, settings)
+    apply_services(c, settings)
+    apply_spawner(c, settings)
+    if settings.get("swarm"):
+        apply_swarm(c, settings)
+    else:
+        apply_docker_host(c, settings)
+    apply_extra_config(c, settings.get("extra_config") or {})
+    return c
+
+
+def apply_hub(c: Config, s: dict) -> None:
+    """Where the hub listens, its state, and that users' servers outlive its restarts."""
+    scheme = "https" if s.get("tls_cert") else "http"
+    c.JupyterHub.bind_url = f"{scheme}://{s['ip']}:{s['port']}"
+    c.JupyterHub.hub_bind_url = f"http://{s['hub_ip']}:{s['hub_port']}"
+    if s.get("tls_cert"):
+        c.JupyterHub.ssl_cert = s["tls_cert"]
+        c.JupyterHub.ssl_key = s["tls_key"]
+    if s.get("subdomain_host"):
+        c.JupyterHub.subdomain_host = s["subdomain_host"]
+    data_dir = s["data_dir"]
+    c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
+    c.JupyterHub.db_url = s["db_url"]
+    c.JupyterHub.pid_file = os.path.join(data_dir, "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.cleanup_proxy = False
+
+
+def apply_authenticator(c: Config, s: dict) -> None:
+    """Who may log in: the class, its own settings from inventory, admins and allowed users."""
+    class_name = s["authenticator_class"]
+    c.JupyterHub.authenticator_class = class_name
+    c.Authenticator.admin_users = set(s.get("admin_users", []))
+    if s.get("allowed_users"):
+        c.Authenticator.allowed_users = set(s["allowed_users"])
+    c.Authenticator.allow_all = bool(s.get("allow_all", False))
+    if s["authenticator"] == "dummy":
+        c.DummyAuthenticator.password = s["dummy_password"]
+    if s["authenticator"] == "native":
+        import nativeauthenticator
+
+        c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
+    section = c[class_name.rsplit(".", 1)[1]]
+    for key, value in (s.get("authenticator_config") or {}).items():
+        section[key] = value
+
+
+def apply_services(c: Config, s: dict) -> None:
+    """The idle culler, the metrics scraper's token and the admin's own services."""
+    c.JupyterHub.services = []
+    c.JupyterHub.load_roles = []
+    if s.get("idle_timeout"):
+        c.JupyterHub.services.append({
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={s['idle_timeout']}"],
+        })
+        c.JupyterHub.load_roles.append({
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        })
+    # /hub/metrics answers the prometheus service's token only (read:metrics).
+    c.JupyterHub.authenticate_prometheus = True
+    metrics = s.get("metrics") or {}
+    if metrics.get("enabled"):
+        with open(metrics["token_file"], encoding="utf-8") as token_file:
+            c.JupyterHub.services.append({"name": "prometheus", "api_token": token_file.read().strip()})
+        c.JupyterHub.load_roles.append({"name": "prometheus", "scopes": ["read:metrics"], "services": ["prometheus"]})
+    for service in s.get("services", []):
+        c.JupyterHub.services.append({"name": service["name"], "api_token": service["api_token"]})
+        if service.get("scopes"):
+            c.JupyterHub.load_roles.append(
+                {"name": service["name"], "scopes": service["scopes"], "services": [service["name"]]}
+            )
+
+
+def apply_spawner(c: Config, s: dict) -> None:
+    """Users' servers: the options users choose, their storage, limits and confinement."""
+    from .launch import launch_handlers
+
+    c.JupyterHub.spawner_class = "formspawner.FormSwarmSpawner" if s.get("swarm") else "formspawner.FormDockerSpawner"
+    # Launch links (/hub/launch?...): shown for the user to confirm, never started by the
+    # link alone; served under the hub's prefix, inside its login and XSRF checks.
+    c.JupyterHub.extra_handlers = launch_handlers()
+    c.FormDockerSpawner.launch_links = True
+    c.FormDockerSpawner.form_options = s["form_options"]
+    c.FormDockerSpawner.images = s["images"]
+    c.FormDockerSpawner.env_policy = s["env_policy"]
+    c.FormDockerSpawner.repo_policy = s["repo_policy"]
+    c.FormDockerSpawner.repo_cache_file = os.path.join(s["data_dir"], "formspawner-repo-cache.json")
+    user = s["user"]
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.volumes = {user["volume_name"]: user["volume_mount"]}
+    for source, target in user.get("shared_mounts", {}).items():
+        c.DockerSpawner.volumes[source] = {"bind": target, "mode": "ro"}
+    c.DockerSpawner.notebook_dir = user["notebook_dir"]
+    c.DockerSpawner.mem_limit = user["mem_limit"]
+    c.DockerSpawner.cpu_limit = float(user["cpu_limit"])
+    c.Spawner.start_timeout = s["start_timeout"]
+    c.Spawner.http_timeout = s["http_timeout"]
+    c.Spawner.default_url = "/lab"
+
+
+def apply_docker_host(c: Config, s: dict) -> None:
+    """One host: servers on the users' network, confined by the container's host config
+    (no Docker socket is ever mounted, a process limit, capabilities dropped, no privilege
+    gain through setuid programs)."""
+    user = s["user"]
+    c.DockerSpawner.network_name = user["network_name"]
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.pull_policy = "ifnotpresent"
+    c.DockerSpawner.extra_host_config = {
+        "pids_limit": user["pids_limit"],
+        "cap_drop": user["cap_drop"],
+        "cap_add": user["cap_add"],
+        "security_opt": ["no-new-privileges"] if user["no_new_privileges"] else [],
+    }
+
+
+def apply_swarm(c: Config, s: dict) -> None:
+    """Several hosts: each server a swarm service on a worker. Services have no host
+    config: capabilities go in the container spec, the process limit in the task's
+    resources; no-new-privileges is not available to swarm services on these engines
+    (API 1.41). FormSwarmSpawner's own defaults cover network, addressing and pulls."""
+    user, swarm = s["user"], s["swarm"]
+    c.FormSwarmSpawner.extra_placement_spec = {"constraints": swarm["constraints"]}
+    c.FormSwarmSpawner.extra_container_spec = {"cap_drop": user["cap_drop"], "cap_add": user["cap_add"]}
+    c.FormSwarmSpawner.pids_limit = user["pids_limit"]
+    c.FormSwarmSpawner.storage = swarm["storage"]
+    c.FormSwarmSpawner.shared_home_root = swarm["shared_home"]
+    c.FormSwarmSpawner.shared_volume = user["volume_name"]
+    c.FormSwarmSpawner.home_gid = swarm["home_gid"]
+    c.FormSwarmSpawner.registry_push = swarm["registry_push"]
+    c.FormSwarmSpawner.registry_pull = swarm["registry_pull"]
+
+
+def check_extra_config(extra) -> None:
+    """{ClassName: {trait: value}}; anything else would be ignored by traitlets, silently."""
+    if not isinstance(extra, dict):
+        raise PolicyError("extra_config must be a mapping of class names to settings")
+    for class_name, traits in extra.items():
+        if not isinstance(class_name, str) or not _CLASS_NAME.fullmatch(class_name):
+            raise PolicyError(
+                f"extra_config: {class_name!r} is not a configurable class name "
+                "(e.g. JupyterHub, Spawner, FormDockerSpawner)"
+            )
+        if not isinstance(traits, dict) or not all(isinstance(name, str) for name in traits):
+            raise PolicyError(f"extra_config.{class_name} must be a mapping of trait names to values")
+
+
+def apply_extra_config(c: Config, extra: dict) -> None:
+    """Any traitlet, from inventory: {ClassName: {trait: value}}, merged over the above."""
+    from traitlets.config import Config
+
+    check_extra_config(extra)
+    c.merge(Config(extra))
+
+
+def check(c: Config) -> None:
+    """A broken policy stops the hub here, naming the setting, not at the first spawn."""
+    from traitlets.config import Config
+
+    from .spawner import FormDockerSpawner
+
+    section = c.FormSwarmSpawner if "FormSwarmSpawner" in c else Config()
+    merged = Config(dict(c.FormDockerSpawner))
+    merged.merge(section)
+    FormDockerSpawner.check_config(merged)
+
+
+def register_metrics(settings: dict) -> None:
+    """The Docker host's figures on /hub/metrics, read at most every `interval` seconds."""
+    metrics = settings.get("metrics") or {}
+    if metrics.get("enabled"):
+        from .metrics import DockerFigures
+
+        DockerFigures.register(interval=metrics["interval"])
+
+
+def load_config_files(directory: str, load_subconfig) -> list[str]:
+    """The admin's own config files (*.py in `directory`), in name order, after the above."""
+    if not directory or not os.path.isdir(directory):
+        return []
+    names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
+    for name in names:
+        load_subconfig(os.path.join(directory, name))
+    return names
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m formspawner.hubconfig SETTINGS_JSON", file=sys.stderr)
+        return 2
+    from traitlets.config import Config
+
+    try:
+        settings = load_settings(argv[0])
+        check(apply(Config(), settings))
+        from traitlets.utils.importstring import import_item
+
+        import_item(settings["authenticator_class"])
+    except (OSError, ValueError, KeyError, TypeError, ImportError, PolicyError) as error:
+        print(f"{argv[0]}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,219 @@
+"""formspawner.hubconfig: each concern applied to a traitlets Config in-process.
+
+The settings are the shape the role's settings.json.j2 renders (tests/unit/test_jupyterhub_config.py
+renders the real template and loads it with JupyterHub; these test the functions one by one).
+"""
+
+import copy
+import json
+
+import pytest
+from traitlets.config import Config
+
+from formspawner import FormDockerSpawner, FormSwarmSpawner, PolicyError, hubconfig
+
+BASE = {
+    "ip": "",
+    "port": 443,
+    "hub_ip": "10.211.0.1",
+    "hub_port": 8081,
+    "tls_cert": "/etc/jupyterhub/tls/cert.pem",
+    "tls_key": "/etc/jupyterhub/tls/key.pem",
+    "subdomain_host": "",
+    "data_dir": "/var/lib/jupyterhub",
+    "db_url": "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite",
+    "authenticator": "pam",
+    "authenticator_class": "jupyterhub.auth.PAMAuthenticator",
+    "authenticator_config": {},
+    "dummy_password": "",
+    "admin_users": ["admin"],
+    "allowed_users": [],
+    "allow_all": False,
+    "services": [],
+    "idle_timeout": 3600,
+    "metrics": {"enabled": False, "interval": 300, "token_file": "/nonexistent"},
+    "form_options": ["image", "env"],
+    "images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2026-11-02"}],
+    "env_policy": {},
+    "repo_policy": {},
+    "user": {
+        "network_name": "jupyterhub-users",
+        "volume_name": "jupyterhub-user-{username}",
+        "volume_mount": "/home/jovyan/work",
+        "notebook_dir": "/home/jovyan/work",
+        "mem_limit": "2G",
+        "cpu_limit": 1.0,
+        "pids_limit": 1024,
+        "cap_drop": ["ALL"],
+        "cap_add": [],
+        "no_new_privileges": True,
+        "shared_mounts": {},
+    },
+    "start_timeout": 300,
+    "http_timeout": 120,
+    "swarm": None,
+    "extra_config": {},
+}
+SWARM = {
+    "constraints": ["node.role == worker"],
+    "storage": "pin",
+    "shared_home": "/srv/jupyterhub/home",
+    "home_gid": 100,
+    "registry_push": "127.0.0.1:5001",
+    "registry_pull": "10.9.0.1:5000",
+}
+
+
+def settings(**changes) -> dict:
+    result = copy.deepcopy(BASE)
+    result.update(changes)
+    return result
+
+
+def applied(**changes) -> Config:
+    return hubconfig.apply(Config(), settings(**changes))
+
+
+def test_the_hub_listens_where_inventory_says_and_keeps_servers_across_restarts():
+    c = applied()
+    assert c.JupyterHub.bind_url == "https://:443"
+    assert c.JupyterHub.hub_bind_url == "http://10.211.0.1:8081"
+    assert c.JupyterHub.ssl_cert == "/etc/jupyterhub/tls/cert.pem"
+    assert c.JupyterHub.cleanup_servers is False and c.JupyterHub.cleanup_proxy is False
+    assert "subdomain_host" not in c.JupyterHub
+    plain = applied(tls_cert="", tls_key="", port=8000, subdomain_host="https://hub.example.edu")
+    assert plain.JupyterHub.bind_url == "http://:8000"
+    assert "ssl_cert" not in plain.JupyterHub
+    assert plain.JupyterHub.subdomain_host == "https://hub.example.edu"
+
+
+def test_the_authenticators_own_settings_land_in_its_section():
+    c = applied(
+        authenticator="generic-oauth",
+        authenticator_class="oauthenticator.generic.GenericOAuthenticator",
+        authenticator_config={"client_id": "hub", "allowed_groups": ["students"]},
+        allowed_users=["alice"],
+    )
+    assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    assert c.GenericOAuthenticator.client_id == "hub"
+    assert c.GenericOAuthenticator.allowed_groups == ["students"]
+    assert c.Authenticator.allowed_users == {"alice"}
+    assert c.Authenticator.admin_users == {"admin"}
+
+
+def test_the_culler_gets_only_the_scopes_it_needs_and_no_culler_when_switched_off():
+    c = applied(idle_timeout=600)
+    assert c.JupyterHub.services[0]["command"][-1] == "--timeout=600"
+    assert c.JupyterHub.load_roles[0]["scopes"] == [
+        "list:users", "read:users:activity", "read:servers", "delete:servers",
+    ]
+    assert applied(idle_timeout=0).JupyterHub.services == []
+
+
+def test_the_metrics_token_is_read_from_its_file(tmp_path):
+    token = tmp_path / "metrics-token"
+    token.write_text("f" * 40 + "\n")
+    c = applied(metrics={"enabled": True, "interval": 60, "token_file": str(token)})
+    assert {"name": "prometheus", "api_token": "f" * 40} in c.JupyterHub.services
+    assert {"name": "prometheus", "scopes": ["read:metrics"], "services": ["prometheus"]} in c.JupyterHub.load_roles
+    assert c.JupyterHub.authenticate_prometheus is True
+
+
+def test_one_host_confines_users_containers_by_their_host_config():
+    c = applied()
+    assert c.JupyterHub.spawner_class == "formspawner.FormDockerSpawner"
+    assert c.DockerSpawner.extra_host_config == {
+        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"],
+    }
+    assert c.DockerSpawner.network_name == "jupyterhub-users"
+    assert c.DockerSpawner.use_internal_ip is True
+    assert c.DockerSpawner.mem_limit == "2G" and c.DockerSpawner.cpu_limit == 1.0
+    # No Docker socket, no host path but the admin's read-only shared mounts.
+    assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan/work"}
+    no_nnp = applied(user={**BASE["user"], "no_new_privileges": False})
+    assert no_nnp.DockerSpawner.extra_host_config["security_opt"] == []
+
+
+def test_shared_mounts_are_read_only():
+    c = applied(user={**BASE["user"], "shared_mounts": {"/srv/course": "/home/jovyan/shared"}})
+    assert c.DockerSpawner.volumes["/srv/course"] == {"bind": "/home/jovyan/shared", "mode": "ro"}
+
+
+def test_a_swarm_confines_users_services_by_their_container_spec_and_resources():
+    c = applied(swarm=SWARM)
+    assert c.JupyterHub.spawner_class == "formspawner.FormSwarmSpawner"
+    assert c.FormSwarmSpawner.extra_container_spec == {"cap_drop": ["ALL"], "cap_add": []}
+    assert c.FormSwarmSpawner.pids_limit == 1024
+    assert c.FormSwarmSpawner.extra_placement_spec == {"constraints": ["node.role == worker"]}
+    # Host config and the one-host network do not apply to services.
+    assert "extra_host_config" not in c.DockerSpawner and "network_name" not in c.DockerSpawner
+    spawner = FormSwarmSpawner(config=c)
+    assert (spawner.network_name, spawner.use_internal_ip, spawner.pull_policy) == ("", False, "skip")
+    assert spawner.mem_limit == 2 * 1024**3
+
+
+def test_extra_config_reaches_any_trait_and_wins_over_the_roles_settings():
+    c = applied(extra_config={
+        "JupyterHub": {"concurrent_spawn_limit": 20},
+        "Spawner": {"start_timeout": 600},
+        "FormDockerSpawner": {"launch_links": False},
+    })
+    assert c.JupyterHub.concurrent_spawn_limit == 20
+    assert c.Spawner.start_timeout == 600
+    assert c.FormDockerSpawner.launch_links is False
+    assert c.JupyterHub.bind_url == "https://:443"  # the rest is untouched
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"jupyterhub": {"concurrent_spawn_limit": 20}}, "'jupyterhub' is not a configurable class name"),
+        ({"JupyterHub": 20}, "extra_config.JupyterHub must be a mapping"),
+        ({"c.JupyterHub": {"x": 1}}, "is not a configurable class name"),
+        (["JupyterHub"], "extra_config must be a mapping"),
+    ],
+)
+def test_malformed_extra_config_is_refused_naming_it(extra, message):
+    with pytest.raises(PolicyError, match=message):
+        applied(extra_config=extra)
+
+
+def test_a_policy_broken_through_extra_config_fails_the_check():
+    c = applied(extra_config={"FormDockerSpawner": {"env_policy": {"allow_pattern": "([unclosed"}}})
+    with pytest.raises(PolicyError, match="env_policy.allow_pattern is not a valid regular expression"):
+        hubconfig.check(c)
+    swarm = applied(swarm=SWARM, extra_config={"FormSwarmSpawner": {"images": []}})
+    hubconfig.check(swarm)  # an empty catalogue is allowed: no image choice at all
+    bad = applied(swarm=SWARM, extra_config={"FormSwarmSpawner": {"form_options": ["image", "cmd"]}})
+    with pytest.raises(PolicyError, match="unknown option"):
+        hubconfig.check(bad)
+
+
+def test_the_admins_config_files_load_in_name_order_after_the_rest(tmp_path):
+    (tmp_path / "20-b.py").write_text("")
+    (tmp_path / "10-a.py").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    loaded = []
+    assert hubconfig.load_config_files(str(tmp_path), loaded.append) == ["10-a.py", "20-b.py"]
+    assert loaded == [str(tmp_path / "10-a.py"), str(tmp_path / "20-b.py")]
+    assert hubconfig.load_config_files(str(tmp_path / "missing"), loaded.append) == []
+
+
+def test_the_check_command_refuses_a_broken_document_and_accepts_a_good_one(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(settings()))
+    assert hubconfig.main([str(good)]) == 0
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(settings(env_policy={"deny_patterns": ["("]})))
+    assert hubconfig.main([str(broken)]) == 1
+    assert "env_policy.deny_patterns[0] is not a valid regular expression" in capsys.readouterr().err
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps(settings(authenticator_class="nosuch.Authenticator")))
+    assert hubconfig.main([str(missing)]) == 1
+    assert "nosuch" in capsys.readouterr().err
+
+
+def test_the_spawner_built_from_the_config_carries_the_policy():
+    spawner = FormDockerSpawner(config=applied())
+    assert spawner.images == BASE["images"]
+    assert spawner.remove is True and spawner.pull_policy == "ifnotpresent"

@@ -1,0 +1,85 @@
+"""The repository's own structure: one source for each pin, tags that select tasks, one copy of a module."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def requirement_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s#]+)\s*(?:#.*)?", line.strip())
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_the_hub_pins_in_requirements_txt_are_the_roles_pins():
+    """The controller's tests run the versions the role installs on servers."""
+    defaults = yaml.safe_load((ROOT / "roles/jupyterhub/defaults/main.yml").read_text())
+    role = {
+        "jupyterhub": defaults["jupyterhub_version"],
+        "dockerspawner": defaults["jupyterhub_dockerspawner_version"],
+        "jupyterhub-idle-culler": defaults["jupyterhub_idle_culler_version"],
+        **defaults["jupyterhub_authenticator_versions"],
+    }
+    pins = requirement_pins()
+    assert {name: pins.get(name) for name in role} == role
+
+
+def test_the_test_images_run_the_hubs_jupyterhub_version():
+    dockerfile = (ROOT / "tests/env/images/singleuser/Dockerfile").read_text()
+    assert re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", dockerfile, re.M).group(1) == requirement_pins()["jupyterhub"]
+
+
+def test_each_module_has_one_copy():
+    modules = [p.name for p in ROOT.glob("**/library/*.py") if ".venv" not in p.parts and ".cache" not in p.parts]
+    assert modules and len(modules) == len(set(modules)), modules
+
+
+def listed_tasks(tags: str, inventory: str = "inventory/example") -> str:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", inventory, "site.yml",
+         "--list-tasks", "--tags", tags],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "tag, inner_task",
+    [
+        # Tasks inside the task files each role's main.yml brings in: a tag on an include
+        # alone selects the include and skips them.
+        ("jupyterhub_install", "Ensure the hub's Python packages are installed at their pinned versions"),
+        ("jupyterhub_configure", "Ensure the hub's settings match the inventory"),
+        ("jupyterhub_configure", "Ensure a self-signed certificate exists (no certificate given)"),
+        ("jupyterhub_service", "Ensure JupyterHub is started and enabled"),
+        ("images_configure", "Ensure the refresh units are installed"),
+        ("docker_configure", "Ensure daemon.json matches the inventory"),
+    ],
+)
+def test_a_roles_tag_selects_the_tasks_inside_its_task_files(tag, inner_task):
+    assert inner_task in listed_tasks(tag)
+
+
+def test_a_tag_selects_no_task_of_another_concern():
+    listed = listed_tasks("jupyterhub_configure")
+    assert "Ensure JupyterHub is started and enabled" not in listed
+    assert "Ensure daemon.json matches the inventory" not in listed
+
+
+def test_the_images_role_reads_repository_builds_by_formspawners_label():
+    from formspawner.labels import REPO_LABEL
+
+    role_vars = yaml.safe_load((ROOT / "roles/images/vars/main.yml").read_text())
+    assert role_vars["_images_build_label"] == REPO_LABEL
