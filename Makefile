@@ -11,6 +11,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
+# Each phase of `make test` records its time here; `make test` prints them at the end.
+export JHTEST_TIMES := $(CURDIR)/.cache/test-times
+TIMED := bash tests/env/timed.sh
 
 SCENARIOS ?= default docker images jupyterhub backup offline swarm
 
@@ -20,50 +23,47 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt files/formspawner/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q -e files/formspawner
+	$(TIMED) venv bash -c '$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip \
+	  && $(BIN)/pip install -q -r requirements.txt && $(BIN)/pip install -q -e files/formspawner'
 	touch $@
 
 venv: $(STAMP) ## Install the pinned controller toolchain into .venv
 
 testenv: ## Start Docker and build/refresh the test images and registry (cached)
-	bash tests/env/testenv.sh up
+	$(TIMED) testenv bash tests/env/testenv.sh up
 
 lint: $(STAMP) ## yamllint, ansible-lint (production profile) and ruff over the whole repo
-	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint --offline -q
-	$(BIN)/ruff check .
+	$(TIMED) lint bash -c '$(BIN)/yamllint --strict . && $(BIN)/ansible-lint --offline -q && $(BIN)/ruff check .'
 
 syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against the inventories
-	$(BIN)/ansible-playbook --syntax-check -i inventory/example site.yml
-	$(BIN)/ansible-playbook --syntax-check -i inventory/swarm-example site.yml
-	$(BIN)/ansible-playbook --syntax-check -i inventory/demo site.yml
+	$(TIMED) syntax bash -c 'for i in example swarm-example demo; do \
+	  $(BIN)/ansible-playbook --syntax-check -i inventory/$$i site.yml || exit 1; done'
 
 unit: $(STAMP) ## Unit tests (no Docker needed)
-	$(BIN)/pytest -q tests/unit
+	$(TIMED) unit $(BIN)/pytest -q tests/unit
 
 check: lint syntax unit ## The quick tier: lint, syntax check, unit tests
 
 molecule: $(STAMP) testenv ## Every molecule scenario (SCENARIOS="a b" to choose)
-	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+	for s in $(SCENARIOS); do $(TIMED) molecule-$$s $(BIN)/molecule test -s $$s || exit 1; done
 
 integration: $(STAMP) testenv ## Integration tests: a real hub and the real Docker engine
-	$(BIN)/pytest -q tests/integration
+	$(TIMED) integration $(BIN)/pytest -q tests/integration
 
-test: check molecule integration demo-test ## Everything CI runs
+test: ## Everything CI runs (check, molecule, integration, demo-test), then each phase's time
+	@mkdir -p .cache && : >$(JHTEST_TIMES)
+	@rc=0; $(MAKE) --no-print-directory check molecule integration demo-test || rc=$$?; \
+	  $(TIMED) --summary; exit $$rc
 
 demo: $(STAMP) testenv ## Deploy the whole site into a local container; prints the URL and login
-	$(BIN)/ansible-playbook playbooks/demo.yml
-	$(BIN)/ansible-playbook -i inventory/demo site.yml
+	$(TIMED) demo bash -c '$(BIN)/ansible-playbook playbooks/demo.yml && $(BIN)/ansible-playbook -i inventory/demo site.yml'
 	@echo
 	@echo "  JupyterHub is running: https://127.0.0.1:8443/  (self-signed certificate)"
 	@echo "  Log in with any user name and the password demo-password (admin: user 'admin')."
 	@echo
 
 demo-test: demo ## The student's browser flow against the demo deployment
-	$(BIN)/pytest -q tests/demo
+	$(TIMED) demo-test $(BIN)/pytest -q tests/demo
 
 demo-clean: ## Remove the demo container and its Docker volume
 	-docker rm -f jupyterhub-demo
