@@ -40,7 +40,10 @@ def test_the_test_images_run_the_hubs_jupyterhub_version():
 
 
 def test_each_module_has_one_copy():
-    modules = [p.name for p in ROOT.glob("**/library/*.py") if ".venv" not in p.parts and ".cache" not in p.parts]
+    modules = [
+        p.name for pattern in ("**/library/*.py", "plugins/modules/*.py") for p in ROOT.glob(pattern)
+        if ".venv" not in p.parts and ".cache" not in p.parts
+    ]
     assert modules and len(modules) == len(set(modules)), modules
 
 
