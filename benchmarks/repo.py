@@ -24,8 +24,15 @@ import docker  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
 from benchmarks.spawn import summary, timed_spawn  # noqa: E402
-from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, Hub, network_gateway, remove_user_containers  # noqa: E402
 from tests.integration.gitserver import GitServer, make_wheel  # noqa: E402
+from tests.integration.hubharness import (  # noqa: E402
+    DOCKER_SETTINGS,
+    ENV_POLICY,
+    IMAGES,
+    Hub,
+    network_gateway,
+    remove_user_containers,
+)
 
 
 def main() -> None:

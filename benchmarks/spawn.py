@@ -23,7 +23,14 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
-from tests.integration.conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, Hub, network_gateway, remove_user_containers  # noqa: E402
+from tests.integration.hubharness import (  # noqa: E402
+    DOCKER_SETTINGS,
+    ENV_POLICY,
+    IMAGES,
+    Hub,
+    network_gateway,
+    remove_user_containers,
+)
 
 IMAGE = "jhtest/singleuser:minimal"
 FORM_BODY = {"image": "minimal", "env": {"COURSE": "bench", "OMP_NUM_THREADS": "1"}}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, LAUNCH_PAGE, PREFIX, Hub, remove_user_containers
+from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES, LAUNCH_PAGE, PREFIX, Hub, remove_user_containers
 
 LONG = "x" * 5000
 CORPUS = [

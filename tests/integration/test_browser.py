@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from tests.studentflow import SHOTS, Hub, chromium_page, student_flow
 
-from .conftest import ENV_POLICY, container_env, container_of
+from .hubharness import ENV_POLICY, container_env, container_of
 
 pytestmark = pytest.mark.integration
 

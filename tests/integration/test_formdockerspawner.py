@@ -6,7 +6,7 @@ import re
 import docker
 import pytest
 
-from .conftest import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_env, container_of
+from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_env, container_of
 
 pytestmark = pytest.mark.integration
 

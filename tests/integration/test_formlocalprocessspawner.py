@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ENV_POLICY
+from .hubharness import ENV_POLICY
 
 pytestmark = pytest.mark.integration
 

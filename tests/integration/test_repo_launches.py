@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from .conftest import container_env, container_of, package_repo
+from .hubharness import container_env, container_of, package_repo
 
 BUILD_LABEL = "org.formspawner.repo.build"
 
