@@ -238,3 +238,26 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
         "skip",
         "",
     ]
+
+
+def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
+    """The settings that confine users' containers, read back from the role's rendered
+    settings through JupyterHub's config loader and a real FormDockerSpawner."""
+    rendered = render(tmp_path, {"jupyterhub_authenticator": "pam", "jupyterhub_user_pids_limit": 200,
+                                 "jupyterhub_user_shared_mounts": {"/srv/course": "/home/jovyan/shared"}})
+    probe = (
+        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; "
+        "from formspawner import FormDockerSpawner; "
+        "s = FormDockerSpawner(config=PyFileConfigLoader(sys.argv[1]).load_config()); "
+        "print(json.dumps([s.extra_host_config, s.network_name, s.use_internal_ip, s.volumes, s.remove]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(rendered)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    host_config, network, internal_ip, volumes, remove = json.loads(result.stdout)
+    assert host_config == {"pids_limit": 200, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"]}
+    assert network == "jupyterhub-users" and internal_ip is True and remove is True
+    assert volumes == {
+        "jupyterhub-user-{username}": "/home/jovyan/work",
+        "/srv/course": {"bind": "/home/jovyan/shared", "mode": "ro"},
+    }
+    assert not any("docker.sock" in source for source in volumes)
