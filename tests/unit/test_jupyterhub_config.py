@@ -107,6 +107,20 @@ def load(config: Path, *traits: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def spawner_traits(config: Path, spawner_class: str, *names: str) -> list:
+    """The traits of a real spawner of that class built from the loaded config (a subprocess,
+    as the hub would load it)."""
+    probe = (
+        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; import formspawner; "
+        "s = getattr(formspawner, sys.argv[2])(config=PyFileConfigLoader(sys.argv[1]).load_config()); "
+        "print(json.dumps([getattr(s, name) for name in sys.argv[3:]]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(config), spawner_class, *names],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
 @pytest.mark.parametrize(
     "authenticator, config, expected_class, checked",
     [
@@ -215,17 +229,12 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
     assert loaded["spawner_class"] == "FormSwarmSpawner"
     # Workers' servers reach the hub's API at the manager's swarm address.
     assert loaded["hub_bind_url"] == "http://10.9.0.1:8081"
-    probe = (
-        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; "
-        "from formspawner import FormSwarmSpawner; "
-        "s = FormSwarmSpawner(config=PyFileConfigLoader(sys.argv[1]).load_config()); "
-        "print(json.dumps([s.registry_push, s.registry_pull, s.storage, s.shared_home_root, s.shared_volume, "
-        "s.pids_limit, s.extra_placement_spec, s.extra_container_spec, s.use_internal_ip, s.pull_policy, "
-        "s.network_name]))"
+    traits = spawner_traits(
+        rendered, "FormSwarmSpawner", "registry_push", "registry_pull", "storage", "shared_home_root",
+        "shared_volume", "pids_limit", "extra_placement_spec", "extra_container_spec", "use_internal_ip",
+        "pull_policy", "network_name",
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(rendered)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout) == [
+    assert traits == [
         "127.0.0.1:5001",
         "10.9.0.1:5000",
         "shared",
@@ -245,15 +254,9 @@ def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
     settings through JupyterHub's config loader and a real FormDockerSpawner."""
     rendered = render(tmp_path, {"jupyterhub_authenticator": "pam", "jupyterhub_user_pids_limit": 200,
                                  "jupyterhub_user_shared_mounts": {"/srv/course": "/home/jovyan/shared"}})
-    probe = (
-        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; "
-        "from formspawner import FormDockerSpawner; "
-        "s = FormDockerSpawner(config=PyFileConfigLoader(sys.argv[1]).load_config()); "
-        "print(json.dumps([s.extra_host_config, s.network_name, s.use_internal_ip, s.volumes, s.remove]))"
+    host_config, network, internal_ip, volumes, remove = spawner_traits(
+        rendered, "FormDockerSpawner", "extra_host_config", "network_name", "use_internal_ip", "volumes", "remove"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(rendered)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    host_config, network, internal_ip, volumes, remove = json.loads(result.stdout)
     assert host_config == {"pids_limit": 200, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"]}
     assert network == "jupyterhub-users" and internal_ip is True and remove is True
     assert volumes == {
