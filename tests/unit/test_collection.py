@@ -32,8 +32,9 @@ def admin_dir(tmp_path_factory):
     admin.mkdir()
     (admin / "ansible.cfg").write_text("[defaults]\ncollections_path = ./collections\n")
     # The `ansible` package already ships the collections the roles use (no index here).
-    run(str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", "collections", str(artifact),
-        cwd=admin)
+    # --force: a copy found in another configured path must not stop this install.
+    run(str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", "collections",
+        str(artifact), cwd=admin, env=admin_env(admin))
     shutil.copytree(ROOT / "inventory" / "example", admin / "inventory")
     return admin
 
