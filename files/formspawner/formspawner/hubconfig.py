@@ -33,7 +33,8 @@ def load_settings(path: str) -> dict:
 
 
 def apply(c: Config, settings: dict) -> Config:
-    """Every concern, in order, the admin's passthrough last. Pure: only `c` changes."""
+    """Every concern, in order, the admin's passthrough last. Only `c` changes (the
+    metrics token is read from its file); registering metrics is register_metrics'."""
     apply_hub(c, settings)
     apply_authenticator(c, settings)
     apply_services(c, settings)

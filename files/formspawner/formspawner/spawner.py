@@ -388,28 +388,27 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     # -- progress --------------------------------------------------------------
 
+    @property
+    def _progress(self) -> EventLog:
+        """The spawn page's progress events, made on first use."""
+        if "_progress_log" not in self.__dict__:
+            self._progress_log = EventLog()
+        return self._progress_log
+
     def _progress_reset(self):
         # The spawn page may already be following progress() (it connects while the
         # options are applied): keep following the same log, from a new list of events.
-        if not hasattr(self, "_progress"):
-            self._progress = EventLog()
         self._progress.restart()
 
     @property
     def _progress_events(self) -> list[dict]:
-        if not hasattr(self, "_progress"):
-            self._progress_reset()
         return self._progress.events
 
     def emit_progress(self, progress: int, message: str) -> None:
         """Record a progress event for the spawn page. `message` is shown as text."""
-        if not hasattr(self, "_progress"):
-            self._progress_reset()
         self._progress.append({"progress": progress, "message": message})
 
     async def progress(self):
-        if not hasattr(self, "_progress"):
-            self._progress_reset()
         async for event in self._progress.follow():
             yield event
 
