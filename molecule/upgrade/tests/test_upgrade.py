@@ -1,17 +1,23 @@
-"""After the upgrade from the previous release through the installed collection: what an
-admin and a user must find (molecule/upgrade/side_effect.yml ran it twice)."""
+"""After the upgrade from the previous release (with JupyterHub 5.5.4) through the installed
+collection: what an admin and a user must find. molecule/upgrade/side_effect.yml ran it three
+times: killed half-way, then to the end, then once more."""
 
 import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from hubapi import api, wait_ready  # noqa: E402
 
 WORK = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
+DB = "/var/lib/jupyterhub/jupyterhub.sqlite"
 
 
 def read_log(name: str) -> str:
@@ -29,6 +35,37 @@ def test_the_previous_release_really_ran_first():
     assert recap(previous)["failed"] == 0
     # Its hub config was the rendered template this release replaced.
     assert "TASK [jupyterhub : Ensure jupyterhub_config.py matches the inventory]" in previous
+
+
+def schema_revision(host, db):
+    """The alembic revision a hub database file has, read without writing to it."""
+    return host.check_output(
+        "python3 -c \"import sqlite3, sys; print(sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)"
+        f".execute('SELECT version_num FROM alembic_version').fetchone()[0])\" {db}"
+    )
+
+
+def test_the_first_run_was_killed_before_the_migration():
+    """killed_run.py killed it once the new JupyterHub was in the venv, and checked that no
+    database backup existed yet (the kill came before the migration and any handler)."""
+    killed = read_log("upgrade-run-killed.log")
+    assert "TASK [" in killed and "PLAY RECAP" not in killed, killed[-3000:]
+
+
+def test_the_next_run_migrated_the_database_after_backing_up_the_old_one(host):
+    """The run after the kill found the new JupyterHub already installed (pip had nothing to
+    do) and still backed up the database, migrated it and restarted the hub."""
+    backups = host.check_output(f"ls {DB}.*.bak").split()
+    assert len(backups) == 1, backups
+    backup = host.file(backups[0])
+    assert backup.mode == 0o600 and backup.user == "jupyterhub" and backup.size > 0
+    # Named after the schema it holds, which is the old one: the copy was made before the migration.
+    old = schema_revision(host, backups[0])
+    assert backups[0] == f"{DB}.{old}.bak"
+    assert schema_revision(host, DB) != old
+    # The hub that answers is the new release, not the old process left running on new files.
+    status, info = api(host, "GET", "/")
+    assert status == 200 and info["version"] == PINNED_VERSION
 
 
 def test_the_upgrade_ran_from_the_admins_directory_with_deprecation_messages():
@@ -56,7 +93,7 @@ def test_the_old_setting_names_still_configure_users_servers(host):
     ).read_text()
 
 
-def test_the_users_server_kept_running_with_its_options_and_files(host):
+def test_the_users_server_kept_running_with_its_options_and_files_and_restarts_with_them(host):
     server = wait_ready(host, "keeper")
     assert server["user_options"] == {"image": "minimal", "env": {"BEFORE_UPGRADE": "yes"}}
     before = host.file("/root/keeper-container-before").content_string.strip()
@@ -70,6 +107,16 @@ def test_the_users_server_kept_running_with_its_options_and_files(host):
         "https://localhost/user/keeper/api/status"
     )
     assert status == "200"
+    # Its stored options are valid for the new hub: a restart brings back the same choices.
+    assert api(host, "DELETE", "/users/keeper/server")[0] in (202, 204)
+    for _ in range(60):
+        if not api(host, "GET", "/users/keeper")[1]["servers"]:
+            break
+        time.sleep(1)
+    assert api(host, "POST", "/users/keeper/server")[0] in (201, 202)
+    wait_ready(host, "keeper")
+    assert host.check_output("docker exec jupyter-keeper printenv BEFORE_UPGRADE") == "yes"
+    assert host.check_output("docker exec jupyter-keeper cat /home/jovyan/work/kept.txt") == "kept"
 
 
 def test_the_database_was_kept_and_the_hub_restarted_at_most_once(host):

@@ -1,10 +1,11 @@
 """Run a playbook and kill it mid-way, as a crash of the admin's machine or a lost connection would.
 
-Usage: python3 killed_run.py --inventory INV --playbook PLAYBOOK --hosts A,B --wait-for GLOB
-The run is killed (SIGKILL, its whole process group) once GLOB exists on every host, and
-so are the module processes it left on the hosts (what a dropped SSH session does to
-them). Fails if the run ends before that point, or if it got as far as the database
-backup (then the kill came too late to test anything). Prints JSON about the kill.
+Usage: python3 killed_run.py --hosts A,B --wait-for GLOB --log LOG -- ansible-playbook ARGS...
+The command runs in this process's directory and environment. It is killed (SIGKILL, its
+whole process group) once GLOB exists on every host, and so are the module processes it
+left on the hosts (what a dropped SSH session does to them). Fails if the run ends before
+that point, or if it got as far as the database backup (then the kill came too late to
+test anything). Prints JSON about the kill.
 """
 
 import argparse
@@ -24,17 +25,16 @@ def on_host(host, *argv):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--inventory", required=True)
-    parser.add_argument("--playbook", required=True)
     parser.add_argument("--hosts", required=True)
     parser.add_argument("--wait-for", required=True)
     parser.add_argument("--log", required=True)
+    parser.add_argument("command", nargs="+")
     args = parser.parse_args()
     hosts = args.hosts.split(",")
     started = time.monotonic()
     with open(args.log, "w") as log:
         run = subprocess.Popen(
-            ["ansible-playbook", "-i", args.inventory, args.playbook],
+            args.command,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
