@@ -8,7 +8,8 @@ def test_systemd_is_pid_1_and_running(host):
 
 
 def test_target_is_the_expected_debian_release(host):
-    release = {"jhtest-bookworm": "12", "jhtest-trixie": "13"}[host.backend.get_hostname()]
+    # jhtest-bookworm-default, jhtest-trixie-default (.config/molecule/config.yml)
+    release = {"bookworm": "12", "trixie": "13"}[host.backend.get_hostname().split("-")[1]]
     assert host.system_info.distribution == "debian"
     assert host.system_info.release.split(".")[0] == release
 
