@@ -17,8 +17,8 @@ TIMED := bash tests/env/timed.sh
 
 SCENARIOS ?= default docker images jupyterhub upgrade backup offline swarm
 # Each Debian release gets the whole site, not every scenario twice: jupyterhub and offline
-# run on Debian 13; upgrade, backup and the swarm's manager on Debian 12 (a swarm worker on
-# 13); docker, whose install differs most between releases, on both. A scenario named in
+# run on Debian 13; default, images, backup, upgrade and the swarm's manager on Debian 12 (a
+# swarm worker on 13); docker, whose install differs most between releases, on both. A scenario named in
 # neither list runs on every platform its molecule.yml gives.
 ON_BOOKWORM ?= default images backup
 ON_TRIXIE ?= jupyterhub offline

@@ -18,7 +18,8 @@ if [ "${1:-}" = --summary ]; then
          END { for (i = 0; i < n; i++) printf "%-24s %8d  %s\n", order[i], secs[order[i]],
                                               (order[i] in failed ? "FAILED (" failed[order[i]] ")" : "ok")
                printf "%-24s %8d  (%d min %d s)\n", "sum of phases", total, total / 60, total % 60 }' "$times"
-    # Phases run side by side (the quick tier beside testenv) count in the sum twice.
+    # Phases run side by side (the quick tier beside testenv, then make test's two lanes)
+    # each count in full in the sum.
     if [ -n "${JHTEST_STARTED:-}" ]; then
         wall=$(( $(date +%s) - JHTEST_STARTED ))
         printf '%-24s %8d  (%d min %d s)\n' "wall clock" "$wall" $((wall / 60)) $((wall % 60))
