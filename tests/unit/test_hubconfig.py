@@ -6,6 +6,8 @@ renders the real template and loads it with JupyterHub; these test the functions
 
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -217,3 +219,191 @@ def test_the_spawner_built_from_the_config_carries_the_policy():
     spawner = FormDockerSpawner(config=applied())
     assert spawner.images == BASE["images"]
     assert spawner.remove is True and spawner.pull_policy == "ifnotpresent"
+
+
+def plain(value):
+    """A Config as plain data: sections and dicts sorted, sets as sorted lists, classes by name."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in sorted(value.items())}
+    if isinstance(value, set):
+        return sorted(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__name__}"
+    return value
+
+
+HUB = {
+    "bind_url": "https://:443",
+    "cleanup_proxy": False,
+    "cleanup_servers": False,
+    "cookie_secret_file": "/var/lib/jupyterhub/jupyterhub_cookie_secret",
+    "db_url": "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite",
+    "extra_handlers": [["/launch", "formspawner.launch.LaunchHandler"]],
+    "hub_bind_url": "http://10.211.0.1:8081",
+    "pid_file": "/var/lib/jupyterhub/jupyterhub.pid",
+    "ssl_cert": "/etc/jupyterhub/tls/cert.pem",
+    "ssl_key": "/etc/jupyterhub/tls/key.pem",
+    "authenticate_prometheus": True,
+}
+CULLER = {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"]}
+CULLER_ROLE = {
+    "name": "idle-culler",
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    "services": ["idle-culler"],
+}
+USERS_SERVERS = {
+    "DockerSpawner": {
+        "cpu_limit": 1.0,
+        "mem_limit": "2G",
+        "notebook_dir": "/home/jovyan/work",
+        "remove": True,
+        "volumes": {"jupyterhub-user-{username}": "/home/jovyan/work"},
+    },
+    "FormDockerSpawner": {
+        "env_policy": {},
+        "form_options": ["image", "env"],
+        "images": [{"image": "quay.io/jupyter/minimal-notebook:2026-11-02", "name": "minimal"}],
+        "launch_links": True,
+        "repo_cache_file": "/var/lib/jupyterhub/formspawner-repo-cache.json",
+        "repo_policy": {},
+    },
+    "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
+}
+
+
+def test_one_hosts_whole_config_is_what_the_settings_say_and_nothing_else(tmp_path):
+    """Every setting apply() makes, compared whole: a setting dropped, renamed or added is a
+    failure here (the confinement of users' containers included)."""
+    token = tmp_path / "metrics-token"
+    token.write_text("metricstoken\n")
+    c = applied(
+        subdomain_host="https://hub.example.edu",
+        authenticator="dummy",
+        authenticator_class="jupyterhub.auth.DummyAuthenticator",
+        dummy_password="demo",
+        allowed_users=["alice"],
+        allow_all=True,
+        services=[
+            {"name": "grader", "api_token": "t0k", "scopes": ["list:users"]},
+            {"name": "plain", "api_token": "t1k"},
+        ],
+        metrics={"enabled": True, "interval": 60, "token_file": str(token)},
+        user={**BASE["user"], "shared_mounts": {"/srv/course": "/home/jovyan/shared"}},
+    )
+    servers = copy.deepcopy(USERS_SERVERS)
+    servers["DockerSpawner"].update(
+        extra_host_config={
+            "cap_add": [], "cap_drop": ["ALL"], "pids_limit": 1024, "security_opt": ["no-new-privileges"],
+        },
+        network_name="jupyterhub-users",
+        pull_policy="ifnotpresent",
+        use_internal_ip=True,
+    )
+    servers["DockerSpawner"]["volumes"]["/srv/course"] = {"bind": "/home/jovyan/shared", "mode": "ro"}
+    assert plain(c) == plain({
+        "Authenticator": {"admin_users": ["admin"], "allow_all": True, "allowed_users": ["alice"]},
+        "ConfigurableHTTPProxy": {"pid_file": "/var/lib/jupyterhub/jupyterhub-proxy.pid"},
+        "DummyAuthenticator": {"password": "demo"},
+        "JupyterHub": {
+            **HUB,
+            "authenticator_class": "jupyterhub.auth.DummyAuthenticator",
+            "subdomain_host": "https://hub.example.edu",
+            "spawner_class": "formspawner.FormDockerSpawner",
+            "services": [
+                CULLER,
+                {"api_token": "metricstoken", "name": "prometheus"},
+                {"api_token": "t0k", "name": "grader"},
+                {"api_token": "t1k", "name": "plain"},
+            ],
+            "load_roles": [
+                CULLER_ROLE,
+                {"name": "prometheus", "scopes": ["read:metrics"], "services": ["prometheus"]},
+                {"name": "grader", "scopes": ["list:users"], "services": ["grader"]},
+            ],
+        },
+        **servers,
+    })
+
+
+def test_a_swarms_whole_config_is_what_the_settings_say_and_nothing_else():
+    c = applied(swarm=SWARM)
+    assert plain(c) == plain({
+        "Authenticator": {"admin_users": ["admin"], "allow_all": False},
+        "ConfigurableHTTPProxy": {"pid_file": "/var/lib/jupyterhub/jupyterhub-proxy.pid"},
+        "PAMAuthenticator": {},
+        "FormSwarmSpawner": {
+            "extra_container_spec": {"cap_add": [], "cap_drop": ["ALL"]},
+            "extra_placement_spec": {"constraints": ["node.role == worker"]},
+            "home_gid": 100,
+            "pids_limit": 1024,
+            "registry_pull": "10.9.0.1:5000",
+            "registry_push": "127.0.0.1:5001",
+            "shared_home_root": "/srv/jupyterhub/home",
+            "shared_volume": "jupyterhub-user-{username}",
+            "storage": "pin",
+        },
+        "JupyterHub": {
+            **HUB,
+            "authenticator_class": "jupyterhub.auth.PAMAuthenticator",
+            "spawner_class": "formspawner.FormSwarmSpawner",
+            "services": [CULLER],
+            "load_roles": [CULLER_ROLE],
+        },
+        **USERS_SERVERS,
+    })
+
+
+def test_native_authenticator_pages_come_from_its_own_templates():
+    import nativeauthenticator
+
+    c = applied(authenticator="native", authenticator_class="nativeauthenticator.NativeAuthenticator")
+    assert c.JupyterHub.template_paths == [f"{Path(nativeauthenticator.__file__).parent}/templates"]
+    assert "template_paths" not in applied().JupyterHub
+
+
+def test_settings_and_the_metrics_token_are_read_as_utf8_whatever_the_hosts_locale(tmp_path, monkeypatch):
+    # A host whose locale is Latin-1 (stood in for: open() without an encoding reads Latin-1).
+    monkeypatch.setattr(hubconfig, "open", lambda path, encoding=None: open(path, encoding=encoding or "latin-1"),
+                        raising=False)
+    path = tmp_path / "settings.json"
+    path.write_bytes(json.dumps({"display_name": "Ünïcode"}, ensure_ascii=False).encode("utf-8"))
+    assert hubconfig.load_settings(str(path)) == {"display_name": "Ünïcode"}
+    token = tmp_path / "metrics-token"
+    token.write_text("tökén\n", encoding="utf-8")
+    c = applied(metrics={"enabled": True, "interval": 60, "token_file": str(token)})
+    assert {"name": "prometheus", "api_token": "tökén"} in c.JupyterHub.services
+
+
+def test_the_hosts_figures_are_registered_at_the_settings_interval_only_when_enabled(monkeypatch):
+    from formspawner import metrics
+
+    calls = []
+    monkeypatch.setattr(metrics.DockerFigures, "register", classmethod(lambda cls, interval: calls.append(interval)))
+    hubconfig.register_metrics(settings())
+    hubconfig.register_metrics(settings(metrics=None))
+    assert calls == []
+    hubconfig.register_metrics(settings(metrics={"enabled": True, "interval": 45, "token_file": "/nonexistent"}))
+    assert calls == [45]
+
+
+def test_the_check_command_says_how_to_call_it_and_what_failed(tmp_path, capsys):
+    assert hubconfig.main([]) == 2
+    assert capsys.readouterr().err == "usage: python -m formspawner.hubconfig SETTINGS_JSON\n"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(settings(env_policy={"deny_patterns": ["("]})))
+    assert hubconfig.main([str(broken)]) == 1
+    assert capsys.readouterr().err.startswith(f"{broken}: PolicyError: env_policy.deny_patterns[0] ")
+
+
+def test_a_settings_document_without_the_optional_keys_applies_with_safe_values():
+    """Older settings documents (and hand-written ones) may lack these keys."""
+    document = settings()
+    for key in ("admin_users", "allow_all", "services"):
+        del document[key]
+    del document["user"]["shared_mounts"]
+    c = hubconfig.apply(Config(), document)
+    assert c.Authenticator.admin_users == set() and c.Authenticator.allow_all is False
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
+    assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan/work"}

@@ -251,13 +251,16 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
 
 def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
     """The settings that confine users' containers, read back from the role's rendered
-    settings through JupyterHub's config loader and a real FormDockerSpawner."""
-    rendered = render(tmp_path, {"jupyterhub_authenticator": "pam", "jupyterhub_user_pids_limit": 200,
+    settings through JupyterHub's config loader and a real FormDockerSpawner. The role's
+    defaults confine (the process limit from inventory is checked on the swarm above)."""
+    rendered = render(tmp_path, {"jupyterhub_authenticator": "pam",
                                  "jupyterhub_user_shared_mounts": {"/srv/course": "/home/jovyan/shared"}})
     host_config, network, internal_ip, volumes, remove = spawner_traits(
         rendered, "FormDockerSpawner", "extra_host_config", "network_name", "use_internal_ip", "volumes", "remove"
     )
-    assert host_config == {"pids_limit": 200, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"]}
+    assert host_config == {
+        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"],
+    }
     assert network == "jupyterhub-users" and internal_ip is True and remove is True
     assert volumes == {
         "jupyterhub-user-{username}": "/home/jovyan/work",

@@ -16,7 +16,9 @@ from formspawner.repo import (
     RepoPolicy,
     cache_key,
     check_ref,
+    folder_name,
     image_tag,
+    parse_size,
     read_apt_packages,
     recipe,
     redact,
@@ -304,3 +306,188 @@ def test_build_output_is_redacted():
     assert "ghp_" not in redact("token ghp_" + "A" * 36)
     assert redact("export API_TOKEN=s3cr3t now") == "export API_TOKEN=*** now"
     assert redact("Step 3/7 : RUN pip install") == "Step 3/7 : RUN pip install"
+
+
+# -- exact outputs (each pinned whole: mutation testing showed partial checks let them drift)
+
+STEP = 'RUN left=$(( FORMSPAWNER_DEADLINE - $(date +%s) )) && [ "$left" -gt 0 ] && exec timeout -s KILL "$left" '
+JOVYAN = {"Id": "sha256:abc", "Config": {"User": "1000:100", "Env": ["PATH=/x", "NB_USER=jovyan"],
+                                         "WorkingDir": "/home/jovyan/work"}}
+
+
+def test_the_whole_recipe_with_every_build_file_in_binder():
+    base = BaseImage.from_inspect(JOVYAN)
+    present = {"apt.txt", "environment.yml", "requirements.txt", "postBuild"}
+    assert recipe(base, "lab", present, "binder/", ["vim", "git"]).splitlines() == [
+        "FROM sha256:abc",
+        "ARG FORMSPAWNER_BUILD",
+        "LABEL org.formspawner.repo.build=$FORMSPAWNER_BUILD",
+        "ARG FORMSPAWNER_DEADLINE",
+        "USER root",
+        STEP + "sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+        "--no-install-recommends vim git && rm -rf /var/lib/apt/lists/*'",
+        "COPY --chown=1000:100 repo/ /home/jovyan/lab/",
+        "USER 1000:100",
+        "WORKDIR /home/jovyan/lab",
+        STEP + "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && exec $tool env update -n base "
+        "-f binder/environment.yml; done; echo \"environment.yml needs an image with mamba or conda\" >&2; exit 1'",
+        STEP + "pip install --no-cache-dir -r binder/requirements.txt",
+        STEP + "sh -c 'chmod +x binder/postBuild && ./binder/postBuild'",
+        "WORKDIR /home/jovyan/work",
+        "USER 1000:100",
+    ]
+
+
+def test_an_empty_apt_txt_or_no_build_files_give_the_copy_alone():
+    base = BaseImage.from_inspect(JOVYAN)
+    expected = (
+        "FROM sha256:abc\nARG FORMSPAWNER_BUILD\nLABEL org.formspawner.repo.build=$FORMSPAWNER_BUILD\n"
+        "ARG FORMSPAWNER_DEADLINE\nCOPY --chown=1000:100 repo/ /home/jovyan/lab/\nUSER 1000:100\n"
+        "WORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
+    )
+    assert recipe(base, "lab", {"apt.txt"}, "", []) == expected
+    assert recipe(base, "lab", set(), "", ["vim"]) == expected
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (JOVYAN["Config"], ("1000:100", "/home/jovyan", "/home/jovyan/work")),
+        ({"Env": ["NB_USER=ann"]}, ("root", "/home/ann", "/home/ann")),
+        ({"Env": ["HOME=/"]}, ("root", "/", "/")),
+        ({"Env": ["HOME=/srv/home"], "WorkingDir": "/"}, ("root", "/srv/home", "/")),
+        ({}, ("root", "/home/jovyan", "/home/jovyan")),
+        (None, ("root", "/home/jovyan", "/home/jovyan")),
+    ],
+)
+def test_the_base_images_user_home_and_workdir_come_from_its_inspect_data(config, expected):
+    base = BaseImage.from_inspect({"Id": "sha256:abc", "Config": config})
+    assert (base.id, base.user, base.home, base.workdir) == ("sha256:abc", *expected)
+
+
+def test_an_image_variable_is_split_at_its_first_equals_sign():
+    with pytest.raises(ValueError, match="'/home/a=b' cannot be used"):
+        BaseImage.from_inspect({"Id": "sha256:abc", "Config": {"Env": ["NB_USER=a=b"]}})
+
+
+def test_a_request_as_options_names_url_ref_and_path_only_when_given():
+    policy = RepoPolicy()
+    request = policy.check({"url": "https://github.com/Course/Lab-1.git", "ref": "main", "path": "a/b.ipynb"})
+    assert request.as_options() == {"url": "https://github.com/Course/Lab-1.git", "ref": "main", "path": "a/b.ipynb"}
+    assert request.cache_url == "https://github.com/Course/Lab-1"
+    assert policy.check({"url": "https://github.com/Course/Lab-1/"}).as_options() == {
+        "url": "https://github.com/Course/Lab-1", "ref": "HEAD",
+    }
+
+
+def test_cache_key_and_image_tag_are_fixed_functions_of_url_commit_and_builder():
+    request = RepoPolicy().check({"url": "https://github.com/Course/Lab-1.git", "ref": "main"})
+    assert cache_key(request, "c" * 40, "fp") == "cf1eff49461fd5a4a4cfb5b198a06dd7ee938956d15ab86717aaa0e61bf2a293"
+    tag = "formspawner-repo/github-com-course-lab-1:cccccccccccc-kkkkkkkkkkkk"
+    assert image_tag(request, "c" * 40, "k" * 64) == tag
+    assert RepoPolicy().builder_fingerprint("sha256:base") == (
+        '["1", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "postBuild"]]'
+    )
+
+
+@pytest.mark.parametrize(
+    "name, folder",
+    [("..Ünï code--", "n-code"), ("...", "repository"), ("a" * 70, "a" * 64), ("Lab_1.x", "Lab_1.x")],
+)
+def test_folder_names_are_plain_and_short(name, folder):
+    assert folder_name(name) == folder
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("4g", 4 * 1024**3), ("512M", 512 * 1024**2), ("10kb", 10 * 1024), (" 3 t", 3 * 1024**4), (7, 7), ("1", 1)],
+)
+def test_sizes_read_with_binary_units(text, size):
+    assert parse_size(text, "s") == size
+
+
+@pytest.mark.parametrize(
+    "line, shown",
+    [
+        ("https://user:ghp_abcdefghijklmnopqrstuvwxyz@github.com/x", "https://***@github.com/x"),
+        ("token ghp_abcdefghijklmnopqrstuvwxyz0123 end", "token *** end"),
+        ("export API_KEY=hunter2 rest", "export API_KEY=*** rest"),
+        ("GITLAB_TOKEN: glpat-abcdefghijklmnopqrstuv", "GITLAB_TOKEN: ***"),
+        ("nothing here", "nothing here"),
+    ],
+)
+def test_redaction_replaces_exactly_the_secret(line, shown):
+    assert redact(line) == shown
+
+
+def test_apt_txt_comments_and_blank_lines_are_skipped():
+    assert read_apt_packages("vim # editor\n\n git#x\n# all\nfonts-noto#a#b\n") == ["vim", "git", "fonts-noto"]
+
+
+@pytest.mark.parametrize(
+    "url, name, cleaned",
+    [
+        ("https://github.com/org/sub/lab.git", "lab", "https://github.com/org/sub/lab.git"),
+        ("https://github.com/org/sub/lab", "lab", "https://github.com/org/sub/lab"),
+        ("https://github.com/org/labX/", "labX", "https://github.com/org/labX"),
+        ("https://github.com/org/lab.git.git", "lab.git", "https://github.com/org/lab.git.git"),
+    ],
+)
+def test_the_repository_name_is_the_last_segment_without_git(url, name, cleaned):
+    request = RepoPolicy().check({"url": url})
+    assert (request.name, request.url) == (name, cleaned)
+
+
+@pytest.mark.parametrize("path, kept", [("/lab/a.ipynb/", "lab/a.ipynb"), ("Xlab/a.ipynX", "Xlab/a.ipynX")])
+def test_the_path_to_open_loses_only_its_outer_slashes(path, kept):
+    assert RepoPolicy().check({"url": "https://github.com/a/b", "path": path}).path == kept
+
+
+def test_commit_ids_are_seven_to_forty_lower_case_hex_digits():
+    from formspawner.repo import is_commit_id
+
+    assert is_commit_id("abc1234") and is_commit_id("f" * 40)
+    assert not is_commit_id("abc123") and not is_commit_id("F" * 40) and not is_commit_id("main")
+
+
+@pytest.mark.parametrize(
+    "url, repository",
+    [
+        ("https://github.com/github.com/lab", "github-com-github-com-lab"),
+        ("https://github.com/org/lab_", "github-com-org-lab"),
+        ("https://github.com/" + "/".join(["a" * 40] * 3), "github-com-" + "-".join(["a" * 40] * 3)[:89]),
+        ("https://github.com/" + "a" * 88 + "/b", "github-com-" + "a" * 88),  # cut at a "-"
+    ],
+)
+def test_image_tags_name_the_host_and_path_in_at_most_100_characters(url, repository):
+    request = RepoPolicy().check({"url": url})
+    assert image_tag(request, "c" * 40, "k" * 64) == f"formspawner-repo/{repository}:cccccccccccc-kkkkkkkkkkkk"
+
+
+def test_folder_names_keep_their_own_letters():
+    assert folder_name("Xlab") == "Xlab"
+
+
+def test_a_home_ending_in_a_letter_or_at_the_root_gives_the_right_target():
+    assert BaseImage.from_inspect({"Id": "i", "Config": {"Env": ["HOME=/home/X"]}}).home == "/home/X"
+    root = BaseImage(id="i", user="root", home="/", workdir="/")
+    assert "COPY --chown=root repo/ /lab/\n" in recipe(root, "lab", set(), "", [])
+    x = BaseImage(id="i", user="root", home="/home/X", workdir="/")
+    assert "COPY --chown=root repo/ /home/X/lab/\n" in recipe(x, "lab", set(), "", [])
+
+
+def test_read_repository_reads_the_top_level_without_a_binder_folder_and_dot_binder_first(tmp_path):
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    assert read_repository(tmp_path, POLICY) == ({"requirements.txt"}, "", [])
+    (tmp_path / ".binder").mkdir()
+    (tmp_path / ".binder" / "postBuild").write_text("#!/bin/sh\n")
+    (tmp_path / "binder").mkdir()
+    (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
+    assert read_repository(tmp_path, POLICY) == ({"postBuild"}, ".binder/", [])
+
+
+def test_an_apt_txt_that_is_not_utf8_is_refused_by_line(tmp_path):
+    (tmp_path / "apt.txt").write_bytes(b"vim\n\xff\xfe\n")
+    with pytest.raises(BuildError) as raised:
+        read_repository(tmp_path, POLICY)
+    assert str(raised.value) == "The repository's apt.txt line 2: '\ufffd\ufffd' is not a Debian package name."

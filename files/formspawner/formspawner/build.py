@@ -83,7 +83,7 @@ def run_build(
         line = redact(line.rstrip())
         if line:
             tail.append(line)
-            del tail[:-15]
+            del tail[:-10]
             log(line)
 
     workdir = tempfile.mkdtemp(prefix="formspawner-build-")
@@ -129,7 +129,7 @@ def run_build(
                     say(line)
                 if time.time() >= deadline:
                     raise BuildError(f"The build took longer than this hub allows ({policy.build_timeout} s).")
-                raise BuildError("The build failed. Last lines of its log:\n" + "\n".join(tail[-10:]))
+                raise BuildError("The build failed. Last lines of its log:\n" + "\n".join(tail))
             text = pending + event.get("stream", "")
             *complete, pending = text.split("\n")
             for line in complete:

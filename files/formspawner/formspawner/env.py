@@ -228,7 +228,7 @@ def _split_assignment(line: str) -> tuple[str, str, str]:
     stripped, the value kept as written. No "=" gives an empty separator."""
     line = line.strip()
     if line.startswith("export ") or line.startswith("export\t"):
-        line = line[len("export") :].lstrip()
+        line = line[len("export") :]  # the name is stripped below
     name, sep, value = line.partition("=")
     return name.strip(), sep, value
 

@@ -53,10 +53,10 @@ def render_form(
     repository (the only script: the form itself submits without JavaScript).
     """
     pieces = [
-        {"key": p.key, "template": p.template, **p.form_context(previous, groups)}
+        {"template": p.template, **p.form_context(previous, groups)}
         for p in option_set.pieces
     ]
-    link_keys = [field for p in option_set.pieces if p.from_links for field in _LINK_FIELDS.get(p.key, [])]
+    link_keys = [field for p in option_set.pieces if p.from_links for field in _LINK_FIELDS[p.key]]
     return _templates.get_template("form.html").render(
         pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link
     )

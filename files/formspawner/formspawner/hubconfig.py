@@ -73,7 +73,7 @@ def apply_authenticator(c: Config, s: dict) -> None:
     c.Authenticator.admin_users = set(s.get("admin_users", []))
     if s.get("allowed_users"):
         c.Authenticator.allowed_users = set(s["allowed_users"])
-    c.Authenticator.allow_all = bool(s.get("allow_all", False))
+    c.Authenticator.allow_all = bool(s.get("allow_all"))
     if s["authenticator"] == "dummy":
         c.DummyAuthenticator.password = s["dummy_password"]
     if s["authenticator"] == "native":

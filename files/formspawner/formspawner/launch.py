@@ -34,8 +34,17 @@ def launch_handlers() -> list:
 
 
 def _message(error: web.HTTPError) -> str:
-    text = getattr(error, "jupyterhub_message", None) or error.log_message or "Bad request"
-    return text % error.args if error.args and "%" in text else text
+    """The words to show for a refusal. JupyterHub's message is plain text; tornado keeps
+    log_message a format string (it doubles each "%" when there are no arguments)."""
+    text = getattr(error, "jupyterhub_message", None)
+    if text:
+        return text
+    if not error.log_message:
+        return "Bad request"
+    try:
+        return error.log_message % error.args
+    except (TypeError, ValueError):
+        return error.log_message
 
 
 class LaunchHandler(BaseHandler):

@@ -45,9 +45,8 @@ class ImageOption:
         # Stored options may be anything the API once accepted into the database.
         wanted = previous.get(self.key)
         names = [c.name for c in visible]
+        # The default is visible to every user (ImageCatalog refuses a default limited to groups).
         selected = wanted if isinstance(wanted, str) and wanted in names else self.catalog.default_name
-        if selected not in names and visible:
-            selected = visible[0].name
         return {"choices": visible, "selected": selected}
 
 

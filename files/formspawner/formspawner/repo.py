@@ -215,15 +215,15 @@ class RepoPolicy:
                 f"Allowed hosts: {', '.join(self.allowed_hosts)}."
             )
         path = parts.path.rstrip("/")
-        segments = path.split("/")[1:] if path.startswith("/") else None
+        # An https:// URL's path is empty or starts with "/".
+        segments = path.split("/")[1:]
         if not segments or len(segments) > MAX_PATH_SEGMENTS or not all(_SEGMENT_RE.fullmatch(s) for s in segments):
             raise OptionError(
                 "The repository URL's path must be plain names separated by '/', such as /owner/repository "
                 "(no '..', hidden names, escapes or backslashes)."
             )
-        name = segments[-1][: -len(".git")] if segments[-1].endswith(".git") else segments[-1]
-        if not name:
-            raise OptionError("The repository URL does not end in a repository name.")
+        # The segment pattern allows no leading dot, so a name remains without ".git".
+        name = segments[-1].removesuffix(".git")
         return RepoRequest(
             url=f"https://{entry}{path}", ref=check_ref(ref), host=host, port=port, name=folder_name(name)
         )
@@ -243,7 +243,7 @@ def check_ref(ref: str) -> str:
         not _REF_RE.fullmatch(ref)
         or ".." in ref
         or "//" in ref
-        or ref.endswith(("/", ".", ".lock"))
+        or ref.endswith(("/", "."))
         or any(part.startswith(".") or part.endswith(".lock") for part in ref.split("/"))
     )
     if bad:
@@ -290,7 +290,8 @@ def cache_key(request: RepoRequest, commit: str, fingerprint: str) -> str:
 
 def image_tag(request: RepoRequest, commit: str, key: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", f"{request.host}{request.cache_url.split(request.host, 1)[1]}".lower())
-    slug = slug.strip("-")[:100].strip("-") or "repository"
+    # The host starts with a letter or digit, so the slug is never empty.
+    slug = slug[:100].strip("-")
     return f"{IMAGE_REPOSITORY}/{slug}:{commit[:12]}-{key[:12]}"
 
 
@@ -298,7 +299,7 @@ def read_apt_packages(text: str) -> list[str]:
     """apt.txt: one Debian package name a line; anything else is refused, never passed to a shell."""
     packages = []
     for number, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
+        line = line.partition("#")[0].strip()
         if not line:
             continue
         if not _APT_PACKAGE_RE.fullmatch(line):
@@ -338,7 +339,8 @@ class BaseImage:
         for path in (home, workdir):
             if not _ABSOLUTE_PATH_RE.fullmatch(path):
                 raise ValueError(f"the image's home or working directory {path!r} cannot be used for a build")
-        return cls(id=info["Id"], user=user, home=home.rstrip("/") or "/", workdir=workdir)
+        # The pattern allows no trailing "/" but in "/" itself (the recipe handles that).
+        return cls(id=info["Id"], user=user, home=home, workdir=workdir)
 
 
 def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt_packages: list[str]) -> str:

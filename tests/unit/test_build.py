@@ -1,0 +1,232 @@
+"""formspawner.build.run_build: what a repository build asks of the Docker engine, what its
+log shows, and what a failure leaves behind.
+
+A stand-in engine is used here (Engine below: it records each call and replays a build's
+event stream), and a stand-in fetch writes the checkout. The real engine and a real Git
+server build real repositories in tests/integration/test_repo_launches.py; these pin every
+argument, log line and cleanup step one by one, which a real build cannot show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from formspawner import build
+from formspawner.build import BuildJob, run_build
+from formspawner.errors import BuildError
+from formspawner.repo import BaseImage, RepoPolicy
+
+KEY = "k" * 64
+TAG = "formspawner-repo/github-com-course-lab:cccccccccccc-kkkkkkkkkkkk"
+COMMIT = "c" * 40
+BASE = BaseImage(id="sha256:base", user="1000:100", home="/home/jovyan", workdir="/home/jovyan")
+SECRET = "ghp_abcdefghijklmnopqrstuvwxyz0123"
+
+
+class Engine:
+    """Records build and cleanup calls; `events` is the build's stream, `fail` an exception
+    the build call raises instead."""
+
+    def __init__(self, events=(), fail=None, leftovers=(), remove_fails=False):
+        self.events, self.fail, self.leftovers, self.remove_fails = list(events), fail, list(leftovers), remove_fails
+        self.build_args = None
+        self.dockerfile = None
+        self.context = None
+        self.removed = []
+        self.image_queries = []
+
+    def build(self, **kwargs):
+        self.build_args = kwargs
+        self.dockerfile = Path(kwargs["path"], "Dockerfile").read_text()
+        self.context = sorted(str(p.relative_to(kwargs["path"])) for p in Path(kwargs["path"]).rglob("*"))
+        if self.fail:
+            raise self.fail
+        return iter(self.events)
+
+    def remove_image(self, image, force=False):
+        self.removed.append((image, force))
+        if self.remove_fails:
+            raise RuntimeError("no such image")
+
+    def images(self, filters, all=False):  # noqa: A002 (docker-py's own keyword)
+        self.image_queries.append((filters, all))
+        return [{"Id": image} for image in self.leftovers]
+
+
+@pytest.fixture
+def checkout(monkeypatch):
+    """The fetch writes a repository with binder/requirements.txt and binder/postBuild."""
+    fetched = []
+
+    def fetch(request, commit, ref_name, dest, policy, deadline):
+        fetched.append((request.url, commit, ref_name, policy, deadline - time.monotonic()))
+        Path(dest, "binder").mkdir(parents=True)
+        Path(dest, "binder", "apt.txt").write_text("graphviz\n")
+        Path(dest, "binder", "requirements.txt").write_text("numpy\n")
+        Path(dest, "binder", "postBuild").write_text("#!/bin/sh\n")
+        Path(dest, "README.md").write_text("hello\n")
+
+    monkeypatch.setattr(build, "fetch_commit", fetch)
+    return fetched
+
+
+def launch(engine, policy=None, **changes):
+    policy = policy or RepoPolicy.from_config({"build_memory": "2g", "build_timeout": 600})
+    request = policy.check({"url": "https://github.com/course/lab", "ref": "main"})
+    lines = []
+    run_build(engine, request, COMMIT, "refs/heads/main", KEY, TAG, BASE, policy, "lab", lines.append)
+    return lines
+
+
+def test_a_build_asks_the_engine_for_exactly_this_build(checkout, monkeypatch):
+    monkeypatch.setattr(build.time, "time", lambda: 1000.0)
+    engine = Engine([{"stream": "Step 1/9 : FROM sha256:base\n"}])
+    policy = RepoPolicy.from_config({"build_memory": "2g", "build_timeout": 600})
+    launch(engine, policy)
+    (url, commit, ref, fetch_policy, seconds_left), = checkout
+    assert (url, commit, ref, fetch_policy) == ("https://github.com/course/lab", COMMIT, "refs/heads/main", policy)
+    assert 590 < seconds_left <= 600
+    path = engine.build_args.pop("path")
+    assert engine.build_args == {
+        "tag": TAG,
+        "rm": True,
+        "forcerm": True,
+        "pull": False,
+        "decode": True,
+        "labels": {
+            "org.formspawner.repo": "1",
+            "org.formspawner.repo.url": "https://github.com/course/lab",
+            "org.formspawner.repo.commit": COMMIT,
+            "org.formspawner.repo.base": "sha256:base",
+            "org.formspawner.repo.key": KEY,
+        },
+        "buildargs": {"FORMSPAWNER_DEADLINE": "1600", "FORMSPAWNER_BUILD": KEY},
+        "container_limits": {"memory": 2 * 1024**3, "memswap": 2 * 1024**3},
+        "timeout": 660,
+    }
+    # The context is the checkout under repo/ and the recipe; nothing of it outlives the build.
+    assert engine.context == ["Dockerfile", "repo", "repo/README.md", "repo/binder", "repo/binder/apt.txt",
+                              "repo/binder/postBuild", "repo/binder/requirements.txt"]
+    assert engine.dockerfile.startswith("FROM sha256:base\n")
+    for step in ("--no-install-recommends graphviz &&", "COPY --chown=1000:100 repo/ /home/jovyan/lab/\n",
+                 "-r binder/requirements.txt\n", "./binder/postBuild'\n"):
+        assert step in engine.dockerfile
+    assert not Path(path).exists() and Path(path).name.startswith("formspawner-build-")
+
+
+def test_build_cpus_pins_the_build_to_the_last_cpus(checkout, monkeypatch):
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 8)
+    engine = Engine()
+    launch(engine, RepoPolicy.from_config({"build_cpus": 2, "build_memory": "1g"}))
+    assert engine.build_args["container_limits"] == {"memory": 1024**3, "memswap": 1024**3, "cpusetcpus": "6-7"}
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    launch(engine, RepoPolicy.from_config({"build_cpus": 4, "build_memory": "1g"}))
+    assert engine.build_args["container_limits"]["cpusetcpus"] == "0-1"
+    monkeypatch.setattr(build.os, "cpu_count", lambda: None)
+    launch(engine, RepoPolicy.from_config({"build_cpus": 1, "build_memory": "1g"}))
+    assert engine.build_args["container_limits"]["cpusetcpus"] == "0-0"
+
+
+def test_the_log_is_whole_lines_redacted_with_the_steps_of_the_build(checkout):
+    engine = Engine([
+        {"stream": "Step 1/9 : FROM sha256:base\n"},
+        {"stream": "half a "},
+        {"stream": "line\n\n   \n"},
+        {"stream": f"cloning https://user:{SECRET}@github.com/x\n"},
+        {"aux": {"ID": "sha256:built"}},
+        {"stream": "   indented output\n"},
+        {"stream": "the last line has no newline"},
+    ])
+    assert launch(engine) == [
+        "Fetching https://github.com/course/lab at cccccccccccc",
+        "Building with binder/apt.txt, binder/postBuild, binder/requirements.txt",
+        "Step 1/9 : FROM sha256:base",
+        "half a line",
+        "cloning https://***@github.com/x",
+        "   indented output",
+        "the last line has no newline",
+        f"Built {TAG}",
+    ]
+    assert engine.removed == [] and engine.image_queries == []
+
+
+def test_a_repository_without_build_files_says_so(monkeypatch):
+    monkeypatch.setattr(build, "fetch_commit", lambda request, commit, ref, dest, policy, deadline: Path(dest).mkdir())
+    assert launch(Engine())[1] == "Building with no build files (repository only)"
+
+
+def test_a_failed_step_ends_the_build_with_its_last_lines_and_leaves_no_image(checkout):
+    steps = [{"stream": f"line {n}\n"} for n in range(20)]
+    engine = Engine([*steps, {"stream": "partial "}, {"error": f"token {SECRET} rejected\nexit 1"}],
+                    leftovers=["sha256:one", "sha256:two"])
+    lines = []
+    with pytest.raises(BuildError) as raised:
+        policy = RepoPolicy.from_config({})
+        request = policy.check({"url": "https://github.com/course/lab"})
+        run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", lines.append)
+    assert str(raised.value) == "The build failed. Last lines of its log:\n" + "\n".join(
+        [f"line {n}" for n in range(12, 20)] + ["partial token *** rejected", "exit 1"]
+    )
+    assert lines[-2:] == ["partial token *** rejected", "exit 1"]
+    assert engine.removed == [(TAG, True), ("sha256:one", True), ("sha256:two", True)]
+    assert engine.image_queries == [({"label": f"org.formspawner.repo.build={KEY}"}, True)]
+
+
+def test_a_build_past_its_deadline_says_so(checkout, monkeypatch):
+    clock = iter([1000.0, 1000.0 + 600])
+    monkeypatch.setattr(build.time, "time", lambda: next(clock))
+    with pytest.raises(BuildError) as raised:
+        launch(Engine([{"error": "killed"}]))
+    assert str(raised.value) == "The build took longer than this hub allows (600 s)."
+
+
+def test_an_engine_error_is_reported_redacted_and_cleaned_up_even_when_removal_fails(checkout):
+    engine = Engine(fail=RuntimeError(f"500 Server Error for https://x:{SECRET}@h/"), leftovers=["sha256:one"],
+                    remove_fails=True)
+    with pytest.raises(BuildError) as raised:
+        launch(engine)
+    assert str(raised.value) == "The build failed: 500 Server Error for https://***@h/"
+    assert engine.removed == [(TAG, True), ("sha256:one", True)]
+    assert engine.image_queries == [({"label": f"org.formspawner.repo.build={KEY}"}, True)]
+
+
+def test_a_fetch_failure_is_a_build_failure_and_leaves_no_work_directory(monkeypatch):
+    made = []
+
+    def fetch(request, commit, ref_name, dest, policy, deadline):
+        made.append(Path(dest).parent)
+        raise BuildError("The repository could not be fetched.")
+
+    monkeypatch.setattr(build, "fetch_commit", fetch)
+    engine = Engine()
+    with pytest.raises(BuildError, match="^The repository could not be fetched.$"):
+        launch(engine)
+    assert engine.build_args is None and engine.removed == [(TAG, True)]
+    assert made and not made[0].exists()
+
+
+async def test_every_waiter_follows_one_builds_log_from_its_first_line():
+    job = BuildJob(TAG)
+    assert job.task is None
+    job.add_line("one")
+    job.task = asyncio.ensure_future(asyncio.sleep(0.05))
+    first = [line async for line in job.follow()]
+    job.add_line("late")  # after the build ended, nobody is waiting any more
+    second = [line async for line in job.follow()]
+    assert job.tag == TAG and first == ["one"] and second == ["one", "late"]
+
+
+def test_a_work_directory_that_cannot_be_removed_does_not_fail_the_build(checkout, monkeypatch):
+    real_rmtree = build.shutil.rmtree
+
+    def rmtree(path, ignore_errors=False):
+        if not ignore_errors:
+            raise PermissionError(f"cannot remove {path}")
+        real_rmtree(path, ignore_errors=True)
+
+    monkeypatch.setattr(build.shutil, "rmtree", rmtree)
+    assert launch(Engine())[-1] == f"Built {TAG}"

@@ -1,0 +1,98 @@
+"""formspawner.launch's pieces that need no running hub: how a link's query is read and how
+a refusal's message is told. The page itself (GET shows, POST starts) runs on a real hub in
+tests/integration/test_repo_launches.py and tests/integration/test_browser.py."""
+
+from types import SimpleNamespace
+
+import pytest
+from tornado import web
+
+from formspawner.launch import LaunchHandler, _message, launch_handlers
+
+
+def test_the_page_is_served_at_launch_under_the_hubs_prefix():
+    assert launch_handlers() == [("/launch", LaunchHandler)]
+
+
+def test_a_links_query_drops_the_xsrf_token_and_jupyterhubs_opt_prefix():
+    request = SimpleNamespace(query_arguments={
+        "_xsrf": [b"token"],
+        "opt-image": [b"scipy"],
+        "repo": [b"https://github.com/course/lab"],
+        "ref": [b"main", b"dev"],
+        "path": [b"caf\xc3\xa9.ipynb"],
+        "bad": [b"\xff"],
+    })
+    assert LaunchHandler._query(SimpleNamespace(request=request)) == {
+        "image": ["scipy"],
+        "repo": ["https://github.com/course/lab"],
+        "ref": ["main", "dev"],
+        "path": ["café.ipynb"],
+        "bad": ["\ufffd"],
+    }
+
+
+@pytest.mark.parametrize(
+    "error, text",
+    [
+        (web.HTTPError(400, "Unknown image %r", "x"), "Unknown image 'x'"),
+        # A user's text with "%" in it (a URL's %2F) is shown as it was written.
+        (web.HTTPError(400, "https://h/a%2Fb is not allowed"), "https://h/a%2Fb is not allowed"),
+        (web.HTTPError(400, "%d of %d", 1), "%d of %d"),
+        (web.HTTPError(400, "plain text"), "plain text"),
+        (web.HTTPError(400), "Bad request"),
+    ],
+)
+def test_a_refusal_is_told_with_its_own_words(error, text):
+    assert _message(error) == text
+
+
+def test_jupyterhubs_own_message_comes_first():
+    error = web.HTTPError(400, "log text")
+    error.jupyterhub_message = "Shown to the user"
+    assert _message(error) == "Shown to the user"
+
+
+class Page:
+    """Stands in for the handler's hub side: JupyterHub's page.html frame (a bare block
+    here; the real frame is served by a real hub in tests/integration), its template
+    namespace and XSRF token, and what the handler sends back."""
+
+    def __init__(self):
+        from jinja2 import DictLoader, Environment
+
+        frame = DictLoader({"page.html": "<main>{% block main %}{% endblock %}</main>"})
+        self.settings = {"jinja2_env": Environment(loader=frame, autoescape=True, enable_async=True)}
+        self.template_namespace = {"base_url": "/hub/"}
+        self.xsrf_token = b"xsrf-123"
+        self.status = None
+        self.body = None
+
+    def set_status(self, status):
+        self.status = status
+
+    def finish(self, body):
+        self.body = body
+
+    async def _render(self, status=200, **ns):
+        await LaunchHandler._render(self, status, **ns)
+
+
+async def test_the_page_renders_its_rows_the_xsrf_token_and_the_status():
+    page = Page()
+    await LaunchHandler._render(page, heading="Start <it>?", requested=[("Image", "SciPy")], action="/hub/launch?x",
+                                button="Launch")
+    assert page.status == 200
+    assert "<h1 class=\"text-center mb-4\">Start &lt;it&gt;?</h1>" in page.body
+    assert '<input type="hidden" name="_xsrf" value="xsrf-123">' in page.body
+    assert "<dt class=\"col-sm-3\">Image</dt><dd class=\"col-sm-9\"><code>SciPy</code></dd>" in page.body
+    assert '<a class="btn btn-link" href="/hub/spawn">Choose other options</a>' in page.body
+
+
+async def test_a_refused_link_is_a_400_page_with_the_reason():
+    page = Page()
+    await LaunchHandler._refuse(page, web.HTTPError(400, "Unknown image %r", "x"))
+    assert page.status == 400
+    assert '<h1 class="text-center mb-4">This launch link cannot be used</h1>' in page.body
+    assert '<p class="alert alert-danger" id="launch-error">Unknown image &#39;x&#39;</p>' in page.body
+    assert "launch-start" not in page.body
