@@ -23,7 +23,7 @@ SCENARIOS ?= default docker images jupyterhub upgrade backup offline swarm
 ON_BOOKWORM ?= default images backup
 ON_TRIXIE ?= jupyterhub offline
 
-.PHONY: help venv testenv lint syntax unit check molecule integration test lane-a lane-b bench demo demo-test demo-clean clean
+.PHONY: help venv testenv lint syntax unit check mutation molecule integration test lane-a lane-b bench demo demo-test demo-clean clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,14 @@ unit: $(STAMP) ## Unit tests (no Docker needed)
 	$(TIMED) unit $(BIN)/pytest -q tests/unit
 
 check: lint syntax unit ## The quick tier: lint, syntax check, unit tests
+
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): $(STAMP) tests/mutation/requirements.txt
+	$(BIN)/pip install -q -r tests/mutation/requirements.txt
+	touch $@
+
+mutation: $(MUTATION_STAMP) ## Mutation testing of formspawner's protections (slow; not in make test)
+	$(TIMED) mutation bash tests/mutation/run.sh
 
 # The scenarios named in $(1), one after another, each on the platforms ON_* give it.
 define run_scenarios
