@@ -18,6 +18,8 @@ bin=$root/.venv/bin
 mkdir -p "$work"
 cd "$work"
 export PYTHONPATH=$work/mutants/src
+# The unit tests find the upstream docker-stacks files beside the clone, not the workspace.
+export JHTEST_DOCKER_STACKS=${JHTEST_DOCKER_STACKS:-$(cd "$root/.." && pwd)/shared/upstream/docker-stacks}
 if [ $# -gt 0 ]; then
   exec "$bin/mutmut" "$@"
 fi

@@ -1,6 +1,8 @@
 """Rules for users' environment variables (formspawner.env)."""
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -116,7 +118,7 @@ def test_builtin_denials_hold_in_any_case(name):
 def test_builtin_denials_cannot_be_lifted_by_an_allow_everything_policy():
     policy = EnvPolicy.from_config({"allow_pattern": ".*", "deny_patterns": []})
     for pattern in BUILTIN_DENIED:
-        name = pattern.replace(".*", "X")
+        name = pattern.replace(".*", "X").replace("?", "")
         with pytest.raises(OptionError):
             policy.check({name: "x"})
 
@@ -239,3 +241,74 @@ def test_unparsed_text_withholds_secret_lines_read_the_way_the_parser_reads_them
     text, withheld = withhold_secret_lines("A=1\nexport\tDB_PASSWORD=x\n  API_KEY = y\nBROKEN\n# TOKEN comment")
     assert text == "A=1\nBROKEN\n# TOKEN comment"
     assert withheld == ["DB_PASSWORD", "API_KEY"]
+
+
+# The docker-stacks images' start files, unchanged from upstream (shared with the project
+# beside its clone, as CI has it; JHTEST_DOCKER_STACKS names another copy).
+DOCKER_STACKS = Path(
+    os.environ.get("JHTEST_DOCKER_STACKS", Path(__file__).resolve().parents[3] / "shared/upstream/docker-stacks")
+)
+# Read by the start files but harmless in a user's hands, each with its reason.
+STARTUP_VARIABLES_USERS_MAY_SET = {"NO_COLOR": "turns off colour in the start script's own log lines"}
+
+
+def variables_the_start_files_read() -> dict[str, set[str]]:
+    if not DOCKER_STACKS.is_dir():
+        pytest.fail(f"{DOCKER_STACKS} is missing: the upstream docker-stacks files (shared/upstream) are needed")
+    names: dict[str, set[str]] = {}
+    for path in sorted(DOCKER_STACKS.rglob("*")):
+        if not path.is_file() or path.name in ("Dockerfile", "LICENSE.md", "README.md", "initial-condarc"):
+            continue
+        text = path.read_text()
+        found = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", text))
+        found |= set(re.findall(r"""environ(?:\.get)?\s*[\[(]\s*["']([A-Z_][A-Z0-9_]*)""", text))
+        found |= set(re.findall(r"""["']([A-Z_][A-Z0-9_]*)["']\s+in\s+os\.environ""", text))
+        found |= set(re.findall(r"""getenv\(\s*["']([A-Z_][A-Z0-9_]*)""", text))
+        for name in found:
+            names.setdefault(name, set()).add(path.name)
+    return names
+
+
+def test_every_variable_the_docker_stacks_start_files_act_on_is_denied():
+    """Evidence from upstream: start.sh (as root: users, ownership, sudo), the hooks,
+    start-notebook.py and start-singleuser.py (the command line), jupyter_server_config.py
+    (certificates, umask) and the health check."""
+    read = variables_the_start_files_read()
+    assert {"GRANT_SUDO", "NOTEBOOK_ARGS", "NB_UID", "_START_SH_EXECUTED"} <= set(read)  # the parser works
+    allowed = sorted(n for n in read if not POLICY.is_denied(n) and n not in STARTUP_VARIABLES_USERS_MAY_SET)
+    assert allowed == [], {n: sorted(read[n]) for n in allowed}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # shells
+        "BASH_ENV", "ENV", "BASH_FUNC_ls%%", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS",
+        # the C library
+        "GCONV_PATH", "LOCPATH", "GLIBC_TUNABLES", "MALLOC_CHECK_", "LD_AUDIT", "HOSTALIASES",
+        # other runtimes
+        "NODE_OPTIONS", "PERL5OPT", "PERLLIB", "PERL5LIB", "RUBYOPT", "R_PROFILE_USER", "R_ENVIRON_USER",
+        "R_LIBS_USER", "JULIA_DEPOT_PATH", "JAVA_TOOL_OPTIONS", "GIT_CONFIG_COUNT", "GIT_SSH_COMMAND",
+        # docker-stacks and GPU runtimes
+        "NOTEBOOK_ARGS", "GEN_CERT", "_START_SH_EXECUTED", "JUPYTER_ENV_VARS_TO_UNSET",
+        "DOCKER_STACKS_JUPYTER_CMD", "RESTARTABLE", "NVIDIA_VISIBLE_DEVICES", "nvidia_driver_capabilities",
+    ],
+)
+def test_variables_that_load_code_or_change_how_a_server_starts_are_denied(name):
+    with pytest.raises(OptionError, match="reserved by the platform or denied"):
+        POLICY.check({name: "x"})
+
+
+@pytest.mark.parametrize("name", ["GIT_AUTHOR_NAME", "GIT_COMMITTER_EMAIL", "ENVIRONMENT", "OMP_NUM_THREADS", "LANG"])
+def test_ordinary_names_near_the_denied_ones_stay_allowed(name):
+    assert POLICY.check({name: "x"}) == {name: "x"}
+
+
+@pytest.mark.parametrize("value", ["a\x85b", "a\x9bb", "a\u2028b", "a\u2029b", "a\x7fb"])
+def test_values_with_c1_controls_or_unicode_line_separators_are_refused(value):
+    with pytest.raises(OptionError, match="control character"):
+        POLICY.check({"A": value})
+
+
+def test_tabs_and_non_ascii_letters_stay_allowed_in_values():
+    assert POLICY.check({"A": "tab\there", "B": "Zoë Ünïcode"}) == {"A": "tab\there", "B": "Zoë Ünïcode"}

@@ -12,30 +12,99 @@ from dataclasses import dataclass, field
 
 from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 
-# Names the platform owns. JupyterHub, DockerSpawner, jupyter-server and the
-# docker-stacks start scripts read these; a user-set value would make the platform
-# lie to itself (or run code: LD_PRELOAD, PYTHONPATH). No policy can lift them.
-# Matched against the whole name, ignoring case, so that `jupyterhub_api_token`
+# Names the platform owns or that load code or change how a server starts, read by
+# what runs in the images before the user's own code: JupyterHub, DockerSpawner,
+# jupyter-server, the docker-stacks start scripts (some as root), the shells, the C
+# library, the other language runtimes, and on the host the GPU runtime's hook. A
+# user-set value would make the platform lie to itself, run code in the start chain,
+# or reach past the container (GRANT_SUDO, NVIDIA_VISIBLE_DEVICES). No policy can lift
+# them. Matched against the whole name, ignoring case, so that `jupyterhub_api_token`
 # or `Path` do not slip through on a case-insensitive consumer.
 BUILTIN_DENIED = (
+    # JupyterHub, jupyter-server, IPython, the Python and conda environments.
     r"JUPYTERHUB_.*",
     r"JPY_.*",
     r"JUPYTER_.*",
     r"IPYTHONDIR",
     r"PYTHON.*",
     r"CONDA_.*",
+    r"MAMBA_.*",
     r"VIRTUAL_ENV",
     r"R2D_.*",
     r"MEM_.*",
     r"CPU_.*",
-    r"LD_.*",
+    # docker-stacks' start chain (start.sh runs hooks and, as root, changes users,
+    # ownership and sudo rights; start-notebook.py / start-singleuser.py build the
+    # command line): every variable the upstream scripts act on.
     r"NB_.*",
     r"GRANT_SUDO",
     r"CHOWN_.*",
+    r"JOVYAN_.*",
+    r"NOTEBOOK_ARGS",
+    r"GEN_CERT",
+    r"RESTARTABLE",
+    r"DOCKER_STACKS_.*",
+    r"_START_SH_EXECUTED",
+    r"CP_OPTS",
+    # The process's identity and where it looks for programs.
     r"PATH",
     r"HOME",
     r"USER",
+    r"LOGNAME",
     r"SHELL",
+    r"PWD",
+    # Shells: start-up files, imported functions and options (bash, dash, sh).
+    r"BASH_ENV",
+    r"ENV",
+    r"BASH_FUNC_.*",
+    r"SHELLOPTS",
+    r"BASHOPTS",
+    r"PS4",
+    r"PROMPT_COMMAND",
+    r"IFS",
+    r"CDPATH",
+    r"GLOBIGNORE",
+    r"BASH_XTRACEFD",
+    # The C library and the loader: preloads, modules, tunables, resolver files.
+    r"LD_.*",
+    r"GCONV_PATH",
+    r"LOCPATH",
+    r"NLSPATH",
+    r"GLIBC_TUNABLES",
+    r"MALLOC_.*",
+    r"HOSTALIASES",
+    r"RES_OPTIONS",
+    r"LOCALDOMAIN",
+    r"RESOLV_.*",
+    # Other runtimes in the images: options and library paths they load code from.
+    r"NODE_OPTIONS",
+    r"NODE_PATH",
+    r"PERL5?OPT",
+    r"PERL5?LIB",
+    r"PERL5DB",
+    r"RUBYOPT",
+    r"RUBYLIB",
+    r"R_PROFILE.*",
+    r"R_ENVIRON.*",
+    r"R_LIBS.*",
+    r"R_HOME",
+    r"JULIA_.*",
+    r"JAVA_TOOL_OPTIONS",
+    r"_JAVA_OPTIONS",
+    r"JDK_JAVA_OPTIONS",
+    r"CLASSPATH",
+    # Git (run by the server's extensions): config and commands from the environment.
+    # GIT_AUTHOR_* and GIT_COMMITTER_* stay the user's to set.
+    r"GIT_CONFIG.*",
+    r"GIT_SSH.*",
+    r"GIT_EXEC_PATH",
+    r"GIT_ASKPASS",
+    r"SSH_ASKPASS",
+    r"GIT_PROXY_COMMAND",
+    r"GIT_EXTERNAL_DIFF",
+    r"GIT_TEMPLATE_DIR",
+    # GPU runtimes: the NVIDIA container runtime's hook reads these on the host.
+    r"NVIDIA_.*",
 )
 _BUILTIN_DENIED_RE = re.compile("|".join(f"(?:{p})" for p in BUILTIN_DENIED), re.IGNORECASE)
 
@@ -46,8 +115,10 @@ SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORE
 # Whatever the allow pattern says: printable ASCII, no `=`, no white space.
 _WELL_FORMED_NAME_RE = re.compile(r"[!-<>-~]+")
 MAX_NAME_LENGTH = 255
-# Control characters other than tab have no business in a variable's value.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters other than tab have no business in a variable's value: C0, DEL, C1
+# (NEL among them) and Unicode's line and paragraph separators, which some readers
+# take for a line break.
+_CONTROL_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 POLICY_KEYS = {"allow_pattern", "deny_patterns", "max_vars", "max_value_length", "defaults", "fixed"}
 
