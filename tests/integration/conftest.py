@@ -85,7 +85,7 @@ def git_server():
 def repo_hub(make_hub, git_server, docker_client):
     """A hub with the repo option, trusting the Git server's certificate."""
 
-    def start(answer_at_once=True, **policy):
+    def start(answer_at_once=True, extra="", **policy):
         hub = make_hub()
         repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
         repo_policy.update(policy)
@@ -95,7 +95,7 @@ def repo_hub(make_hub, git_server, docker_client):
              "repo_policy": repo_policy},
             DOCKER_SETTINGS,
             # Answer every spawn request at once (202), so the test reads the whole progress stream.
-            extra=LAUNCH_PAGE + (ANSWER_AT_ONCE if answer_at_once else ""),
+            extra=LAUNCH_PAGE + (ANSWER_AT_ONCE if answer_at_once else "") + extra,
             env={"GIT_SSL_CAINFO": str(git_server.cert)},
         )  # fmt: skip
         return hub

@@ -307,3 +307,24 @@ def test_links_never_carry_variables_and_spawn_links_only_fill_the_form(repo_hub
     assert f'value="{git_server.url("fstest-link")}"' in spawn.text and 'value="v9"' in spawn.text
     assert 'id="copy-launch-link"' in spawn.text
     assert not hub.api("GET", "/users/otto").json()["servers"]
+
+
+# Users may log in and see their own server, but not start one (no `servers` scope).
+NO_SERVERS_SCOPE = """
+c.JupyterHub.load_roles.append({"name": "user", "scopes": ["read:users!user", "read:servers!user"]})
+"""
+
+
+def test_a_launch_link_starts_nothing_for_a_user_without_the_servers_scope(repo_hub, git_server):
+    hub = repo_hub(extra=NO_SERVERS_SCOPE)
+    hub.ensure_user("vera")
+    session = hub.login("vera")
+    query = {"image": "scipy"}
+    # JupyterHub's own spawn page refuses this user; so does the launch page, both ways.
+    assert session.get(f"{hub.url}/hub/spawn", allow_redirects=False).status_code == 403
+    page = session.get(f"{hub.url}/hub/launch", params=query, allow_redirects=False)
+    assert page.status_code == 403, page.text[:500]
+    token = re.search(r'xsrf_token: "([^"]+)"', page.text).group(1)
+    started = session.post(f"{hub.url}/hub/launch", params=query, data={"_xsrf": token}, allow_redirects=False)
+    assert started.status_code == 403, started.text[:500]
+    assert hub.api("GET", "/users/vera").json()["servers"] == {}

@@ -230,3 +230,64 @@ def test_a_work_directory_that_cannot_be_removed_does_not_fail_the_build(checkou
 
     monkeypatch.setattr(build.shutil, "rmtree", rmtree)
     assert launch(Engine())[-1] == f"Built {TAG}"
+
+
+def test_a_long_line_is_cut_and_says_how_much_was_left_out(checkout):
+    engine = Engine([{"stream": "x" * 5000 + "\n"}, {"stream": "a" * 1500}, {"stream": "b" * 1500 + "\nshort\n"}])
+    lines = launch(engine)[2:-1]
+    assert lines == [
+        "x" * build.MAX_LINE + " [... 3000 more characters]",
+        "a" * 1500 + "b" * 500 + " [... 1000 more characters]",
+        "short",
+    ]
+
+
+def test_megabytes_without_a_newline_are_read_in_linear_time_and_bounded_memory(checkout):
+    """20 MB in 64 KB chunks with no newline: the old reader joined the pending text to
+    each chunk, time growing with the square of the length."""
+    chunk = {"stream": "y" * 65536}
+    engine = Engine([chunk] * 320 + [{"stream": "\nend\n"}])
+    started = time.monotonic()
+    lines = launch(engine)
+    assert lines[2] == "y" * build.MAX_LINE + f" [... {320 * 65536 - build.MAX_LINE} more characters]"
+    assert lines[3:] == ["end", f"Built {TAG}"]
+    assert time.monotonic() - started < 5  # about 0.1 s; quadratic joining took minutes
+
+
+def test_a_build_keeps_only_its_newest_lines_for_late_followers():
+    async def scenario():
+        job = BuildJob(TAG)
+        for n in range(3 * build.MAX_LOG_LINES):
+            job.add_line(f"line {n}")
+        job.task = asyncio.ensure_future(asyncio.sleep(0))
+        await job.task
+        return [line async for line in job.follow()]
+
+    seen = asyncio.run(scenario())
+    assert build.MAX_LOG_LINES <= len(seen) <= 2 * build.MAX_LOG_LINES
+    assert seen[-1] == f"line {3 * build.MAX_LOG_LINES - 1}"
+
+
+def test_lines_from_the_build_thread_reach_the_log_in_batches_and_bounded():
+    async def scenario():
+        job = BuildJob(TAG)
+        loop = asyncio.get_running_loop()
+        scheduled = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda callback, *args: (scheduled.append(callback), real(callback, *args))
+        try:
+            write = job.threadsafe_writer(loop)
+            # The loop is busy (nothing runs between these calls): one callback is scheduled.
+            for n in range(build.MAX_LOG_LINES + 5):
+                write(f"line {n}")
+            await asyncio.sleep(0)
+            write("after")
+            await asyncio.sleep(0)
+        finally:
+            loop.call_soon_threadsafe = real
+        return scheduled, job.log.events
+
+    scheduled, events = asyncio.run(scenario())
+    assert len(scheduled) == 2
+    assert events[0] == "[... 5 lines of the build's log not shown]"
+    assert events[1] == "line 5" and events[-2:] == [f"line {build.MAX_LOG_LINES + 4}", "after"]

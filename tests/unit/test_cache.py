@@ -136,3 +136,27 @@ def test_a_build_with_its_registry_names_too_is_evicted_whole(record):
     removed = evict(engine, RepoPolicy.from_config({"cache_max_images": 1}), record, set(), logging.getLogger())
     assert engine.removed == ["sha256:old"]
     assert set(removed) == {"old", "10.0.0.1:5000/old", "127.0.0.1:5001/old"}
+
+
+def test_an_image_two_launches_wait_for_stays_protected_until_both_end():
+    cache.launch_started("repo:a")
+    cache.launch_started("repo:a")
+    cache.launch_started("repo:b")
+    try:
+        cache.launch_ended("repo:a")
+        assert cache.in_launch() == {"repo:a", "repo:b"}
+        cache.launch_ended("repo:a")
+        cache.launch_ended(None)  # a start without a repository
+        assert cache.in_launch() == {"repo:b"}
+        cache.launch_ended("repo:a")  # ended twice: never negative
+        assert cache.in_launch() == {"repo:b"}
+    finally:
+        cache.launching.clear()
+
+
+def test_an_image_found_under_a_builds_tag_is_used_only_when_its_key_is_the_builds():
+    key = "k" * 64
+    assert cache.is_build_of({"Config": {"Labels": {f"{REPO_LABEL}.key": key}}}, key)
+    assert not cache.is_build_of({"Config": {"Labels": {f"{REPO_LABEL}.key": "k" * 12 + "x" * 52}}}, key)
+    assert not cache.is_build_of({"Config": {"Labels": None}}, key)
+    assert not cache.is_build_of(None, key)

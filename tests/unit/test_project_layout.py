@@ -86,3 +86,22 @@ def test_the_images_role_reads_repository_builds_by_formspawners_label():
 
     role_vars = yaml.safe_load((ROOT / "roles/images/vars/main.yml").read_text())
     assert role_vars["_images_build_label"] == REPO_LABEL
+
+
+SECRET_FILES = ("settings.json", "metrics-token", "secrets.env", "jupyterhub_cookie_secret", "key.pem", ".key")
+
+
+def test_no_task_that_writes_a_secret_shows_it_in_diff_output():
+    """`ansible-playbook --diff` prints a changed file's content: every task that writes a
+    file holding secrets (settings.json: OAuth secrets, service tokens, the demo password;
+    tokens, keys) says diff: false or no_log: true."""
+    checked = []
+    for path in sorted(ROOT.glob("roles/*/tasks/*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for module in ("ansible.builtin.template", "ansible.builtin.copy"):
+                args = task.get(module)
+                dest = str((args or {}).get("dest", ""))
+                if args and any(dest.endswith(name) or f"/{name}" in dest for name in SECRET_FILES):
+                    checked.append(dest)
+                    assert task.get("diff") is False or task.get("no_log") is True, f"{path.name}: {task['name']}"
+    assert any(d.endswith("settings.json") for d in checked) and any("metrics-token" in d for d in checked)

@@ -382,7 +382,7 @@ def test_a_request_as_options_names_url_ref_and_path_only_when_given():
 
 def test_cache_key_and_image_tag_are_fixed_functions_of_url_commit_and_builder():
     request = RepoPolicy().check({"url": "https://github.com/Course/Lab-1.git", "ref": "main"})
-    assert cache_key(request, "c" * 40, "fp") == "cf1eff49461fd5a4a4cfb5b198a06dd7ee938956d15ab86717aaa0e61bf2a293"
+    assert cache_key(request, "c" * 40, "fp") == "b60871a031d4473153fd8d3327032fa47a4f69f4a8fe12824e4cea966cb165e1"
     tag = "formspawner-repo/github-com-course-lab-1:cccccccccccc-kkkkkkkkkkkk"
     assert image_tag(request, "c" * 40, "k" * 64) == tag
     assert RepoPolicy().builder_fingerprint("sha256:base") == (
@@ -491,3 +491,56 @@ def test_an_apt_txt_that_is_not_utf8_is_refused_by_line(tmp_path):
     with pytest.raises(BuildError) as raised:
         read_repository(tmp_path, POLICY)
     assert str(raised.value) == "The repository's apt.txt line 2: '\ufffd\ufffd' is not a Debian package name."
+
+
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("140.82.121.4", True),
+        ("10.1.2.3", False),
+        ("64:ff9b::808:808", True),  # NAT64 of a public address
+        ("64:ff9b::a01:203", False),  # NAT64 of 10.1.2.3
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254 (cloud metadata)
+        ("64:ff9b:1::808:808", False),  # local-use NAT64 prefix
+        ("2002:808:808::1", True),  # 6to4 of a public address
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("::a00:1", False),  # IPv4-compatible 10.0.0.1
+        ("2606:4700::1111", True),
+        ("fd00::1", False),
+    ],
+)
+def test_ipv6_addresses_carrying_a_private_ipv4_address_are_private(address, public):
+    import ipaddress
+
+    from formspawner.git import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+def test_a_host_resolving_to_nat64_or_6to4_of_a_private_address_is_refused(monkeypatch):
+    """The resolver is stood in for (no DNS here): the host "resolves" to each address."""
+    from formspawner import git
+
+    policy = RepoPolicy.from_config({"allowed_hosts": ["git.example.edu"]})
+    request = policy.check({"url": "https://git.example.edu/o/r"})
+    for address in ("64:ff9b::a01:203", "2002:a01:203::1"):
+        monkeypatch.setattr(git.socket, "getaddrinfo", lambda *a, address=address, **k: [
+            (git.socket.AF_INET6, git.socket.SOCK_STREAM, 6, "", (address, 443, 0, 0))])
+        with pytest.raises(OptionError, match="private or local address"):
+            pinned_address(request, policy)
+    monkeypatch.setattr(git.socket, "getaddrinfo", lambda *a, **k: [
+        (git.socket.AF_INET6, git.socket.SOCK_STREAM, 6, "", ("64:ff9b::808:808", 443, 0, 0))])
+    assert pinned_address(request, policy) == "git.example.edu:443:[64:ff9b::808:808]"
+
+
+def test_repositories_whose_paths_differ_only_in_case_get_their_own_builds():
+    """Git servers may be case-sensitive: github.com/Course/Lab and github.com/course/lab
+    can be two repositories. The host is case-insensitive and lower-cased already."""
+    policy = RepoPolicy()
+    upper, lower = (policy.check({"url": url}) for url in ("https://github.com/Course/Lab", "https://github.com/course/lab"))
+    assert cache_key(upper, "c" * 40, "fp") != cache_key(lower, "c" * 40, "fp")
+    assert cache_key(policy.check({"url": "https://GitHub.com/Course/Lab"}), "c" * 40, "fp") == cache_key(
+        upper, "c" * 40, "fp"
+    )

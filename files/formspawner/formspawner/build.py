@@ -8,9 +8,11 @@ here is blocking; the spawner runs it in a thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +24,47 @@ from .labels import REPO_LABEL
 from .repo import RepoPolicy, RepoRequest, read_apt_packages, recipe, redact
 
 __all__ = ["BuildError", "BuildJob", "read_repository", "run_build"]
+
+# A build prints what its repository wants: however much that is, the hub keeps at most
+# MAX_LINE characters of each line (the rest is counted, never joined) and the newest
+# MAX_LOG_LINES lines for the users following the build.
+MAX_LINE = 2000
+MAX_LOG_LINES = 1000
+
+
+class _Lines:
+    """A build's output stream as lines, in time linear in its length: the pieces of the
+    line being read are kept in a list, at most MAX_LINE characters of them."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.parts: list[str] = []
+        self.size = 0
+        self.cut = 0
+
+    def feed(self, text: str) -> None:
+        *complete, rest = text.split("\n")
+        for piece in complete:
+            self._add(piece)
+            self.flush()
+        self._add(rest)
+
+    def _add(self, piece: str) -> None:
+        room = MAX_LINE - self.size
+        if room > 0 and piece:
+            self.parts.append(piece[:room])
+            self.size += min(len(piece), room)
+        self.cut += max(0, len(piece) - max(room, 0))
+
+    def flush(self) -> None:
+        """The line read so far, if any, as a log line."""
+        if not self.parts and not self.cut:
+            return
+        line = "".join(self.parts)
+        if self.cut:
+            line += f" [... {self.cut} more characters]"
+        self.parts, self.size, self.cut = [], 0, 0
+        self.say(line)
 
 
 def read_repository(checkout: Path, policy: RepoPolicy) -> tuple[set[str], str, list[str]]:
@@ -53,14 +96,47 @@ class BuildJob:
 
     def __init__(self, tag: str):
         self.tag = tag
-        self.log = EventLog()
+        self.log = EventLog(maxlen=MAX_LOG_LINES)
         self.task: asyncio.Task | None = None
 
     def add_line(self, line: str) -> None:
         self.log.append(line)
 
+    def add_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.log.append(line)
+
+    def threadsafe_writer(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], None]:
+        """What the build's thread calls for each line: lines are handed to the event loop
+        in batches (one callback scheduled at a time, not one per line), and while the loop
+        is busy at most MAX_LOG_LINES wait, the oldest giving way with a count."""
+        lock = threading.Lock()
+        waiting: collections.deque[str] = collections.deque(maxlen=MAX_LOG_LINES)
+        state = {"scheduled": False, "dropped": 0}
+
+        def flush() -> None:
+            with lock:
+                lines, dropped = list(waiting), state["dropped"]
+                waiting.clear()
+                state.update(scheduled=False, dropped=0)
+            if dropped:
+                self.add_line(f"[... {dropped} lines of the build's log not shown]")
+            self.add_lines(lines)
+
+        def write(line: str) -> None:
+            with lock:
+                if len(waiting) == waiting.maxlen:
+                    state["dropped"] += 1
+                waiting.append(line)
+                if state["scheduled"]:
+                    return
+                state["scheduled"] = True
+            loop.call_soon_threadsafe(flush)
+
+        return write
+
     def follow(self) -> AsyncIterator[str]:
-        return self.log.follow(until=self.task)
+        return self.log.follow(until=self.task, gap=lambda count: f"[... {count} lines of the build's log not shown]")
 
 
 def run_build(
@@ -122,20 +198,16 @@ def run_build(
             # A step may print nothing for a long time (compiling); the deadline bounds it.
             timeout=policy.build_timeout + 60,
         )
-        pending = ""
+        lines = _Lines(say)
         for event in stream:
             if "error" in event:
-                for line in (pending + event["error"]).splitlines():
-                    say(line)
+                lines.feed(str(event["error"]))
+                lines.flush()
                 if time.time() >= deadline:
                     raise BuildError(f"The build took longer than this hub allows ({policy.build_timeout} s).")
                 raise BuildError("The build failed. Last lines of its log:\n" + "\n".join(tail))
-            text = pending + event.get("stream", "")
-            *complete, pending = text.split("\n")
-            for line in complete:
-                say(line)
-        if pending:
-            say(pending)
+            lines.feed(str(event.get("stream", "")))
+        lines.flush()
         say(f"Built {tag}")
     except BuildError:
         _remove_leftovers(client, key, tag)

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from .build import BuildJob
@@ -19,8 +20,33 @@ from .repo import RepoPolicy
 # follow one build), and images being launched, which eviction must not remove between
 # the lookup and the container's creation.
 builds: dict[str, BuildJob] = {}
-launching: set[str] = set()
+# How many launches of each tag are in progress: a count, not a set, so that the first of
+# two launches of one image to finish does not leave the other's image unprotected.
+launching: Counter[str] = Counter()
 _records: dict[str, LaunchRecord] = {}
+
+
+def launch_started(tag: str) -> None:
+    launching[tag] += 1
+
+
+def launch_ended(tag: str | None) -> None:
+    if tag is not None and launching[tag] > 0:
+        launching[tag] -= 1
+    if tag is not None and launching[tag] <= 0:
+        del launching[tag]
+
+
+def in_launch() -> set[str]:
+    """The tags eviction must keep: those with a launch in progress."""
+    return {tag for tag, count in launching.items() if count > 0}
+
+
+def is_build_of(info: dict | None, key: str) -> bool:
+    """Whether an image found under a build's tag is that build (tags carry 12 of the
+    key's 64 digits; the image's label carries all of them)."""
+    labels = ((info or {}).get("Config") or {}).get("Labels") or {}
+    return labels.get(f"{REPO_LABEL}.key") == key
 
 
 def launch_record(path: str) -> LaunchRecord:

@@ -42,6 +42,28 @@ def _proxied() -> bool:
     return any(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"))
 
 
+# IPv6 ranges that carry an IPv4 address (or a local network) inside them; ipaddress
+# calls most of them global. NAT64's well-known prefix (RFC 6052) and IPv4-compatible
+# addresses put it in the last 32 bits; 6to4 and IPv4-mapped addresses have properties.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use, any embedding
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global unicast, and so is any IPv4 address carried inside an IPv6 one."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if address.version == 4:
+        return True
+    if address in _NAT64_LOCAL:
+        return False
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(is_public(inner) for inner in embedded if inner is not None)
+
+
 def pinned_address(request: RepoRequest, policy: RepoPolicy) -> str | None:
     """Check where the host resolves to; return the curl `host:port:address` pin.
 
@@ -57,7 +79,7 @@ def pinned_address(request: RepoRequest, policy: RepoPolicy) -> str | None:
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     if not policy.allow_private_hosts:
         for address in addresses:
-            if not address.is_global or address.is_multicast:
+            if not is_public(address):
                 raise OptionError(
                     f"The host {request.host} resolves to a private or local address, "
                     "which this hub does not fetch from."

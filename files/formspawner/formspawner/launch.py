@@ -18,6 +18,7 @@ import time
 from importlib import resources
 
 from jupyterhub.handlers import BaseHandler
+from jupyterhub.scopes import needs_scope
 from jupyterhub.utils import url_path_join
 from tornado import web
 
@@ -69,8 +70,18 @@ class LaunchHandler(BaseHandler):
     async def _refuse(self, error: web.HTTPError) -> None:
         await self._render(400, heading="This launch link cannot be used", error=_message(error))
 
+    # Like JupyterHub's own spawn page: the page and the start need the `servers` scope
+    # on the user's own server (a role without it may not start one by a link either).
     @web.authenticated
     async def get(self):
+        return await self._get(user_name=self.current_user.name)
+
+    @web.authenticated
+    async def post(self):
+        return await self._post(user_name=self.current_user.name)
+
+    @needs_scope("servers")
+    async def _get(self, user_name):
         user = self.current_user
         spawner = user.spawners[""]
         try:
@@ -107,8 +118,8 @@ class LaunchHandler(BaseHandler):
             button="Launch",
         )
 
-    @web.authenticated
-    async def post(self):
+    @needs_scope("servers")
+    async def _post(self, user_name):
         user = self.current_user
         spawner = user.spawners[""]
         try:

@@ -284,7 +284,8 @@ def folder_name(name: str) -> str:
 
 def cache_key(request: RepoRequest, commit: str, fingerprint: str) -> str:
     """Builds are shared and reused by (repository, commit, builder), never by a mutable ref."""
-    material = json.dumps([request.cache_url.lower(), commit, fingerprint])
+    # The host is lower case already; a path's case is the Git server's to decide.
+    material = json.dumps([request.cache_url, commit, fingerprint])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -378,9 +379,15 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
     return "\n".join(lines) + "\n"
 
 
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+# Linear in the line's length, whatever a build prints (the hub runs them on every line of
+# build output, holding the GIL): the scheme is bounded, and the assignment pattern finds
+# its keyword in a lookahead and then takes the name possessively, so no run of letters is
+# rescanned from each of its positions.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://)[^/\s@]+@")
 _TOKEN_RE = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,})")
-_ASSIGNMENT_RE = re.compile(r"(?i)\b([A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY)[A-Z0-9_]*\s*[=:]\s*)\S+")
+_ASSIGNMENT_RE = re.compile(
+    r"(?i)\b(?=[A-Z0-9_]*?(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY))([A-Z0-9_]++\s*+[=:]\s*+)\S+"
+)
 
 
 def redact(line: str) -> str:

@@ -323,17 +323,20 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         folder = self._repo_folder(base, request.name)
         key = cache_key(request, commit, policy.builder_fingerprint(base.id) + folder)
         tag = image_tag(request, commit, key)
-        cache.launching.add(tag)
+        cache.launch_started(tag)
         self._launch_tag = tag
         try:
-            await self.docker("inspect_image", tag)
+            found = await self.docker("inspect_image", tag)
         except docker.errors.NotFound:
+            found = None
+        if cache.is_build_of(found, key):
+            self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
+        else:
+            # Not built yet, or the tag holds another build whose key shares its first digits.
             if tag not in cache.builds:
                 record = cache.launch_record(self.repo_cache_file)
-                await asyncio.to_thread(cache.make_room, self.client, policy, record, set(cache.launching), self.log)
+                await asyncio.to_thread(cache.make_room, self.client, policy, record, cache.in_launch(), self.log)
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
-        else:
-            self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
         await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
         self.image = await self._publish_image(tag)
         self.notebook_dir = base.home
@@ -347,10 +350,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         job = cache.builds.get(tag)
         if job is None:
             job = build.BuildJob(tag)
-            loop = asyncio.get_running_loop()
-
-            def log(line: str) -> None:
-                loop.call_soon_threadsafe(job.add_line, line)
+            log = job.threadsafe_writer(asyncio.get_running_loop())
 
             self.log.info("Building %s at %s for %s", request.url, commit, self._log_name)
             job.task = asyncio.ensure_future(
@@ -365,12 +365,17 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             self.emit_progress(
                 10, f"{request.url} at {commit[:12]} is being built for another user: following that build"
             )
-        percent = 10
+        # The spawn page gets each step and otherwise at most one line per PROGRESS_INTERVAL:
+        # a build printing thousands of lines a second must not become as many events.
+        percent, shown = 10, -PROGRESS_INTERVAL
+        loop = asyncio.get_running_loop()
         async for line in job.follow():
             step = _STEP_RE.match(line)
             if step:
                 percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
-            self.emit_progress(percent, line)
+            if step or loop.time() - shown >= PROGRESS_INTERVAL:
+                self.emit_progress(percent, line)
+                shown = loop.time()
         try:
             await asyncio.shield(job.task)
         except build.BuildError as error:
@@ -382,7 +387,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             return
         record = cache.launch_record(self.repo_cache_file)
         future = asyncio.ensure_future(
-            asyncio.to_thread(cache.evict, self.client, policy, record, set(cache.launching), self.log)
+            asyncio.to_thread(cache.evict, self.client, policy, record, cache.in_launch(), self.log)
         )
         future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
 
@@ -426,7 +431,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 await self._launch_repo()
             return await self._start_container()
         finally:
-            cache.launching.discard(self._launch_tag)
+            cache.launch_ended(self._launch_tag)
             self._launch_tag = None
 
     async def _start_container(self):
@@ -528,6 +533,10 @@ def _extended(configured, extend):
 
 
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")
+# Seconds between two build-log lines shown as progress on the spawn page (steps always).
+PROGRESS_INTERVAL = 0.1
+
+
 def _split_reference(image: str) -> tuple[str, str | None]:
     if "@" in image:
         return image, None

@@ -26,6 +26,12 @@ def test_the_fetched_archive_is_private_on_the_controller(host):
     folder = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "backups" / host.backend.get_hostname()
     archives = list(folder.glob("jupyterhub-*.tar"))
     assert len(archives) == 1 and archives[0].stat().st_mode & 0o777 == 0o600
+    # The folder was private before the archive arrived in it.
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_backups_on_the_server_are_in_private_folders(host):
+    assert host.file("/var/backups/jupyterhub").mode == 0o700
 
 
 def test_secrets_are_the_backups(host):
