@@ -11,6 +11,7 @@ import asyncio
 import collections
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +31,12 @@ __all__ = ["BuildError", "BuildJob", "read_repository", "run_build"]
 # MAX_LOG_LINES lines for the users following the build.
 MAX_LINE = 2000
 MAX_LOG_LINES = 1000
+# Reading and redacting a build's output hold the GIL in the build's thread; the hub's
+# event loop waits for it up to the interpreter's switch interval (5 ms by default) each
+# time. A hub that builds switches every 0.5 ms (process-wide, from its first build): a
+# build printing 20 MB in short lines then costs the API's p99 ~50 ms instead of ~120 ms
+# (benchmarks/build_flood.py).
+SWITCH_INTERVAL = 0.0005
 
 
 class _Lines:
@@ -198,6 +205,8 @@ def run_build(
             # A step may print nothing for a long time (compiling); the deadline bounds it.
             timeout=policy.build_timeout + 60,
         )
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         lines = _Lines(say)
         for event in stream:
             if "error" in event:
