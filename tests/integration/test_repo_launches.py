@@ -257,6 +257,8 @@ def test_a_launch_link_asks_first_then_starts_the_repository_at_the_file(repo_hu
     page = session.get(f"{hub.url}/hub/launch", params=query)
     assert page.status_code == 200 and "Start your server from this link?" in page.text
     assert git_server.url("fstest-link") in page.text and "SciPy" in page.text and "README.md" in page.text
+    assert "with your files and your access to this hub" in page.text
+    assert "Launch only repositories you trust" in page.text
     assert not hub.api("GET", "/users/lena").json()["servers"], "a link alone starts nothing"
 
     # Without the page's XSRF token (a cross-site form), nothing starts either.

@@ -267,3 +267,35 @@ def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
         "/srv/course": {"bind": "/home/jovyan/shared", "mode": "ro"},
     }
     assert not any("docker.sock" in source for source in volumes)
+
+
+def preflight(tmp_path: Path, inventory: dict) -> str:
+    """Run the role's preflight checks on the controller with its defaults and vars and the
+    given inventory; their output."""
+    play = [{
+        "name": "preflight",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "vars": {"role_path": str(ROLE)},
+        "tasks": [{"name": "preflight", "ansible.builtin.include_tasks": str(ROLE / "tasks" / "preflight.yml")}],
+    }]
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    extra = tmp_path / "inventory.yml"
+    extra.write_text(yaml.dump({"ansible_python_interpreter": sys.executable, **inventory}, Dumper=InventoryDumper))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+         "-e", f"@{extra}", str(playbook)],
+        capture_output=True, text=True, env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_repository_launches_without_per_user_subdomains_are_warned_about(tmp_path):
+    launches = {"jupyterhub_form_options": ["image", "env", "repo"]}
+    assert "WARNING: repository launches are on" in preflight(tmp_path, launches)
+    subdomains = {**launches, "jupyterhub_subdomain_host": "https://hub.example.edu"}
+    assert "WARNING: repository launches are on" not in preflight(tmp_path, subdomains)
+    assert "WARNING: repository launches are on" not in preflight(tmp_path, {})

@@ -96,3 +96,15 @@ async def test_a_refused_link_is_a_400_page_with_the_reason():
     assert '<h1 class="text-center mb-4">This launch link cannot be used</h1>' in page.body
     assert '<p class="alert alert-danger" id="launch-error">Unknown image &#39;x&#39;</p>' in page.body
     assert "launch-start" not in page.body
+
+
+async def test_a_link_that_builds_says_whose_files_and_access_the_code_gets():
+    page = Page()
+    await LaunchHandler._render(page, heading="Start?", requested=[("Repository", "https://h/a/b")], builds=True,
+                                action="/hub/launch", button="Launch")
+    assert ('<p class="alert alert-warning" id="launch-trust">The repository\'s code runs in your own server, '
+            "with your files and your access to this hub") in page.body
+    plain = Page()
+    await LaunchHandler._render(plain, heading="Start?", requested=[("Image", "SciPy")], builds=False,
+                                action="/hub/launch", button="Launch")
+    assert "launch-trust" not in plain.body
