@@ -31,15 +31,17 @@ def launch_started(tag: str) -> None:
 
 
 def launch_ended(tag: str | None) -> None:
-    if tag is not None and launching[tag] > 0:
-        launching[tag] -= 1
-    if tag is not None and launching[tag] <= 0:
+    if tag is None:
+        return
+    launching[tag] -= 1
+    if launching[tag] <= 0:
         del launching[tag]
 
 
 def in_launch() -> set[str]:
-    """The tags eviction must keep: those with a launch in progress."""
-    return {tag for tag, count in launching.items() if count > 0}
+    """The tags eviction must keep: those with a launch in progress (a tag leaves the
+    count when its last launch ends)."""
+    return set(launching)
 
 
 def is_build_of(info: dict | None, key: str) -> bool:
