@@ -54,36 +54,18 @@ class InventoryDumper(yaml.SafeDumper):
 InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
 
 
-def render(tmp_path: Path, inventory: dict) -> Path:
-    """Render the role's settings with its defaults, vars and the given inventory, beside
-    the role's static jupyterhub_config.py, as the role installs them.
-
-    The config directory is tmp_path, with the metrics token the role generates there."""
-    dest = tmp_path / "settings.json"
-    config = tmp_path / "jupyterhub_config.py"
-    config.write_text((ROLE / "files" / "jupyterhub_config.py").read_text())
-    (tmp_path / "metrics-token").write_text("0123456789abcdef0123456789abcdef0123\n")
-    inventory = {"jupyterhub_config_dir": str(tmp_path), **inventory}
-    play = [
-        {
-            "name": "render settings.json",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-            "vars": {"role_path": str(ROLE)},
-            "tasks": [
-                {
-                    "name": "render",
-                    "ansible.builtin.template": {
-                        "src": str(ROLE / "templates" / "settings.json.j2"),
-                        "dest": str(dest),
-                        "mode": "0600",
-                    },
-                }
-            ],
-        }
-    ]
-    playbook = tmp_path / "render.yml"
+def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict) -> str:
+    """Run tasks on the controller with the role's defaults and vars and the given
+    inventory (as extra vars); Ansible's output."""
+    play = [{
+        "name": "role tasks",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "vars": {"role_path": str(ROLE)},
+        "tasks": tasks,
+    }]
+    playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump(play))
     extra = tmp_path / "inventory.yml"
     extra.write_text(yaml.dump({"ansible_python_interpreter": sys.executable, **inventory}, Dumper=InventoryDumper))
@@ -96,6 +78,21 @@ def render(tmp_path: Path, inventory: dict) -> Path:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def render(tmp_path: Path, inventory: dict) -> Path:
+    """Render the role's settings with its defaults, vars and the given inventory, beside
+    the role's static jupyterhub_config.py, as the role installs them.
+
+    The config directory is tmp_path, with the metrics token the role generates there."""
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text((ROLE / "files" / "jupyterhub_config.py").read_text())
+    (tmp_path / "metrics-token").write_text("0123456789abcdef0123456789abcdef0123\n")
+    template = {"src": str(ROLE / "templates" / "settings.json.j2"), "dest": str(tmp_path / "settings.json"),
+                "mode": "0600"}
+    run_role_tasks(tmp_path, [{"name": "render", "ansible.builtin.template": template}],
+                   {"jupyterhub_config_dir": str(tmp_path), **inventory})
     return config
 
 
@@ -270,27 +267,9 @@ def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
 
 
 def preflight(tmp_path: Path, inventory: dict) -> str:
-    """Run the role's preflight checks on the controller with its defaults and vars and the
-    given inventory; their output."""
-    play = [{
-        "name": "preflight",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-        "vars": {"role_path": str(ROLE)},
-        "tasks": [{"name": "preflight", "ansible.builtin.include_tasks": str(ROLE / "tasks" / "preflight.yml")}],
-    }]
-    playbook = tmp_path / "preflight.yml"
-    playbook.write_text(yaml.safe_dump(play))
-    extra = tmp_path / "inventory.yml"
-    extra.write_text(yaml.dump({"ansible_python_interpreter": sys.executable, **inventory}, Dumper=InventoryDumper))
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
-         "-e", f"@{extra}", str(playbook)],
-        capture_output=True, text=True, env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")), timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result.stdout
+    """The role's preflight checks run on the controller; their output."""
+    tasks = [{"name": "preflight", "ansible.builtin.include_tasks": str(ROLE / "tasks" / "preflight.yml")}]
+    return run_role_tasks(tmp_path, tasks, inventory)
 
 
 def test_repository_launches_without_per_user_subdomains_are_warned_about(tmp_path):
