@@ -11,6 +11,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule keeps its per-scenario state inside the project, so clones do not collide.
 export MOLECULE_EPHEMERAL_DIRECTORY_BASE := $(CURDIR)/.cache/molecule
+# community.docker's API timeout (molecule's create and destroy use it): removing a swarm
+# manager's container took over the default 60 s once on a loaded 2-core machine.
+export DOCKER_TIMEOUT := 180
 # Each phase of `make test` records its time here; `make test` prints them at the end.
 export JHTEST_TIMES := $(CURDIR)/.cache/test-times
 TIMED := bash tests/env/timed.sh
