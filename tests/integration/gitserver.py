@@ -136,6 +136,16 @@ class GitServer:
             git("-C", work, "push", "-q", "origin", "main")
             return git("-C", work, "rev-parse", "HEAD")
 
+    def unreachable_commit(self, name: str, files: dict[str, str]) -> str:
+        """A commit in the repository's objects that no branch or tag reaches, as a fork's
+        commit is in the parent's on GitHub (one object store for the whole fork network):
+        made on a branch that is then deleted."""
+        bare = self.root / f"{name}.git"
+        main = git("-C", str(bare), "rev-parse", "main")
+        commit = self.commit(name, files, message="from a fork")
+        git("-C", str(bare), "update-ref", "refs/heads/main", main)
+        return commit
+
     def tag(self, name: str, tag: str, commit: str) -> None:
         git("-C", str(self.root / f"{name}.git"), "tag", tag, commit)
 

@@ -193,10 +193,12 @@ class Hub:
             time.sleep(0.5)
         raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log_text()[-3000:]}")
 
-    def progress_events(self, name: str, timeout: float = 300) -> list[dict]:
-        """The spawn page's progress stream, read to its end (ready or failed)."""
+    def progress_events(self, name: str, timeout: float = 300, server: str = "") -> list[dict]:
+        """The spawn page's progress stream of a user's server (or named `server`), read to
+        its end (ready or failed)."""
         events = []
-        with self.api("GET", f"/users/{name}/server/progress", stream=True) as response:
+        path = f"/users/{name}/servers/{server}/progress" if server else f"/users/{name}/server/progress"
+        with self.api("GET", path, stream=True) as response:
             assert response.status_code == 200, response.text
             deadline = time.monotonic() + timeout
             for line in response.iter_lines(decode_unicode=True):

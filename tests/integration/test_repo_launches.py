@@ -234,6 +234,87 @@ def test_a_build_may_outlast_the_start_timeout(repo_hub, git_server, docker_clie
     assert events[-1].get("ready"), events[-3:]
 
 
+def running_builds(docker_client, url: str | None = None) -> list:
+    """The containers of build steps running now (each carries its build's label)."""
+    return [
+        c for c in docker_client.containers.list(filters={"label": BUILD_LABEL})
+        if url is None or url[:-4] in c.labels.get("org.formspawner.repo.url", url[:-4])
+    ]  # fmt: skip
+
+
+def test_builds_wait_in_line_one_per_user_and_stop_unwatched(repo_hub, git_server, docker_client):
+    """One build at a time on this hub: a second user's launch waits in line and hears its
+    place; the same user cannot start a second build; a build whose launch is stopped is
+    stopped too and leaves nothing."""
+    hub = repo_hub(max_concurrent_builds=1, extra="c.JupyterHub.allow_named_servers = True\n")
+    slow = git_server.url("fstest-q-slow")
+    long_build = {"postBuild": "#!/bin/sh\necho long build\nsleep 600\n"}
+    git_server.commit("fstest-q-slow", long_build, executable={"postBuild"})
+    package_repo(git_server, "fstest-q-next", "next")
+    assert hub.spawn("qa", repo_body(git_server, "fstest-q-slow")).status_code in (201, 202)
+    deadline = time.monotonic() + 120
+    while not running_builds(docker_client) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert running_builds(docker_client), "the slow build's step never ran"
+
+    # The same user, a second server, another repository: refused while the first builds.
+    second = hub.api("POST", "/users/qa/servers/second", json=repo_body(git_server, "fstest-q-next"))
+    assert second.status_code in (201, 202), second.text
+    events = hub.progress_events("qa", server="second")
+    assert events[-1].get("failed"), events[-3:]
+    assert "You already have a repository build in progress" in events[-1]["message"], events[-1]
+    assert f"{slow} at " in events[-1]["message"]
+
+    # Another user: in line behind the slow build.
+    assert hub.spawn("qb", repo_body(git_server, "fstest-q-next")).status_code in (201, 202)
+    deadline = time.monotonic() + 30
+    while "Waiting for a free build slot" not in hub.log_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    # The slow launch is stopped: its build goes with it, and the next one runs.
+    hub.stop_server("qa")
+    deadline = time.monotonic() + 60
+    while running_builds(docker_client, slow) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not running_builds(docker_client, slow), "the stopped launch's build still runs"
+    assert "Stopping the build of " + slow in hub.log_text()
+    events = hub.progress_events("qb")
+    assert events[-1].get("ready"), events[-3:]
+    messages = [e.get("message", "") for e in events]
+    assert "Waiting for a free build slot: number 1 in line (this hub builds 1 at a time)" in messages, messages
+    assert run_as_user(docker_client, "qb", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "next"
+    assert not docker_client.images.list(filters={"label": f"org.formspawner.repo.url={slow[:-4]}"})
+    # A stopped build's intermediate images would be left untagged, with no tagged child.
+    assert not docker_client.images.list(filters={"label": BUILD_LABEL, "dangling": True})
+
+
+def test_a_commit_id_is_built_only_if_a_branch_or_tag_reaches_it(repo_hub, git_server, docker_client):
+    """GitHub serves every commit of a fork network through the parent's URL: a link that
+    shows the course's repository must not build a stranger's commit."""
+    hub = repo_hub(answer_at_once=False)
+    package_repo(git_server, "fstest-forked", "course")
+    stranger = git_server.unreachable_commit("fstest-forked", {"postBuild": "#!/bin/sh\necho not the course\n"})
+    for ref in (stranger, stranger[:10]):
+        response = hub.spawn("fork", repo_body(git_server, "fstest-forked", ref=ref))
+        assert response.status_code == 400, (ref, response.text)
+        assert "No branch or tag of " in response.json()["message"], response.json()
+        assert "forks" in response.json()["message"]
+    assert builds_logged(hub, git_server.url("fstest-forked")) == 0
+
+
+def test_a_checkout_larger_than_the_limit_is_refused_before_it_is_written(repo_hub, git_server, docker_client):
+    """Git stores equal content once and compresses it: 8 MB of one repeated line fetch as a
+    few kilobytes. The limit applies to the files as they would be checked out."""
+    hub = repo_hub(max_repo_size="1m")
+    git_server.commit("fstest-bomb", {f"data/{n}.txt": "the same line\n" * 150_000 for n in range(4)})
+    assert hub.spawn("bomb", repo_body(git_server, "fstest-bomb")).status_code in (201, 202)
+    events = hub.progress_events("bomb")
+    assert events[-1].get("failed"), events[-3:]
+    assert "The repository's files take more than this hub allows once checked out (1 MB)" in events[-1]["message"]
+    assert not running_builds(docker_client) and builds_logged(hub, git_server.url("fstest-bomb")) == 1
+    assert not list((hub.workdir / "formspawner-builds").iterdir()), "the build's work directory is removed"
+
+
 # -- Launch links (/hub/launch) -------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ argument, log line and cleanup step one by one, which a real build cannot show.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def checkout(monkeypatch):
     """The fetch writes a repository with binder/requirements.txt and binder/postBuild."""
     fetched = []
 
-    def fetch(request, commit, ref_name, dest, policy, deadline):
+    def fetch(request, commit, ref_name, dest, policy, deadline, stop=None):
         fetched.append((request.url, commit, ref_name, policy, deadline - time.monotonic()))
         Path(dest, "binder").mkdir(parents=True)
         Path(dest, "binder", "apt.txt").write_text("graphviz\n")
@@ -84,8 +85,10 @@ def launch(engine, policy=None, **changes):
 
 def test_a_build_asks_the_engine_for_exactly_this_build(checkout, monkeypatch):
     monkeypatch.setattr(build.time, "time", lambda: 1000.0)
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 6)  # builds get half the machine by default
     engine = Engine([{"stream": "Step 1/9 : FROM sha256:base\n"}])
     policy = RepoPolicy.from_config({"build_memory": "2g", "build_timeout": 600})
+    assert policy.build_cpus == 3 and policy.max_concurrent_builds == 3
     launch(engine, policy)
     (url, commit, ref, fetch_policy, seconds_left), = checkout
     assert (url, commit, ref, fetch_policy) == ("https://github.com/course/lab", COMMIT, "refs/heads/main", policy)
@@ -105,7 +108,7 @@ def test_a_build_asks_the_engine_for_exactly_this_build(checkout, monkeypatch):
             "org.formspawner.repo.key": KEY,
         },
         "buildargs": {"FORMSPAWNER_DEADLINE": "1600", "FORMSPAWNER_BUILD": KEY},
-        "container_limits": {"memory": 2 * 1024**3, "memswap": 2 * 1024**3},
+        "container_limits": {"memory": 2 * 1024**3, "memswap": 2 * 1024**3, "cpusetcpus": "3-5"},
         "timeout": 660,
     }
     # The context is the checkout under repo/ and the recipe; nothing of it outlives the build.
@@ -128,6 +131,12 @@ def test_build_cpus_pins_the_build_to_the_last_cpus(checkout, monkeypatch):
     assert engine.build_args["container_limits"]["cpusetcpus"] == "0-1"
     monkeypatch.setattr(build.os, "cpu_count", lambda: None)
     launch(engine, RepoPolicy.from_config({"build_cpus": 1, "build_memory": "1g"}))
+    assert engine.build_args["container_limits"]["cpusetcpus"] == "0-0"
+    # 0 is the admin's "no limit"; unset is half the machine (at least one CPU).
+    launch(engine, RepoPolicy.from_config({"build_cpus": 0, "build_memory": "1g"}))
+    assert "cpusetcpus" not in engine.build_args["container_limits"]
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 1)
+    launch(engine, RepoPolicy.from_config({"build_memory": "1g"}))
     assert engine.build_args["container_limits"]["cpusetcpus"] == "0-0"
 
 
@@ -155,7 +164,7 @@ def test_the_log_is_whole_lines_redacted_with_the_steps_of_the_build(checkout):
 
 
 def test_a_repository_without_build_files_says_so(monkeypatch):
-    monkeypatch.setattr(build, "fetch_commit", lambda request, commit, ref, dest, policy, deadline: Path(dest).mkdir())
+    monkeypatch.setattr(build, "fetch_commit", lambda request, commit, ref, dest, *rest: Path(dest).mkdir())
     assert launch(Engine())[1] == "Building with no build files (repository only)"
 
 
@@ -197,7 +206,7 @@ def test_an_engine_error_is_reported_redacted_and_cleaned_up_even_when_removal_f
 def test_a_fetch_failure_is_a_build_failure_and_leaves_no_work_directory(monkeypatch):
     made = []
 
-    def fetch(request, commit, ref_name, dest, policy, deadline):
+    def fetch(request, commit, ref_name, dest, policy, deadline, stop=None):
         made.append(Path(dest).parent)
         raise BuildError("The repository could not be fetched.")
 
@@ -291,3 +300,100 @@ def test_lines_from_the_build_thread_reach_the_log_in_batches_and_bounded():
     assert len(scheduled) == 2
     assert events[0] == "[... 5 lines of the build's log not shown]"
     assert events[1] == "line 5" and events[-2:] == [f"line {build.MAX_LOG_LINES + 4}", "after"]
+
+
+# -- stopping a build no launch waits for, and where it works --------------------------
+
+
+def test_a_stopped_build_asks_nothing_more_of_the_engine(checkout):
+    engine = Engine([{"stream": "Step 1/9 : FROM sha256:base\n"}])
+    stop = threading.Event()
+    stop.set()
+    policy = RepoPolicy.from_config({})
+    request = policy.check({"url": "https://github.com/course/lab"})
+    with pytest.raises(BuildError, match=f"^{build.STOPPED}$"):
+        run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", [].append, stop)
+    assert engine.build_args is None, "no build after the stop"
+
+
+def test_a_step_killed_by_the_stop_ends_the_build_as_stopped_and_leaves_nothing(checkout):
+    stop = threading.Event()
+
+    def events():
+        yield {"stream": "Step 1/9 : FROM sha256:base\n"}
+        stop.set()  # the hub kills the running step: the engine reports the step's failure
+        yield {"error": "The command '/bin/sh -c ./postBuild' returned a non-zero code: 137"}
+
+    engine = Engine(leftovers=["sha256:intermediate"])
+    engine.events = events()
+    policy = RepoPolicy.from_config({})
+    request = policy.check({"url": "https://github.com/course/lab"})
+    with pytest.raises(BuildError, match=f"^{build.STOPPED}$"):
+        run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", [].append, stop)
+    assert engine.removed == [(TAG, True), ("sha256:intermediate", True)]
+
+
+def test_the_checkout_goes_in_a_private_directory_under_the_work_root(checkout, tmp_path):
+    root = tmp_path / "builds"
+    engine = Engine()
+    policy = RepoPolicy.from_config({})
+    request = policy.check({"url": "https://github.com/course/lab"})
+    run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", [].append, None, str(root))
+    assert Path(engine.build_args["path"]).parent == root
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert list(root.iterdir()) == [], "the work directory goes with the build"
+
+
+class Containers:
+    """A stand-in engine for the kill: the build's running steps, and which were killed."""
+
+    def __init__(self, running):
+        self.running, self.killed, self.filters = list(running), [], []
+
+    def containers(self, filters):
+        self.filters.append(filters)
+        return [{"Id": c} for c in self.running]
+
+    def kill(self, container):
+        self.killed.append(container)
+        if container == "gone":
+            raise RuntimeError("No such container")
+
+
+def test_killing_a_build_kills_its_labelled_steps_only():
+    engine = Containers(["gone", "step"])
+    build.kill_build_containers(engine, KEY)
+    assert engine.filters == [{"label": f"org.formspawner.repo.build={KEY}"}]
+    assert engine.killed == ["gone", "step"]
+
+
+def test_a_build_still_in_line_is_cancelled_and_a_running_one_killed_until_it_ends():
+    async def scenario():
+        waiting = BuildJob(TAG, key=KEY)
+        waiting.task = asyncio.ensure_future(asyncio.sleep(60))
+        assert waiting.stop_building(Containers([])) is None
+        await asyncio.sleep(0)
+        assert waiting.task.cancelled() and waiting.stopping
+        assert waiting.stop_building(Containers([])) is None, "stopped once"
+
+        running = BuildJob(TAG, key=KEY)
+        running.started = True
+        ends = asyncio.get_running_loop().create_future()
+        running.task = asyncio.ensure_future(ends)
+        engine = Containers(["step"])
+        killer = running.stop_building(engine)
+        await asyncio.sleep(1.5)
+        assert len(engine.killed) >= 2, "killed again while the build's thread runs"
+        assert not running.task.cancelled()
+        ends.set_result(None)
+        await asyncio.wait_for(killer, 3)
+        count = len(engine.killed)
+        await asyncio.sleep(1.2)
+        assert len(engine.killed) == count, "no kill after the build ended"
+
+        done = BuildJob(TAG, key=KEY)
+        done.task = asyncio.ensure_future(asyncio.sleep(0))
+        await done.task
+        assert done.stop_building(engine) is None and not done.stopping
+
+    asyncio.run(scenario())

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from .errors import BuildError
 from .events import EventLog
-from .git import fetch_commit
+from .git import STOPPED, fetch_commit
 from .labels import REPO_LABEL
 from .repo import RepoPolicy, RepoRequest, read_apt_packages, recipe, redact
+from .schedule import WAITING
 
 __all__ = ["BuildError", "BuildJob", "read_repository", "run_build"]
 
@@ -99,12 +100,46 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> tuple[set[str], str, 
 
 class BuildJob:
     """One build in flight, shared by every spawn that wants the same image; each waiter
-    follows the same log from its first line."""
+    follows the same log from its first line. The user whose launch started it is its
+    `owner`; `waiters` counts the launches following it, and when the last one leaves
+    (its spawn was stopped or timed out) the build is stopped."""
 
-    def __init__(self, tag: str):
+    def __init__(self, tag: str, key: str = "", owner: str = "", what: str = ""):
         self.tag = tag
+        self.key = key
+        self.owner = owner
+        self.what = what  # "URL at COMMIT", for messages
         self.log = EventLog(maxlen=MAX_LOG_LINES)
         self.task: asyncio.Task | None = None
+        self.waiters = 0
+        self.started = False  # out of the line, on a build thread
+        self.stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set()
+
+    def waiting(self, place: int, limit: int) -> None:
+        """Its place in the line of builds waiting for a slot."""
+        self.add_line(f"{WAITING}: number {place} in line (this hub builds {limit} at a time)")
+
+    def stop_building(self, client) -> asyncio.Future | None:
+        """Stop the build: out of the line if it waits there; else its build containers
+        are killed until its thread ends (the engine fails the step; run_build removes
+        what the build left). The future, if any, ends with the build."""
+        if self.stop.is_set() or self.task is None or self.task.done():
+            return None
+        self.stop.set()
+        if not self.started:
+            self.task.cancel()
+            return None
+        return asyncio.ensure_future(self._kill_until_done(client))
+
+    async def _kill_until_done(self, client) -> None:
+        # Again each second: the build may be between two steps when first asked.
+        while not self.task.done():
+            await asyncio.to_thread(kill_build_containers, client, self.key)
+            await asyncio.wait([self.task], timeout=1)
 
     def add_line(self, line: str) -> None:
         self.log.append(line)
@@ -157,8 +192,13 @@ def run_build(
     policy: RepoPolicy,
     folder: str,
     log: Callable[[str], None],
+    stop: threading.Event | None = None,
+    workroot: str | None = None,
 ) -> None:
-    """Fetch and build; on any failure remove what the build left and raise BuildError."""
+    """Fetch and build; on any failure remove what the build left and raise BuildError.
+    Once `stop` is set, the build ends at its next step with STOPPED. The checkout and
+    build context go in a directory of their own under `workroot` (made private if new)."""
+    stop = stop or threading.Event()
     deadline = time.time() + policy.build_timeout
     tail: list[str] = []
 
@@ -169,17 +209,21 @@ def run_build(
             del tail[:-10]
             log(line)
 
-    workdir = tempfile.mkdtemp(prefix="formspawner-build-")
+    if workroot:
+        os.makedirs(workroot, mode=0o700, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="formspawner-build-", dir=workroot)
     try:
         checkout = Path(workdir, "repo")
         say(f"Fetching {request.url} at {commit[:12]}")
-        fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout)
+        fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout, stop)
         present, config_dir, packages = read_repository(checkout, policy)
         say(
             "Building with "
             + (", ".join(config_dir + f for f in sorted(present)) or "no build files (repository only)")
         )
         Path(workdir, "Dockerfile").write_text(recipe(base, folder, present, config_dir, packages))
+        if stop.is_set():
+            raise BuildError(STOPPED)
         limits = {"memory": policy.build_memory, "memswap": policy.build_memory}
         if policy.build_cpus:
             cpus = os.cpu_count() or 1
@@ -212,6 +256,8 @@ def run_build(
             if "error" in event:
                 lines.feed(str(event["error"]))
                 lines.flush()
+                if stop.is_set():
+                    raise BuildError(STOPPED)
                 if time.time() >= deadline:
                     raise BuildError(f"The build took longer than this hub allows ({policy.build_timeout} s).")
                 raise BuildError("The build failed. Last lines of its log:\n" + "\n".join(tail))
@@ -226,6 +272,15 @@ def run_build(
         raise BuildError(f"The build failed: {redact(str(error))}") from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def kill_build_containers(client, key: str) -> None:
+    """Kill the running steps of a build (each step's container carries the build's label)."""
+    for container in client.containers(filters={"label": f"{REPO_LABEL}.build={key}"}):
+        try:
+            client.kill(container["Id"])
+        except Exception:
+            pass  # ended meanwhile
 
 
 def _remove_leftovers(client, key: str, tag: str) -> None:

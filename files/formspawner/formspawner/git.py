@@ -13,10 +13,16 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from .errors import BuildError, OptionError
 from .repo import RepoPolicy, RepoRequest, is_commit_id, redact
+
+# Build results that git can end with; build.py says them too.
+STOPPED = "The build was stopped: no launch waits for it any more."
+# Files a checkout may have, whatever their size (each takes an inode and a directory entry).
+MAX_CHECKOUT_FILES = 200_000
 
 # Passed through to git from the hub's environment: proxies and extra CA bundles.
 _PASSTHROUGH = ("PATH", "LANG", "GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -34,6 +40,8 @@ def _git_environment(home: str) -> dict[str, str]:
         GIT_CONFIG_GLOBAL="/dev/null",
         GIT_ALLOW_PROTOCOL="https",
         GIT_LFS_SKIP_SMUDGE="1",
+        # A commit missing from a partial fetch is missing: never fetched on demand.
+        GIT_NO_LAZY_FETCH="1",
     )
     return env
 
@@ -134,31 +142,32 @@ def resolve_commit(request: RepoRequest, policy: RepoPolicy) -> tuple[str, str |
             if name in found and (name != "HEAD" or ref == "HEAD"):
                 return found[name], name.removesuffix("^{}")
         if is_commit_id(ref):
-            if len(ref) == 40:
-                return ref, None
-            return _expand_short_commit(request, policy, pin, env), None
+            return _reachable_commit(request, policy, pin, env), None
         raise OptionError(f"{request.url} has no branch or tag named {ref!r}.")
 
 
-def _expand_short_commit(request: RepoRequest, policy: RepoPolicy, pin: str | None, env: dict) -> str:
+def _reachable_commit(request: RepoRequest, policy: RepoPolicy, pin: str | None, env: dict) -> str:
+    """The full id of a commit id (7 to 40 digits) that a branch or tag of the repository
+    reaches. Git hosts such as GitHub serve any commit of a fork network through the
+    parent's URL: a link may not show one repository and build a stranger's commit. The
+    branches' and tags' history (commits and trees, no file contents) is fetched into an
+    empty repository: a commit found there is reachable from them."""
     with tempfile.TemporaryDirectory(prefix="formspawner-resolve-") as repo:
         _run_git(["init", "-q", "--bare", repo], pin, env, time.monotonic() + policy.resolve_timeout)
         command = ["-C", repo, "fetch", "-q", "--filter=blob:none", "--no-tags", "--", request.url]
+        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
         try:
-            _fetch(
-                command + ["+refs/heads/*:refs/heads/*"],
-                pin,
-                env,
-                repo,
-                policy,
-                time.monotonic() + policy.resolve_timeout,
-            )
+            _fetch(command + refspecs, pin, env, repo, policy, time.monotonic() + policy.resolve_timeout)
         except BuildError as error:
             raise OptionError(f"{request.url}: looking up commit {request.ref!r} failed. {error}") from None
         rev_parse = ["-C", repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{request.ref}^{{commit}}"]
         done = subprocess.run([*_git(pin), *rev_parse], env=env, capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
-            raise OptionError(f"{request.url} has no branch, tag or commit {request.ref!r} (or it is ambiguous).")
+            raise OptionError(
+                f"No branch or tag of {request.url} contains a commit {request.ref!r} (or the id is ambiguous). "
+                "A commit id is accepted only from the repository's own history: Git hosts also serve "
+                "commits of other copies (forks) through a repository's address."
+            )
         return done.stdout.strip()
 
 
@@ -181,11 +190,24 @@ def _tree_size(path: str) -> int:
     return total
 
 
-def _fetch(args: list[str], pin: str | None, env: dict, where: str, policy: RepoPolicy, deadline: float) -> None:
-    """A fetch watched for time and size: git has no limit of its own on how much it downloads."""
+def _fetch(
+    args: list[str],
+    pin: str | None,
+    env: dict,
+    where: str,
+    policy: RepoPolicy,
+    deadline: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """A fetch watched for time and size (git has no limit of its own on how much it
+    downloads), ended when `stop` is set."""
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen([*_git(pin), *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         while process.poll() is None:
+            if stop is not None and stop.is_set():
+                process.kill()
+                process.wait()
+                raise BuildError(STOPPED)
             if time.monotonic() > deadline:
                 process.kill()
                 process.wait()
@@ -202,10 +224,47 @@ def _fetch(args: list[str], pin: str | None, env: dict, where: str, policy: Repo
             )
 
 
-def fetch_commit(
-    request: RepoRequest, commit: str, ref_name: str | None, dest: str, policy: RepoPolicy, deadline: float
+def check_checkout_size(
+    dest: str, commit: str, pin: str | None, env: dict, policy: RepoPolicy, deadline: float
 ) -> None:
-    """A checkout of exactly `commit` in `dest`, with the URL as its `origin` remote."""
+    """Refuse a commit whose files would take more than max_repo_size, or number more than
+    MAX_CHECKOUT_FILES, read from its tree before anything is written."""
+    command = [*_git(pin), "-C", dest, "ls-tree", "-r", "-l", "--full-tree", commit]
+    total = count = 0
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
+        try:
+            for line in process.stdout:
+                # "<mode> <type> <object> <size>\t<path>"; a submodule's size is "-".
+                size = line.split(b"\t", 1)[0].split()[-1]
+                total += int(size) if size.isdigit() else 0
+                count += 1
+                if total > policy.max_repo_size:
+                    raise BuildError(
+                        f"The repository's files take more than this hub allows once checked out "
+                        f"({policy.max_repo_size // 2**20} MB)."
+                    )
+                if count > MAX_CHECKOUT_FILES:
+                    raise BuildError(f"The repository has more files than this hub allows ({MAX_CHECKOUT_FILES}).")
+                if time.monotonic() > deadline:
+                    raise BuildError("Fetching the repository took longer than this hub allows.")
+        finally:
+            process.kill()
+    if process.returncode not in (0, -9):
+        raise BuildError("Reading the fetched commit failed.")
+
+
+def fetch_commit(
+    request: RepoRequest,
+    commit: str,
+    ref_name: str | None,
+    dest: str,
+    policy: RepoPolicy,
+    deadline: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """A checkout of exactly `commit` in `dest`, with the URL as its `origin` remote; the
+    checkout is refused before it is written if its files would take more than
+    max_repo_size (git stores equal content once: a small fetch can expand without end)."""
     pin = pinned_address(request, policy)
     with tempfile.TemporaryDirectory(prefix="formspawner-git-") as home:
         env = _git_environment(home)
@@ -213,12 +272,13 @@ def fetch_commit(
         fetch = ["-C", dest, "fetch", "-q", "--no-tags"]
         try:
             # Protocol v2 servers (GitHub, GitLab, git http-backend) serve any commit by id.
-            _fetch([*fetch, "--depth", "1", "--", request.url, commit], pin, env, dest, policy, deadline)
+            _fetch([*fetch, "--depth", "1", "--", request.url, commit], pin, env, dest, policy, deadline, stop)
         except BuildError:
             if ref_name is None:
                 raise
             # An older server only serves advertised refs: fetch the ref and find the commit in it.
-            _fetch([*fetch, "--", request.url, ref_name], pin, env, dest, policy, deadline)
+            _fetch([*fetch, "--", request.url, ref_name], pin, env, dest, policy, deadline, stop)
+        check_checkout_size(dest, commit, pin, env, policy, deadline)
         _run_git(
             ["-C", dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit], pin, env, deadline
         )

@@ -8,8 +8,10 @@ with hostile input.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +40,7 @@ POLICY_KEYS = {
     "min_free_disk",
     "resolve_timeout",
     "max_repo_size",
+    "max_concurrent_builds",
 }
 REQUEST_KEYS = {"url", "ref", "path"}
 MAX_URL_LENGTH = 400
@@ -74,6 +77,11 @@ def parse_size(value: object, setting: str) -> int:
     if size <= 0:
         raise PolicyError(f"{setting} must be more than zero")
     return size
+
+
+def machine_share() -> int:
+    """Half of this machine's CPUs, at least one: what builds get unless the admin says."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _size(config: Mapping, key: str, default: int, setting: str) -> int:
@@ -120,7 +128,10 @@ class RepoPolicy:
     config_files: tuple[str, ...] = CONFIG_FILES
     build_timeout: int = 900
     build_memory: int = 4 * 1024**3
-    build_cpus: int = 0
+    # CPUs a build may use (the last N cores; 0 = no limit) and builds running at once:
+    # half the machine each by default, so builds never take every core from the servers.
+    build_cpus: int = dataclasses.field(default_factory=machine_share)
+    max_concurrent_builds: int = dataclasses.field(default_factory=machine_share)
     cache_max_images: int = 30
     # Bytes the built images may take beyond their base images (their own layers).
     cache_max_size: int = 50 * 1024**3
@@ -156,7 +167,10 @@ class RepoPolicy:
             config_files=tuple(f for f in CONFIG_FILES if f in files),
             build_timeout=_positive_int(config, "build_timeout", defaults.build_timeout, setting, minimum=10),
             build_memory=parse_size(config.get("build_memory", defaults.build_memory), f"{setting}.build_memory"),
-            build_cpus=_positive_int(config, "build_cpus", 0, setting, minimum=0),
+            build_cpus=_positive_int(config, "build_cpus", defaults.build_cpus, setting, minimum=0),
+            max_concurrent_builds=_positive_int(
+                config, "max_concurrent_builds", defaults.max_concurrent_builds, setting
+            ),
             cache_max_images=_positive_int(config, "cache_max_images", defaults.cache_max_images, setting),
             cache_max_size=_size(config, "cache_max_size", defaults.cache_max_size, setting),
             min_free_disk=_size(config, "min_free_disk", defaults.min_free_disk, setting),

@@ -16,7 +16,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
 
-from . import build, cache, git
+from . import build, cache, git, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, as_http_error
 from .events import EventLog
@@ -262,6 +262,14 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         cache's least-recently-launched eviction). Relative to the hub's working directory.""",
     )
 
+    repo_work_dir = Unicode(
+        "formspawner-builds",
+        config=True,
+        help="""Where repository builds put their checkout and build context while they run
+        (a private directory, made if missing). Relative to the hub's working directory:
+        on disk, not in /tmp, which may be memory (tmpfs).""",
+    )
+
     async def check_allowed(self, image):
         # DockerSpawner.start hands user_options['image'] (a choice's name) to this
         # hook; the image option has already checked it and set self.image.
@@ -348,19 +356,11 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
         job = cache.builds.get(tag)
+        if job is not None and job.stopping:
+            await asyncio.wait([job.task])  # a stopped build of the same image: build anew
+            job = None
         if job is None:
-            job = build.BuildJob(tag)
-            log = job.threadsafe_writer(asyncio.get_running_loop())
-
-            self.log.info("Building %s at %s for %s", request.url, commit, self._log_name)
-            job.task = asyncio.ensure_future(
-                asyncio.to_thread(
-                    build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log
-                )
-            )
-            cache.builds[tag] = job
-            job.task.add_done_callback(lambda _: cache.builds.pop(tag, None) if cache.builds.get(tag) is job else None)
-            job.task.add_done_callback(lambda task: self._after_build(task, policy))
+            job = self._start_build(request, commit, ref_name, key, tag, base, policy, folder)
         else:
             self.emit_progress(
                 10, f"{request.url} at {commit[:12]} is being built for another user: following that build"
@@ -369,18 +369,52 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         # a build printing thousands of lines a second must not become as many events.
         percent, shown = 10, -PROGRESS_INTERVAL
         loop = asyncio.get_running_loop()
-        async for line in job.follow():
-            step = _STEP_RE.match(line)
-            if step:
-                percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
-            if step or loop.time() - shown >= PROGRESS_INTERVAL:
-                self.emit_progress(percent, line)
-                shown = loop.time()
+        job.waiters += 1
         try:
+            async for line in job.follow():
+                step = _STEP_RE.match(line)
+                if step:
+                    percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
+                if step or line.startswith(schedule.WAITING) or loop.time() - shown >= PROGRESS_INTERVAL:
+                    self.emit_progress(percent, line)
+                    shown = loop.time()
             await asyncio.shield(job.task)
+        except asyncio.CancelledError:
+            if job.task.cancelled() and not asyncio.current_task().cancelling():
+                raise build.BuildError(build.STOPPED) from None  # the build's, not this start's
+            raise
         except build.BuildError as error:
             self.log.warning("Build of %s at %s failed for %s", request.url, commit, self._log_name)
             raise build.BuildError(str(error)) from None
+        finally:
+            job.waiters -= 1
+            if job.waiters == 0 and not job.task.done():
+                self.log.warning("Stopping the build of %s: no launch waits for it any more", job.what)
+                job.stop_building(self.client)
+
+    def _start_build(self, request, commit, ref_name, key, tag, base, policy, folder) -> build.BuildJob:
+        """A new build, in line for a slot: at most one at a time started by each user."""
+        user = self.user.name
+        mine = next((job for job in cache.builds.values() if job.owner == user and not job.stopping), None)
+        if mine is not None:
+            raise build.BuildError(
+                f"You already have a repository build in progress ({mine.what}). Launch this one "
+                "when that build has finished, or stop the server it is for."
+            )
+        job = build.BuildJob(tag, key=key, owner=user, what=f"{request.url} at {commit[:12]}")
+        log = job.threadsafe_writer(asyncio.get_running_loop())
+        self.log.info("Building %s at %s for %s", request.url, commit, self._log_name)
+        schedule.slots.set_limit(policy.max_concurrent_builds)
+        job.task = asyncio.ensure_future(
+            schedule.slots.run(
+                job, build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log,
+                job.stop, self.repo_work_dir,
+            )
+        )  # fmt: skip
+        cache.builds[tag] = job
+        job.task.add_done_callback(lambda _: cache.builds.pop(tag, None) if cache.builds.get(tag) is job else None)
+        job.task.add_done_callback(lambda task: self._after_build(task, policy))
+        return job
 
     def _after_build(self, task, policy) -> None:
         if task.cancelled() or task.exception() is not None:

@@ -1,0 +1,117 @@
+"""formspawner.schedule: at most `limit` builds at once, on the builds' own threads; the
+others wait in order and hear their place; a build leaving the line (its launch stopped)
+moves the others up. The real hub shows the same with real builds in
+tests/integration/test_repo_launches.py (test_builds_wait_in_line_one_per_user_and_stop_unwatched)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from formspawner.schedule import BuildSlots
+
+
+class Job:
+    def __init__(self, name):
+        self.name = name
+        self.places = []
+        self.started = False
+
+    def waiting(self, place, limit):
+        self.places.append((place, limit))
+
+
+def blocking(gate: threading.Event, ran: list, name: str):
+    """A build stand-in: records its thread, then blocks until the test opens its gate."""
+    ran.append((name, threading.current_thread().name))
+    assert gate.wait(10), f"{name} was never let finish"
+    return name
+
+
+async def until(predicate, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_builds_beyond_the_limit_wait_in_order_and_hear_their_place():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gates = [], {name: threading.Event() for name in "abc"}
+        jobs = {name: Job(name) for name in "abc"}
+        tasks = {}
+        for name in "abc":
+            tasks[name] = asyncio.ensure_future(slots.run(jobs[name], blocking, gates[name], ran, name))
+            await asyncio.sleep(0)
+        await until(lambda: len(ran) == 1)
+        assert [name for name, _ in ran] == ["a"] and slots.running == 1
+        assert jobs["a"].started and not jobs["b"].started and not jobs["c"].started
+        assert jobs["a"].places == [] and jobs["b"].places == [(1, 1)] and jobs["c"].places[-1] == (2, 1)
+        gates["a"].set()
+        assert await tasks["a"] == "a"
+        await until(lambda: len(ran) == 2)
+        assert ran[1][0] == "b" and jobs["c"].places[-1] == (1, 1)
+        gates["b"].set()
+        gates["c"].set()
+        assert await tasks["b"] == "b" and await tasks["c"] == "c"
+        assert slots.running == 0 and not slots.line
+        # Every build ran on a thread of the builds' pool, not the event loop's default one.
+        assert all(thread.startswith("formspawner-build") for _, thread in ran), ran
+
+    asyncio.run(scenario())
+
+
+def test_a_build_cancelled_in_line_leaves_it_and_the_others_move_up():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gate = [], threading.Event()
+        jobs = {name: Job(name) for name in "abc"}
+        tasks = {name: asyncio.ensure_future(slots.run(jobs[name], blocking, gate, ran, name)) for name in "abc"}
+        await until(lambda: len(ran) == 1 and len(slots.line) == 2)
+        assert jobs["c"].places[-1] == (2, 1)
+        tasks["b"].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["b"]
+        assert [entry[0].name for entry in slots.line] == ["c"] and jobs["c"].places[-1] == (1, 1)
+        gate.set()
+        assert await tasks["a"] == "a" and await tasks["c"] == "c"
+        assert [name for name, _ in ran] == ["a", "c"] and slots.running == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_running_build_keeps_its_slot_until_its_thread_ends_even_if_cancelled():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gate = [], threading.Event()
+        first = asyncio.ensure_future(slots.run(Job("a"), blocking, gate, ran, "a"))
+        await until(lambda: len(ran) == 1)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        second = asyncio.ensure_future(slots.run(Job("b"), blocking, threading.Event(), ran, "b"))
+        await asyncio.sleep(0.2)
+        assert len(ran) == 1 and slots.running == 1, "a thread still building holds its slot"
+        gate.set()
+        await until(lambda: len(ran) == 2)
+        second.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_higher_limit_lets_waiting_builds_start():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gate = [], threading.Event()
+        tasks = [asyncio.ensure_future(slots.run(Job(name), blocking, gate, ran, name)) for name in "abc"]
+        await until(lambda: len(ran) == 1)
+        slots.set_limit(3)
+        await until(lambda: len(ran) == 3)
+        assert slots.running == 3 and not slots.line
+        gate.set()
+        assert await asyncio.gather(*tasks) == ["a", "b", "c"]
+
+    asyncio.run(scenario())
