@@ -54,9 +54,10 @@ class InventoryDumper(yaml.SafeDumper):
 InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
 
 
-def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict) -> str:
+def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict, succeed: bool = True) -> str:
     """Run tasks on the controller with the role's defaults and vars and the given
-    inventory (as extra vars); Ansible's output."""
+    inventory (as extra vars); Ansible's output (which must be a success, or a failure
+    when `succeed` is False)."""
     play = [{
         "name": "role tasks",
         "hosts": "localhost",
@@ -77,7 +78,7 @@ def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict) -> str:
         env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
         timeout=120,
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (result.returncode == 0) is succeed, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
 
 
@@ -266,10 +267,28 @@ def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
     assert not any("docker.sock" in source for source in volumes)
 
 
-def preflight(tmp_path: Path, inventory: dict) -> str:
+def preflight(tmp_path: Path, inventory: dict, succeed: bool = True) -> str:
     """The role's preflight checks run on the controller; their output."""
     tasks = [{"name": "preflight", "ansible.builtin.include_tasks": str(ROLE / "tasks" / "preflight.yml")}]
-    return run_role_tasks(tmp_path, tasks, inventory)
+    return run_role_tasks(tmp_path, tasks, inventory, succeed)
+
+
+def test_the_hub_unit_has_memory_and_task_limits_and_refuses_bad_ones(tmp_path):
+    unit = tmp_path / "jupyterhub.service"
+    template = {"src": str(ROLE / "templates" / "jupyterhub.service.j2"), "dest": str(unit), "mode": "0644"}
+    render_unit = [{"name": "render", "ansible.builtin.template": template}]
+    run_role_tasks(tmp_path, render_unit, {})
+    assert {"MemoryMax=50%", "TasksMax=4096"} <= set(unit.read_text().splitlines())
+    chosen = {"jupyterhub_service_memory_max": "2G", "jupyterhub_service_tasks_max": "infinity"}
+    preflight(tmp_path, chosen)
+    run_role_tasks(tmp_path, render_unit, chosen)
+    assert {"MemoryMax=2G", "TasksMax=infinity"} <= set(unit.read_text().splitlines())
+    for bad in ("lots", "150%", "0", "2G\nExecStartPre=/bin/sh -c id"):
+        output = preflight(tmp_path, {"jupyterhub_service_memory_max": bad}, succeed=False)
+        assert "jupyterhub_service_memory_max must be a percentage" in output, output[-1500:]
+    for bad in (10, "many"):
+        output = preflight(tmp_path, {"jupyterhub_service_tasks_max": bad}, succeed=False)
+        assert f"jupyterhub_service_tasks_max must be a number of at least 100 or infinity, not {bad}" in output
 
 
 def test_repository_launches_without_per_user_subdomains_are_warned_about(tmp_path):
