@@ -43,6 +43,14 @@ def test_secrets_are_the_backups(host):
     assert hashlib.sha256(env.content).hexdigest() == recorded["secrets_env"]
 
 
+def test_the_restore_keeps_todays_policy_not_the_backups(host):
+    # side_effect.yml renamed the image in the restore's inventory: the backup's rendered
+    # settings (with the old name) must not replace it.
+    settings = json.loads(host.file("/etc/jupyterhub/settings.json").content_string)
+    images = settings["images"]
+    assert [image["display_name"] for image in images] == ["Minimal Python (after the backup)"], images
+
+
 def test_the_user_their_token_and_their_files_are_back(host):
     status, model = api(host, "GET", "/users/keeper")
     assert status == 200 and model["name"] == "keeper"
