@@ -7,6 +7,7 @@ refusals, where the hub connects, and when a server counts as stopped.
 
 import asyncio
 import os
+import threading
 from types import SimpleNamespace
 
 import docker.errors
@@ -198,3 +199,37 @@ def test_poll_counts_a_server_as_running_only_on_a_ready_node(nodes, tasks, expe
     s = spawner(StandIn(nodes=nodes, tasks=tasks))
     s.task_id = "t1"
     assert (run(s.poll()) is None) is expect_running
+
+
+class Registry:
+    """The manager's engine as the push sees it: tags and a push, recording their threads."""
+
+    def __init__(self):
+        self.calls = []
+
+    def tag(self, image, repository, tag):
+        self.calls.append(("tag", f"{repository}:{tag}", threading.current_thread().name))
+
+    def push(self, repository, tag, stream, decode):
+        self.calls.append(("push", f"{repository}:{tag}", threading.current_thread().name))
+        return iter([{"status": "Pushed"}, {"aux": {"Tag": tag, "Digest": "sha256:d"}}])
+
+
+def test_a_push_to_the_registry_does_not_wait_for_dockerspawners_one_thread(monkeypatch):
+    s = spawner(StandIn(), registry_push="127.0.0.1:5000", registry_pull="10.0.0.5:5000")
+    monkeypatch.setattr(FormSwarmSpawner, "_client", Registry())  # DockerSpawner's client, per class
+    gate = threading.Event()
+    # Every other user's Docker call goes through this one thread: keep it busy.
+    busy = s.executor.submit(gate.wait, 10)
+    try:
+        reference = run(asyncio.wait_for(s._publish_image("formspawner-repo/lab:abc-def"), 5))
+    finally:
+        gate.set()
+        busy.result()
+    assert reference == "10.0.0.5:5000/formspawner-repo/lab:abc-def"
+    assert [call[:2] for call in s.client.calls] == [
+        ("tag", "10.0.0.5:5000/formspawner-repo/lab:abc-def"),
+        ("tag", "127.0.0.1:5000/formspawner-repo/lab:abc-def"),
+        ("push", "127.0.0.1:5000/formspawner-repo/lab:abc-def"),
+    ]
+    assert all(thread.startswith("formspawner-push") for *_, thread in s.client.calls)

@@ -30,6 +30,7 @@ from docker.types import Mount, Resources, RestartPolicy
 from dockerspawner import SwarmSpawner
 from traitlets import Enum, Int, Unicode, default
 
+from . import schedule
 from .errors import OptionError, UserFacingError, as_http_error
 from .labels import OPTIONS_LABEL, USER_LABEL
 from .spawner import FormDockerSpawner, traits_set
@@ -252,7 +253,7 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
                 if "error" in event:
                     raise RuntimeError(f"Pushing {tag} to the registry failed: {event['error']}")
 
-        await asyncio.wrap_future(self.executor.submit(push))
+        await asyncio.wrap_future(schedule.pushes.submit(push))
         return f"{pulled}:{version}"
 
     def _resources(self) -> Resources:
