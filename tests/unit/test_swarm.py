@@ -215,9 +215,11 @@ class Registry:
         return iter([{"status": "Pushed"}, {"aux": {"Tag": tag, "Digest": "sha256:d"}}])
 
 
-def test_a_push_to_the_registry_does_not_wait_for_dockerspawners_one_thread(monkeypatch):
-    s = spawner(StandIn(), registry_push="127.0.0.1:5000", registry_pull="10.0.0.5:5000")
-    monkeypatch.setattr(FormSwarmSpawner, "_client", Registry())  # DockerSpawner's client, per class
+def test_a_push_does_not_wait_for_dockerspawners_one_thread_and_the_service_runs_its_digest(monkeypatch):
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    s = spawner(standin, registry_push="127.0.0.1:5000", registry_pull="10.0.0.5:5000")
+    registry = Registry()
+    monkeypatch.setattr(FormSwarmSpawner, "_client", registry)  # DockerSpawner's client, per class
     gate = threading.Event()
     # Every other user's Docker call goes through this one thread: keep it busy.
     busy = s.executor.submit(gate.wait, 10)
@@ -227,9 +229,30 @@ def test_a_push_to_the_registry_does_not_wait_for_dockerspawners_one_thread(monk
         gate.set()
         busy.result()
     assert reference == "10.0.0.5:5000/formspawner-repo/lab:abc-def"
-    assert [call[:2] for call in s.client.calls] == [
+    assert [call[:2] for call in registry.calls] == [
         ("tag", "10.0.0.5:5000/formspawner-repo/lab:abc-def"),
         ("tag", "127.0.0.1:5000/formspawner-repo/lab:abc-def"),
         ("push", "127.0.0.1:5000/formspawner-repo/lab:abc-def"),
     ]
-    assert all(thread.startswith("formspawner-push") for *_, thread in s.client.calls)
+    assert all(thread.startswith("formspawner-push") for *_, thread in registry.calls)
+
+    # The service runs exactly the pushed image, by digest; the manager reads its command by tag.
+    async def command():
+        return ["start-notebook.py"]
+
+    s.get_command, s.get_env = command, dict
+    s.image = reference
+    run(s.create_object())
+    assert standin.created["task_template"]["ContainerSpec"]["Image"] == f"{reference}@sha256:d"
+    s.image = "jhtest/singleuser:minimal"  # a later plain start: no digest of another image
+    run(s.create_object())
+    assert standin.created["task_template"]["ContainerSpec"]["Image"] == "jhtest/singleuser:minimal"
+
+
+def test_a_push_the_registry_does_not_confirm_with_a_digest_fails(monkeypatch):
+    s = spawner(StandIn(), registry_push="127.0.0.1:5000", registry_pull="10.0.0.5:5000")
+    registry = Registry()
+    registry.push = lambda *args, **kwargs: iter([{"status": "Pushed"}])
+    monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
+    with pytest.raises(RuntimeError, match="did not confirm the push of formspawner-repo/lab:abc-def"):
+        run(s._publish_image("formspawner-repo/lab:abc-def"))

@@ -234,6 +234,8 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         except UnavailableNode as error:
             raise as_http_error(OptionError(str(error))) from None
 
+    _published: tuple[str, str] | None = None  # (reference, digest) of the last push
+
     async def _publish_image(self, tag: str) -> str:
         """Push a repository image built here to the registry; the reference nodes pull."""
         if not (self.registry_push and self.registry_pull):
@@ -244,17 +246,26 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
 
         pulled = f"{self.registry_pull}/{name}"
 
-        def push():
+        def push() -> str:
             # Tagged here under the name nodes pull too: the hub reads the image's command
             # from it (DockerSpawner.get_command) before it creates the service.
             self.client.tag(tag, pulled, version)
             self.client.tag(tag, pushed, version)
+            digest = ""
             for event in self.client.push(pushed, tag=version, stream=True, decode=True):
                 if "error" in event:
                     raise RuntimeError(f"Pushing {tag} to the registry failed: {event['error']}")
+                digest = (event.get("aux") or {}).get("Digest") or digest
+            if not digest.startswith("sha256:"):
+                raise RuntimeError(f"The registry did not confirm the push of {tag} with a digest.")
+            return digest
 
-        await asyncio.wrap_future(schedule.pushes.submit(push))
-        return f"{pulled}:{version}"
+        digest = await asyncio.wrap_future(schedule.pushes.submit(push))
+        reference = f"{pulled}:{version}"
+        # The service runs exactly what was pushed: by digest, so a tag overwritten in the
+        # registry afterwards (by anyone who can reach it) changes nothing.
+        self._published = (reference, digest)
+        return reference
 
     def _resources(self) -> Resources:
         limits = {
@@ -286,6 +297,8 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         labels = {OPTIONS_LABEL: self._options_fingerprint(), USER_LABEL: self.user.name}
         container = dict(self.extra_container_spec)
         container["labels"] = {**(container.get("labels") or {}), **labels}
+        if self._published and self._published[0] == self.image:
+            container["image"] = f"{self.image}@{self._published[1]}"
         create = dict(self.extra_create_kwargs)
         create["labels"] = {**(create.get("labels") or {}), **labels}
         with traits_set(

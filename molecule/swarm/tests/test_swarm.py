@@ -7,6 +7,7 @@ hub working while its user starts again on the other worker, with their files.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -124,6 +125,8 @@ def test_a_repository_built_on_the_manager_runs_on_a_worker_from_the_registry(ho
     image = on(node, f"docker inspect -f '{{{{.Config.Image}}}}' {container}")
     addr = host.check_output("docker info --format '{{.Swarm.NodeAddr}}'").strip()
     assert image.startswith(f"{addr}:5000/formspawner-repo/"), image
+    # By digest: what the hub pushed, whatever the registry's tag says later.
+    assert re.search(r":[0-9a-f]{12}-[0-9a-f]{12}@sha256:[0-9a-f]{64}$", image), image
     assert on(node, f"docker exec {container} cat /home/jovyan/course/built-by-postbuild") == "postBuild"
     assert on(node, f"docker exec {container} python3 -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
     assert api(host, "DELETE", "/users/carol/server")[0] in (202, 204)
