@@ -76,6 +76,12 @@ def test_service_is_active_enabled_and_its_unit_verifies(host):
     assert service.is_running and service.is_enabled
     result = host.run("systemd-analyze verify /etc/systemd/system/jupyterhub.service")
     assert result.rc == 0, result.stderr
+    # The hub's share of the host: half its memory (systemd turns 50% into bytes), 4096 tasks.
+    shown = host.check_output("systemctl show jupyterhub -p MemoryMax -p TasksMax")
+    limits = dict(line.split("=", 1) for line in shown.splitlines())
+    total = int(host.check_output("awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo"))
+    assert limits["TasksMax"] == "4096", limits
+    assert abs(int(limits["MemoryMax"]) - total // 2) < 2**20, (limits, total)
 
 
 def test_unit_exposure_is_reported(host):
