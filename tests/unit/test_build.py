@@ -10,6 +10,7 @@ argument, log line and cleanup step one by one, which a real build cannot show.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,10 @@ class Engine:
         return [{"Id": image} for image in self.leftovers]
 
 
+def new_job():
+    return BuildJob(TAG, key=KEY, owner="ada", what="https://github.com/course/lab at cccccccccccc")
+
+
 @pytest.fixture
 def checkout(monkeypatch):
     """The fetch writes a repository with binder/requirements.txt and binder/postBuild."""
@@ -65,6 +70,7 @@ def checkout(monkeypatch):
 
     def fetch(request, commit, ref_name, dest, policy, deadline, stop=None):
         fetched.append((request.url, commit, ref_name, policy, deadline - time.monotonic()))
+        stops.append(stop)
         Path(dest, "binder").mkdir(parents=True)
         Path(dest, "binder", "apt.txt").write_text("graphviz\n")
         Path(dest, "binder", "requirements.txt").write_text("numpy\n")
@@ -73,6 +79,9 @@ def checkout(monkeypatch):
 
     monkeypatch.setattr(build, "fetch_commit", fetch)
     return fetched
+
+
+stops = []  # the stop event each fetch got (the fetch ends early when it is set)
 
 
 def launch(engine, policy=None, **changes):
@@ -219,7 +228,7 @@ def test_a_fetch_failure_is_a_build_failure_and_leaves_no_work_directory(monkeyp
 
 
 async def test_every_waiter_follows_one_builds_log_from_its_first_line():
-    job = BuildJob(TAG)
+    job = new_job()
     assert job.task is None
     job.add_line("one")
     job.task = asyncio.ensure_future(asyncio.sleep(0.05))
@@ -239,6 +248,18 @@ def test_a_work_directory_that_cannot_be_removed_does_not_fail_the_build(checkou
 
     monkeypatch.setattr(build.shutil, "rmtree", rmtree)
     assert launch(Engine())[-1] == f"Built {TAG}"
+
+
+def test_a_line_is_cut_at_exactly_its_limit_however_its_pieces_fall(checkout):
+    limit = build.MAX_LINE
+    engine = Engine([
+        {"stream": "a" * (limit - 1)}, {"stream": "bcd\n"},  # one character of room left
+        {"stream": "e" * 1500}, {"stream": "f" * 1500}, {"stream": "g" * 10 + "\n"},  # full, then more
+    ])  # fmt: skip
+    assert launch(engine)[2:-1] == [
+        "a" * (limit - 1) + "b [... 2 more characters]",
+        "e" * 1500 + "f" * (limit - 1500) + f" [... {3010 - limit} more characters]",
+    ]
 
 
 def test_a_long_line_is_cut_and_says_how_much_was_left_out(checkout):
@@ -265,7 +286,7 @@ def test_megabytes_without_a_newline_are_read_in_linear_time_and_bounded_memory(
 
 def test_a_build_keeps_only_its_newest_lines_for_late_followers():
     async def scenario():
-        job = BuildJob(TAG)
+        job = new_job()
         for n in range(3 * build.MAX_LOG_LINES):
             job.add_line(f"line {n}")
         job.task = asyncio.ensure_future(asyncio.sleep(0))
@@ -277,9 +298,27 @@ def test_a_build_keeps_only_its_newest_lines_for_late_followers():
     assert seen[-1] == f"line {3 * build.MAX_LOG_LINES - 1}"
 
 
+def test_a_follower_that_falls_behind_is_told_how_many_lines_it_missed():
+    async def scenario():
+        job = new_job()
+        job.task = asyncio.get_running_loop().create_future()
+        job.add_line("first")
+        reader = job.follow()
+        seen = [await reader.__anext__()]
+        for n in range(3 * build.MAX_LOG_LINES):  # the reader does not get a turn meanwhile
+            job.add_line(f"line {n}")
+        job.task.set_result(None)
+        return seen + [line async for line in reader]
+
+    seen = asyncio.run(scenario())
+    missed = 3 * build.MAX_LOG_LINES - (len(seen) - 2)
+    assert seen[:3] == ["first", f"[... {missed} lines of the build's log not shown]", f"line {missed}"]
+    assert missed >= build.MAX_LOG_LINES and seen[-1] == f"line {3 * build.MAX_LOG_LINES - 1}"
+
+
 def test_lines_from_the_build_thread_reach_the_log_in_batches_and_bounded():
     async def scenario():
-        job = BuildJob(TAG)
+        job = new_job()
         loop = asyncio.get_running_loop()
         scheduled = []
         real = loop.call_soon_threadsafe
@@ -292,14 +331,21 @@ def test_lines_from_the_build_thread_reach_the_log_in_batches_and_bounded():
             await asyncio.sleep(0)
             write("after")
             await asyncio.sleep(0)
+            first_round = list(job.log.events)
+            # A second flood after the first was handed over: counted from zero again.
+            for n in range(build.MAX_LOG_LINES + 2):
+                write(f"again {n}")
+            await asyncio.sleep(0)
         finally:
             loop.call_soon_threadsafe = real
-        return scheduled, job.log.events
+        return scheduled, first_round, job.log.events
 
-    scheduled, events = asyncio.run(scenario())
-    assert len(scheduled) == 2
+    scheduled, events, later = asyncio.run(scenario())
+    assert len(scheduled) == 3
     assert events[0] == "[... 5 lines of the build's log not shown]"
     assert events[1] == "line 5" and events[-2:] == [f"line {build.MAX_LOG_LINES + 4}", "after"]
+    assert later[-build.MAX_LOG_LINES - 1] == "[... 2 lines of the build's log not shown]"
+    assert later[-build.MAX_LOG_LINES] == "again 2" and later[-1] == f"again {build.MAX_LOG_LINES + 1}"
 
 
 # -- stopping a build no launch waits for, and where it works --------------------------
@@ -338,10 +384,23 @@ def test_the_checkout_goes_in_a_private_directory_under_the_work_root(checkout, 
     engine = Engine()
     policy = RepoPolicy.from_config({})
     request = policy.check({"url": "https://github.com/course/lab"})
-    run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", [].append, None, str(root))
-    assert Path(engine.build_args["path"]).parent == root
-    assert root.stat().st_mode & 0o777 == 0o700
-    assert list(root.iterdir()) == [], "the work directory goes with the build"
+    stop = threading.Event()
+    for _ in range(2):  # the second build finds the work root already there
+        run_build(engine, request, COMMIT, None, KEY, TAG, BASE, policy, "lab", [].append, stop, str(root))
+        assert Path(engine.build_args["path"]).parent == root
+        assert root.stat().st_mode & 0o777 == 0o700
+        assert list(root.iterdir()) == [], "the work directory goes with the build"
+        assert stops[-1] is stop, "the fetch is told about the stop too"
+
+
+def test_a_hub_that_builds_switches_threads_every_half_millisecond(checkout):
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        launch(Engine([{"stream": "Step 1/9 : FROM sha256:base\n"}]))
+        assert sys.getswitchinterval() == pytest.approx(build.SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(before)
 
 
 class Containers:
@@ -369,14 +428,14 @@ def test_killing_a_build_kills_its_labelled_steps_only():
 
 def test_a_build_still_in_line_is_cancelled_and_a_running_one_killed_until_it_ends():
     async def scenario():
-        waiting = BuildJob(TAG, key=KEY)
+        waiting = new_job()
         waiting.task = asyncio.ensure_future(asyncio.sleep(60))
         assert waiting.stop_building(Containers([])) is None
         await asyncio.sleep(0)
         assert waiting.task.cancelled() and waiting.stopping
         assert waiting.stop_building(Containers([])) is None, "stopped once"
 
-        running = BuildJob(TAG, key=KEY)
+        running = new_job()
         running.started = True
         ends = asyncio.get_running_loop().create_future()
         running.task = asyncio.ensure_future(ends)
@@ -384,6 +443,7 @@ def test_a_build_still_in_line_is_cancelled_and_a_running_one_killed_until_it_en
         killer = running.stop_building(engine)
         await asyncio.sleep(1.5)
         assert len(engine.killed) >= 2, "killed again while the build's thread runs"
+        assert set(map(str, engine.filters)) == {str({"label": f"org.formspawner.repo.build={KEY}"})}
         assert not running.task.cancelled()
         ends.set_result(None)
         await asyncio.wait_for(killer, 3)
@@ -391,9 +451,37 @@ def test_a_build_still_in_line_is_cancelled_and_a_running_one_killed_until_it_en
         await asyncio.sleep(1.2)
         assert len(engine.killed) == count, "no kill after the build ended"
 
-        done = BuildJob(TAG, key=KEY)
+        done = new_job()
         done.task = asyncio.ensure_future(asyncio.sleep(0))
         await done.task
         assert done.stop_building(engine) is None and not done.stopping
+        assert new_job().stop_building(engine) is None, "nothing to stop before the build has a task"
 
     asyncio.run(scenario())
+
+
+def test_the_last_launch_to_leave_a_running_build_stops_it():
+    async def scenario():
+        job = new_job()
+        job.task = asyncio.ensure_future(asyncio.sleep(60))
+        engine = Containers([])
+        job.join()
+        job.join()
+        assert job.leave(engine) is False and not job.stopping, "another launch still follows it"
+        assert job.leave(engine) is True and job.stopping
+        await asyncio.sleep(0)
+        assert job.task.cancelled(), "still in line: it leaves the line"
+
+        finished = new_job()
+        finished.task = asyncio.ensure_future(asyncio.sleep(0))
+        await finished.task
+        finished.join()
+        assert finished.leave(engine) is False and not finished.stopping, "a finished build is kept"
+
+    asyncio.run(scenario())
+
+
+def test_a_build_in_line_tells_its_followers_its_place():
+    job = new_job()
+    job.waiting(2, 3)
+    assert job.log.events == ["Waiting for a free build slot: number 2 in line (this hub builds 3 at a time)"]

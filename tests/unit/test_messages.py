@@ -441,6 +441,18 @@ REFUSALS = [
         "repo_policy.cache_max_images must be a whole number of at least 1, not 0",
     ),
     (
+        "repo-concurrent-builds-zero",
+        lambda: RepoPolicy.from_config({"max_concurrent_builds": 0}),
+        "PolicyError",
+        "repo_policy.max_concurrent_builds must be a whole number of at least 1, not 0",
+    ),
+    (
+        "repo-concurrent-builds-in-another-setting",
+        lambda: RepoPolicy.from_config({"max_concurrent_builds": "2"}, setting="c.FormDockerSpawner.repo_policy"),
+        "PolicyError",
+        "c.FormDockerSpawner.repo_policy.max_concurrent_builds must be a whole number of at least 1, not '2'",
+    ),
+    (
         "repo-resolve-timeout-bool",
         lambda: RepoPolicy.from_config({"resolve_timeout": True}),
         "PolicyError",

@@ -225,7 +225,9 @@ def test_a_broken_policy_names_the_setting(config, message):
 
 
 def test_policy_sizes_read_like_dockers():
-    policy = RepoPolicy.from_config({"build_memory": "512m", "max_repo_size": "1G", "build_cpus": 1})
+    policy = RepoPolicy.from_config({"build_memory": "512m", "max_repo_size": "1G", "build_cpus": 1,
+                                     "max_concurrent_builds": 3})  # fmt: skip
+    assert policy.max_concurrent_builds == 3
     assert policy.build_memory == 512 * 2**20 and policy.max_repo_size == 2**30 and policy.build_cpus == 1
     disk = RepoPolicy.from_config({"cache_max_size": "20g", "min_free_disk": "512m"})
     assert disk.cache_max_size == 20 * 2**30 and disk.min_free_disk == 512 * 2**20
@@ -544,3 +546,10 @@ def test_repositories_whose_paths_differ_only_in_case_get_their_own_builds():
     assert cache_key(policy.check({"url": "https://GitHub.com/Course/Lab"}), "c" * 40, "fp") == cache_key(
         upper, "c" * 40, "fp"
     )
+
+
+@pytest.mark.parametrize("cpus, share", [(None, 1), (1, 1), (2, 1), (3, 1), (4, 2), (8, 4)])
+def test_builds_get_half_the_machine_by_default(monkeypatch, cpus, share):
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    policy = RepoPolicy.from_config({})
+    assert (policy.build_cpus, policy.max_concurrent_builds) == (share, share)

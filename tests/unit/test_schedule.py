@@ -115,3 +115,76 @@ def test_a_higher_limit_lets_waiting_builds_start():
         assert await asyncio.gather(*tasks) == ["a", "b", "c"]
 
     asyncio.run(scenario())
+
+
+def test_two_slots_run_two_builds_and_the_third_waits():
+    async def scenario():
+        slots = BuildSlots(limit=2)
+        ran, gate = [], threading.Event()
+        jobs = [Job(name) for name in "abc"]
+        tasks = [asyncio.ensure_future(slots.run(job, blocking, gate, ran, job.name)) for job in jobs]
+        await until(lambda: len(ran) == 2)
+        await asyncio.sleep(0.1)
+        assert len(ran) == 2 and slots.running == 2 and jobs[2].places == [(1, 2)]
+        gate.set()
+        assert await asyncio.gather(*tasks) == ["a", "b", "c"]
+        assert slots.running == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_builds_reuse_one_pool_of_at_most_limit_threads():
+    async def scenario():
+        slots = BuildSlots(limit=2)
+        gate, ran = threading.Event(), []
+        gate.set()
+        await slots.run(Job("a"), blocking, gate, ran, "a")
+        pool = slots._executor
+        await slots.run(Job("b"), blocking, gate, ran, "b")
+        assert slots._executor is pool and pool._max_workers == 2
+        slots.set_limit(3)  # more slots: a pool with more threads for the next build
+        await slots.run(Job("c"), blocking, gate, ran, "c")
+        assert slots._executor is not pool and slots._executor._max_workers == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_build_cancelled_after_its_turn_came_passes_the_slot_on():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gate = [], threading.Event()
+        jobs = {name: Job(name) for name in "abc"}
+        tasks = {name: asyncio.ensure_future(slots.run(jobs[name], blocking, gate, ran, name)) for name in "abc"}
+        await until(lambda: len(ran) == 1 and len(slots.line) == 2)
+        # b's turn comes (a second slot opens) and b is cancelled before it runs again.
+        slots.set_limit(2)
+        tasks["b"].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["b"]
+        await until(lambda: len(ran) == 2)
+        assert [name for name, _ in ran] == ["a", "c"] and slots.running == 2
+        gate.set()
+        assert await tasks["a"] == "a" and await tasks["c"] == "c"
+        assert slots.running == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_build_cancelled_in_line_when_a_slot_opens_takes_no_slot_with_it():
+    async def scenario():
+        slots = BuildSlots(limit=1)
+        ran, gate = [], threading.Event()
+        first = asyncio.ensure_future(slots.run(Job("a"), blocking, gate, ran, "a"))
+        await until(lambda: len(ran) == 1)
+        second = asyncio.ensure_future(slots.run(Job("b"), blocking, gate, ran, "b"))
+        await until(lambda: len(slots.line) == 1)
+        second.cancel()  # cancelled in line ...
+        slots.set_limit(2)  # ... and passed over when a slot opens, before it leaves the line itself
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert slots.running == 1 and not slots.line, "only a's build holds a slot"
+        gate.set()
+        await first
+        assert slots.running == 0
+
+    asyncio.run(scenario())

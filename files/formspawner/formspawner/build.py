@@ -104,7 +104,7 @@ class BuildJob:
     `owner`; `waiters` counts the launches following it, and when the last one leaves
     (its spawn was stopped or timed out) the build is stopped."""
 
-    def __init__(self, tag: str, key: str = "", owner: str = "", what: str = ""):
+    def __init__(self, tag: str, *, key: str, owner: str, what: str):
         self.tag = tag
         self.key = key
         self.owner = owner
@@ -114,6 +114,19 @@ class BuildJob:
         self.waiters = 0
         self.started = False  # out of the line, on a build thread
         self.stop = threading.Event()
+
+    def join(self) -> None:
+        """A launch follows this build."""
+        self.waiters += 1
+
+    def leave(self, client) -> bool:
+        """A launch stops following (it started, failed or was stopped); when it is the
+        last one and the build still runs, the build is stopped. Whether it was."""
+        self.waiters -= 1
+        if self.waiters > 0 or self.task.done():
+            return False
+        self.stop_building(client)
+        return True
 
     @property
     def stopping(self) -> bool:

@@ -18,7 +18,7 @@ WAITING = "Waiting for a free build slot"
 
 
 class BuildSlots:
-    def __init__(self, limit: int = 1):
+    def __init__(self, limit: int):
         self.limit = limit
         self.running = 0
         # [job, its turn (a future), the place it was last told]
@@ -99,7 +99,8 @@ class BuildSlots:
         self._fill()
 
 
-slots = BuildSlots()
+# The hub's line; each build sets its limit from the policy first (set_limit).
+slots = BuildSlots(limit=1)
 
 # Pushes of built images to a swarm's registry run on threads of their own: a push of
 # gigabytes must not hold the single thread DockerSpawner makes every Docker call on.

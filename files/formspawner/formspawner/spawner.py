@@ -369,7 +369,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         # a build printing thousands of lines a second must not become as many events.
         percent, shown = 10, -PROGRESS_INTERVAL
         loop = asyncio.get_running_loop()
-        job.waiters += 1
+        job.join()
         try:
             async for line in job.follow():
                 step = _STEP_RE.match(line)
@@ -387,10 +387,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             self.log.warning("Build of %s at %s failed for %s", request.url, commit, self._log_name)
             raise build.BuildError(str(error)) from None
         finally:
-            job.waiters -= 1
-            if job.waiters == 0 and not job.task.done():
+            if job.leave(self.client):
                 self.log.warning("Stopping the build of %s: no launch waits for it any more", job.what)
-                job.stop_building(self.client)
 
     def _start_build(self, request, commit, ref_name, key, tag, base, policy, folder) -> build.BuildJob:
         """A new build, in line for a slot: at most one at a time started by each user."""
