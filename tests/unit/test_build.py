@@ -472,6 +472,17 @@ def test_the_last_launch_to_leave_a_running_build_stops_it():
         await asyncio.sleep(0)
         assert job.task.cancelled(), "still in line: it leaves the line"
 
+        running = new_job()
+        running.started = True
+        ends = asyncio.get_running_loop().create_future()
+        running.task = asyncio.ensure_future(ends)
+        steps = Containers(["step"])
+        running.join()
+        assert running.leave(steps) is True
+        await asyncio.sleep(0.2)
+        assert steps.killed == ["step"], "on a build thread: its step is killed with the hub's client"
+        ends.set_result(None)
+
         finished = new_job()
         finished.task = asyncio.ensure_future(asyncio.sleep(0))
         await finished.task
@@ -485,3 +496,21 @@ def test_a_build_in_line_tells_its_followers_its_place():
     job = new_job()
     job.waiting(2, 3)
     assert job.log.events == ["Waiting for a free build slot: number 2 in line (this hub builds 3 at a time)"]
+
+
+def test_a_user_with_a_build_in_flight_is_refused_another_one_naming_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from formspawner import FormDockerSpawner, cache
+
+    spawner = FormDockerSpawner()
+    spawner.user = SimpleNamespace(name="ada", groups=[], url="/user/ada/")
+    monkeypatch.setitem(cache.builds, "formspawner-repo/other:1-2", new_job())  # ada's, still building
+    policy = RepoPolicy.from_config({})
+    request = policy.check({"url": "https://github.com/course/other"})
+    with pytest.raises(BuildError) as refused:
+        spawner._start_build(request, COMMIT, None, KEY, TAG, BASE, policy, "other")
+    assert str(refused.value) == (
+        "You already have a repository build in progress (https://github.com/course/lab at cccccccccccc). "
+        "Launch this one when that build has finished, or stop the server it is for."
+    )
