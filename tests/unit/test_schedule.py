@@ -37,6 +37,16 @@ async def until(predicate, timeout=5.0):
         await asyncio.sleep(0.01)
 
 
+async def one_running_two_in_line():
+    """One slot: build a runs (until the gate opens), b and c wait in line."""
+    slots = BuildSlots(limit=1)
+    ran, gate = [], threading.Event()
+    jobs = {name: Job(name) for name in "abc"}
+    tasks = {name: asyncio.ensure_future(slots.run(jobs[name], blocking, gate, ran, name)) for name in "abc"}
+    await until(lambda: len(ran) == 1 and len(slots.line) == 2)
+    return slots, ran, gate, jobs, tasks
+
+
 def test_builds_beyond_the_limit_wait_in_order_and_hear_their_place():
     async def scenario():
         slots = BuildSlots(limit=1)
@@ -66,11 +76,7 @@ def test_builds_beyond_the_limit_wait_in_order_and_hear_their_place():
 
 def test_a_build_cancelled_in_line_leaves_it_and_the_others_move_up():
     async def scenario():
-        slots = BuildSlots(limit=1)
-        ran, gate = [], threading.Event()
-        jobs = {name: Job(name) for name in "abc"}
-        tasks = {name: asyncio.ensure_future(slots.run(jobs[name], blocking, gate, ran, name)) for name in "abc"}
-        await until(lambda: len(ran) == 1 and len(slots.line) == 2)
+        slots, ran, gate, jobs, tasks = await one_running_two_in_line()
         assert jobs["c"].places[-1] == (2, 1)
         tasks["b"].cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -151,11 +157,7 @@ def test_the_builds_reuse_one_pool_of_at_most_limit_threads():
 
 def test_a_build_cancelled_after_its_turn_came_passes_the_slot_on():
     async def scenario():
-        slots = BuildSlots(limit=1)
-        ran, gate = [], threading.Event()
-        jobs = {name: Job(name) for name in "abc"}
-        tasks = {name: asyncio.ensure_future(slots.run(jobs[name], blocking, gate, ran, name)) for name in "abc"}
-        await until(lambda: len(ran) == 1 and len(slots.line) == 2)
+        slots, ran, gate, jobs, tasks = await one_running_two_in_line()
         # b's turn comes (a second slot opens) and b is cancelled before it runs again.
         slots.set_limit(2)
         tasks["b"].cancel()
