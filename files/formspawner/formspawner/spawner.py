@@ -70,11 +70,13 @@ class FormOptionsMixin(HasTraits):
         allow_private_hosts: false (hosts resolving to private or loopback addresses are refused),
         config_files: [apt.txt, environment.yml, requirements.txt, postBuild] (which files a
         repository may use), build_timeout: 900 (seconds, fetch and build together),
-        build_memory: 4g, build_cpus: 0 (0 = no limit), cache_max_images: 30 (built images
+        build_memory: 4g, build_cpus: half the host's CPUs (the last N cores; 0 = no limit),
+        max_concurrent_builds: half the host's CPUs (later builds wait in line), cache_max_images: 30 (built images
         kept; least recently launched go first, never one in use), cache_max_size: 50g (the
         built images' own layers, beyond their base images), min_free_disk: 10g (kept free
         where Docker keeps images: a build first removes old builds, then is refused),
-        resolve_timeout: 30 (seconds for git ls-remote), max_repo_size: 500m}.""",
+        resolve_timeout: 30 (seconds for git ls-remote and for checking that a commit id is on a
+        branch or tag), max_repo_size: 500m (the fetch, and the files it would check out)}.""",
     )
 
     form_env = Dict(
