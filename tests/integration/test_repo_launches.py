@@ -234,11 +234,12 @@ def test_a_build_may_outlast_the_start_timeout(repo_hub, git_server, docker_clie
     assert events[-1].get("ready"), events[-3:]
 
 
-def running_builds(docker_client, url: str | None = None) -> list:
-    """The containers of build steps running now (each carries its build's label)."""
+def running_builds(docker_client, keys: set[str] | None = None) -> list:
+    """The containers of build steps running now, of any build or of the builds with these
+    keys (a step carries its build's key as a label; the URL label comes only at the end)."""
     return [
         c for c in docker_client.containers.list(filters={"label": BUILD_LABEL})
-        if url is None or url[:-4] in c.labels.get("org.formspawner.repo.url", url[:-4])
+        if keys is None or c.labels[BUILD_LABEL] in keys
     ]  # fmt: skip
 
 
@@ -256,6 +257,7 @@ def test_builds_wait_in_line_one_per_user_and_stop_unwatched(repo_hub, git_serve
     while not running_builds(docker_client) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert running_builds(docker_client), "the slow build's step never ran"
+    slow_build = {c.labels[BUILD_LABEL] for c in running_builds(docker_client)}  # the only build yet
 
     # The same user, a second server, another repository: refused while the first builds.
     second = hub.api("POST", "/users/qa/servers/second", json=repo_body(git_server, "fstest-q-next"))
@@ -274,9 +276,9 @@ def test_builds_wait_in_line_one_per_user_and_stop_unwatched(repo_hub, git_serve
     # The slow launch is stopped: its build goes with it, and the next one runs.
     hub.stop_server("qa")
     deadline = time.monotonic() + 60
-    while running_builds(docker_client, slow) and time.monotonic() < deadline:
+    while running_builds(docker_client, slow_build) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not running_builds(docker_client, slow), "the stopped launch's build still runs"
+    assert not running_builds(docker_client, slow_build), "the stopped launch's build still runs"
     assert "Stopping the build of " + slow in hub.log_text()
     events = hub.progress_events("qb")
     assert events[-1].get("ready"), events[-3:]
