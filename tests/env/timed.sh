@@ -7,8 +7,12 @@
 # time went. With JHTEST_DEADLINE (seconds since the epoch; `make test` sets it) a phase
 # still running at the deadline is stopped (exit 124) and the summary still prints: a hung
 # test shows up as a failed phase, not as a CI run killed with nothing said.
+# Each phase's output is also kept in .cache/phase-logs/NAME.log; the summary ends with the
+# lines that say why each failed phase failed (pytest's FAILED/E lines, Ansible's fatal
+# lines), since CI shows only the end of a run's output and two lanes interleave it.
 set -uo pipefail
 times=${JHTEST_TIMES:-.cache/test-times}
+logs=$(dirname "$times")/phase-logs
 if [ "${1:-}" = --summary ]; then
     [ -s "$times" ] || exit 0
     printf '\n%-24s %8s  %s\n' phase seconds result
@@ -24,10 +28,19 @@ if [ "${1:-}" = --summary ]; then
         wall=$(( $(date +%s) - JHTEST_STARTED ))
         printf '%-24s %8d  (%d min %d s)\n' "wall clock" "$wall" $((wall / 60)) $((wall % 60))
     fi
+    for failed in $(awk '$3 != 0 { print $1 }' "$times" | sort -u); do
+        log=$logs/$failed.log
+        [ -s "$log" ] || continue
+        printf '\nwhy %s failed (from %s):\n' "$failed" "$log"
+        # Colours off; pytest's summary and assertion lines, Ansible's fatal/failed tasks.
+        sed 's/\x1b\[[0-9;]*m//g' "$log" \
+            | grep -E '(^|[│ ])(FAILED|ERROR) |(^|[│ ])E  |fatal: |AssertionError|Timeout|timed out' \
+            | grep -v 'RETRYING' | tail -n 60
+    done
     exit 0
 fi
 name=$1; shift
-mkdir -p "$(dirname "$times")"
+mkdir -p "$(dirname "$times")" "$logs"
 start=$(date +%s)
 if [ -n "${JHTEST_DEADLINE:-}" ]; then
     left=$(( JHTEST_DEADLINE - start ))
@@ -36,11 +49,11 @@ if [ -n "${JHTEST_DEADLINE:-}" ]; then
         echo "$name 0 124" >>"$times"
         exit 124
     fi
-    timeout -k 30 "$left" "$@"
+    timeout -k 30 "$left" "$@" 2>&1 | tee "$logs/$name.log"
 else
-    "$@"
+    "$@" 2>&1 | tee "$logs/$name.log"
 fi
-rc=$?
+rc=${PIPESTATUS[0]}
 secs=$(( $(date +%s) - start ))
 echo "$name $secs $rc" >>"$times"
 [ "$rc" -eq 124 ] && [ -n "${JHTEST_DEADLINE:-}" ] && [ "$(date +%s)" -ge "$JHTEST_DEADLINE" ] \
