@@ -62,6 +62,7 @@ SWARM = {
     "shared_home": "/srv/jupyterhub/home",
     "home_gid": 100,
     "registry_push": "127.0.0.1:5001",
+    "registry_push_credentials": "/etc/jupyterhub/registry-push-login",
     "registry_pull": "10.9.0.1:5000",
 }
 
@@ -340,6 +341,7 @@ def test_a_swarms_whole_config_is_what_the_settings_say_and_nothing_else():
             "pids_limit": 1024,
             "registry_pull": "10.9.0.1:5000",
             "registry_push": "127.0.0.1:5001",
+            "registry_push_credentials": "/etc/jupyterhub/registry-push-login",
             "shared_home_root": "/srv/jupyterhub/home",
             "shared_volume": "jupyterhub-user-{username}",
             "storage": "pin",

@@ -228,12 +228,14 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
     # Workers' servers reach the hub's API at the manager's swarm address.
     assert loaded["hub_bind_url"] == "http://10.9.0.1:8081"
     traits = spawner_traits(
-        rendered, "FormSwarmSpawner", "registry_push", "registry_pull", "storage", "shared_home_root",
+        rendered, "FormSwarmSpawner", "registry_push", "registry_push_credentials", "registry_pull", "storage",
+        "shared_home_root",
         "shared_volume", "pids_limit", "extra_placement_spec", "extra_container_spec", "use_internal_ip",
         "pull_policy", "network_name",
     )
     assert traits == [
         "127.0.0.1:5001",
+        str(tmp_path / "registry-push-login"),  # render() puts the config directory here
         "10.9.0.1:5000",
         "shared",
         "/srv/jupyterhub/home",

@@ -210,8 +210,9 @@ class Registry:
     def tag(self, image, repository, tag):
         self.calls.append(("tag", f"{repository}:{tag}", threading.current_thread().name))
 
-    def push(self, repository, tag, stream, decode):
+    def push(self, repository, tag, stream, decode, auth_config):
         self.calls.append(("push", f"{repository}:{tag}", threading.current_thread().name))
+        self.login = auth_config
         return iter([{"status": "Pushed"}, {"aux": {"Tag": tag, "Digest": "sha256:d"}}])
 
 
@@ -256,3 +257,47 @@ def test_a_push_the_registry_does_not_confirm_with_a_digest_fails(monkeypatch):
     monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
     with pytest.raises(RuntimeError, match="did not confirm the push of formspawner-repo/lab:abc-def"):
         run(s._publish_image("formspawner-repo/lab:abc-def"))
+
+
+def test_a_push_logs_in_with_the_credentials_file_read_at_each_push(monkeypatch, tmp_path):
+    login = tmp_path / "registry-push-login"
+    s = spawner(StandIn(), registry_push="127.0.0.1:5001", registry_pull="10.0.0.5:5000",
+                registry_push_credentials=str(login))
+    registry = Registry()
+    monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
+    login.write_text("hub:s3cret:with-colon\n")
+    run(s._publish_image("formspawner-repo/lab:abc-def"))
+    assert registry.login == {"username": "hub", "password": "s3cret:with-colon"}
+    login.write_text("hub:rotated\n")  # a new password needs no restart
+    run(s._publish_image("formspawner-repo/lab:abc-def"))
+    assert registry.login == {"username": "hub", "password": "rotated"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "Cannot read the registry's push login from .*registry-push-login: No such file"),
+        ("hub\n", "does not hold the registry's push login as USER:PASSWORD"),
+        ("hub:\n", "does not hold the registry's push login as USER:PASSWORD"),
+        (":pw\n", "does not hold the registry's push login as USER:PASSWORD"),
+    ],
+)
+def test_a_missing_or_malformed_login_fails_the_push_before_anything_is_sent(monkeypatch, tmp_path, content, message):
+    login = tmp_path / "registry-push-login"
+    if content is not None:
+        login.write_text(content)
+    s = spawner(StandIn(), registry_push="127.0.0.1:5001", registry_pull="10.0.0.5:5000",
+                registry_push_credentials=str(login))
+    registry = Registry()
+    monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
+    with pytest.raises(RuntimeError, match=message):
+        run(s._publish_image("formspawner-repo/lab:abc-def"))
+    assert registry.calls == []
+
+
+def test_without_a_credentials_file_the_push_sends_no_login(monkeypatch):
+    s = spawner(StandIn(), registry_push="127.0.0.1:5001", registry_pull="10.0.0.5:5000")
+    registry = Registry()
+    monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
+    run(s._publish_image("formspawner-repo/lab:abc-def"))
+    assert registry.login is None

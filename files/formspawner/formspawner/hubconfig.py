@@ -171,6 +171,7 @@ def apply_swarm(c: Config, s: dict) -> None:
     c.FormSwarmSpawner.shared_volume = user["volume_name"]
     c.FormSwarmSpawner.home_gid = swarm["home_gid"]
     c.FormSwarmSpawner.registry_push = swarm["registry_push"]
+    c.FormSwarmSpawner.registry_push_credentials = swarm["registry_push_credentials"]
     c.FormSwarmSpawner.registry_pull = swarm["registry_pull"]
 
 

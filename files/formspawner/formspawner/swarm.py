@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
+from pathlib import Path
 from pprint import pformat
 
 import docker.errors
@@ -68,6 +69,14 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         config=True,
         help="""Where the hub pushes repository images it built (host:port of the registry's
         write endpoint, e.g. 127.0.0.1:5001 on the manager). Needed for the 'repo' option.""",
+    )
+
+    registry_push_credentials = Unicode(
+        "",
+        config=True,
+        help="""A file holding USER:PASSWORD for the registry's push endpoint (its htpasswd
+        login; the jupyterhub role writes it from the one the docker role made). Read at each
+        push, so a new password needs no restart. Empty: push without a login.""",
     )
 
     registry_pull = Unicode(
@@ -247,12 +256,13 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         pulled = f"{self.registry_pull}/{name}"
 
         def push() -> str:
+            login = self._push_login()
             # Tagged here under the name nodes pull too: the hub reads the image's command
             # from it (DockerSpawner.get_command) before it creates the service.
             self.client.tag(tag, pulled, version)
             self.client.tag(tag, pushed, version)
             digest = ""
-            for event in self.client.push(pushed, tag=version, stream=True, decode=True):
+            for event in self.client.push(pushed, tag=version, stream=True, decode=True, auth_config=login):
                 if "error" in event:
                     raise RuntimeError(f"Pushing {tag} to the registry failed: {event['error']}")
                 digest = (event.get("aux") or {}).get("Digest") or digest
@@ -266,6 +276,19 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         # registry afterwards (by anyone who can reach it) changes nothing.
         self._published = (reference, digest)
         return reference
+
+    def _push_login(self) -> dict | None:
+        """The push endpoint's login (docker-py's auth_config), from registry_push_credentials."""
+        if not self.registry_push_credentials:
+            return None
+        path = Path(self.registry_push_credentials)
+        try:
+            user, sep, password = path.read_text().strip().partition(":")
+        except OSError as error:
+            raise RuntimeError(f"Cannot read the registry's push login from {path}: {error.strerror}.") from None
+        if not (user and sep and password):
+            raise RuntimeError(f"{path} does not hold the registry's push login as USER:PASSWORD.")
+        return {"username": user, "password": password}
 
     def _resources(self) -> Resources:
         limits = {

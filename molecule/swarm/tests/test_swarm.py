@@ -74,7 +74,7 @@ def test_every_node_has_the_images_pre_pulled(host):
             on(node, f"docker image inspect jhtest-registry:5000/jhtest/singleuser:{image} >/dev/null")
 
 
-def test_the_registry_takes_pushes_on_loopback_only_and_serves_nodes_over_tls(host):
+def test_the_registry_takes_pushes_on_loopback_only_with_the_hubs_login_and_serves_nodes_over_tls(host):
     addr = host.check_output("docker info --format '{{.Swarm.NodeAddr}}'").strip()
     # Pull endpoint: TLS with the certificate the workers trust; read-only.
     for worker in WORKERS:
@@ -85,9 +85,27 @@ def test_the_registry_takes_pushes_on_loopback_only_and_serves_nodes_over_tls(ho
         f"--cacert /etc/docker/certs.d/{addr}:5000/ca.crt https://{addr}:5000/v2/x/blobs/uploads/",
     )
     assert upload in ("405", "503"), upload  # the read-only store refuses uploads
-    # Push endpoint: the manager's loopback only.
-    assert host.check_output("curl -sS http://127.0.0.1:5001/v2/") == "{}"
+    # Push endpoint: the manager's loopback only, and only with the hub's login.
     assert on("jhswarm-worker1", f"curl -sS -m 5 http://{addr}:5001/v2/", check=False) == ""
+    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5001/v2/") == "401"
+    login = host.file("/etc/jupyterhub/registry-push-login")  # the hub's copy
+    assert (login.user, login.mode) == ("jupyterhub", 0o600)
+    assert login.content_string == host.file("/etc/docker/registry/push-login").content_string
+    assert host.file("/etc/docker/registry/push-login").mode == 0o600
+    for path in ("/etc/docker/registry/push-login", "/etc/jupyterhub/registry-push-login"):
+        assert host.run(f"runuser -u nobody -- cat {path}").rc != 0, path
+    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' -u hub:wrong http://127.0.0.1:5001/v2/") == "401"
+    assert host.check_output(
+        "printf 'user = %s\\n' \"$(cat /etc/docker/registry/push-login)\" "
+        "| curl -s -o /dev/null -w '%{http_code}' -K- http://127.0.0.1:5001/v2/"
+    ) == "200"
+    # Through the engine, as a local account with the docker group could try it.
+    host.check_output("docker tag jhtest-registry:5000/jhtest/singleuser:minimal 127.0.0.1:5001/intruder/x:1")
+    try:
+        pushed = host.run("docker push 127.0.0.1:5001/intruder/x:1")
+        assert pushed.rc != 0 and "no basic auth credentials" in pushed.stdout + pushed.stderr, pushed
+    finally:
+        host.run("docker rmi 127.0.0.1:5001/intruder/x:1")
 
 
 def test_users_land_on_workers_with_their_image_and_variables(host):
