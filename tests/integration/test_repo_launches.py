@@ -13,6 +13,7 @@ import time
 
 import requests
 
+from .gitserver import make_wheel
 from .hubharness import container_env, container_of, package_repo
 
 BUILD_LABEL = "org.formspawner.repo.build"
@@ -138,6 +139,75 @@ def test_a_failing_build_reports_its_log_and_leaves_nothing(repo_hub, git_server
         filters={"label": f"org.formspawner.repo.url={git_server.url('fstest-broken')[:-4]}"}
     )
     assert len(docker_client.images.list(all=True, filters={"label": BUILD_LABEL})) == leftovers_before
+
+
+# A pyproject.toml package as on Binder, built by an in-tree PEP 517 backend that hands
+# pip the wheel in dist/ (no build requirement, so pip's isolated build needs no index).
+PYPROJECT = """[project]
+name = "fspkg"
+version = "1.0"
+
+[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+"""
+BACKEND = """import pathlib, shutil
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    wheel = next(pathlib.Path("dist").glob("*.whl"))
+    shutil.copy(wheel, wheel_directory)
+    return wheel.name
+"""
+
+
+def test_a_python_package_repository_is_installed_and_files_binder_would_use_are_named(
+    repo_hub, git_server, docker_client
+):
+    hub = repo_hub()
+    wheel, data = make_wheel("fspkg", "from-pyproject")
+    git_server.commit(
+        "fstest-pyproject",
+        {
+            "pyproject.toml": PYPROJECT,
+            "backend.py": BACKEND,
+            f"dist/{wheel}": data,
+            "Dockerfile": "FROM scratch\n",  # never used: named instead
+            "runtime.txt": "python-3.12\n",
+            "notebooks/intro.ipynb": "{}\n",
+        },
+    )
+    assert hub.spawn("pkg", repo_body(git_server, "fstest-pyproject")).status_code in (201, 202)
+    events = hub.progress_events("pkg")
+    assert events[-1].get("ready"), events[-3:]
+    messages = [e.get("message", "") for e in events]
+    assert "Building with pyproject.toml" in messages, messages
+    assert any(m.startswith("Not used by this hub: Dockerfile, runtime.txt (it uses only ") for m in messages)
+    assert run_as_user(docker_client, "pkg", "python -c 'import fspkg; print(fspkg.VALUE)'") == "from-pyproject"
+    # The image's user and NB_GID (100) own the repository, group-writable, setgid folders:
+    # as docker-stacks' fix-permissions leaves files (COPY --chown=1000 alone gave group 1000).
+    listing = run_as_user(
+        docker_client, "pkg",
+        "cd /home/jovyan/fstest-pyproject && stat -c '%n %u:%g %A' . notebooks notebooks/intro.ipynb pyproject.toml",
+    )
+    assert listing.splitlines() == [
+        ". 1000:100 drwxrwsr-x",
+        "notebooks 1000:100 drwxrwsr-x",
+        "notebooks/intro.ipynb 1000:100 -rw-rw-r--",
+        "pyproject.toml 1000:100 -rw-rw-r--",
+    ]
+
+
+def test_a_repository_with_both_binder_folders_is_refused_by_name(repo_hub, git_server, docker_client):
+    hub = repo_hub()
+    git_server.commit("fstest-twobinders", {"binder/requirements.txt": "\n", ".binder/postBuild": "#!/bin/sh\n"})
+    assert hub.spawn("twob", repo_body(git_server, "fstest-twobinders")).status_code in (201, 202)
+    events = hub.progress_events("twob")
+    assert events[-1].get("failed"), events[-3:]
+    assert "both a binder/ and a .binder/ folder" in events[-1]["message"], events[-1]
+    assert not hub.api("GET", "/users/twob").json()["servers"]
+    url = git_server.url("fstest-twobinders")[:-4]
+    assert not docker_client.images.list(filters={"label": f"org.formspawner.repo.url={url}"})
 
 
 def test_unknown_refs_hosts_and_hostile_urls_are_refused_with_400(repo_hub, git_server, docker_client):

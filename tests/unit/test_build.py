@@ -10,6 +10,7 @@ argument, log line and cleanup step one by one, which a real build cannot show.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -45,6 +46,9 @@ class Engine:
         self.build_args = kwargs
         self.dockerfile = Path(kwargs["path"], "Dockerfile").read_text()
         self.context = sorted(str(p.relative_to(kwargs["path"])) for p in Path(kwargs["path"]).rglob("*"))
+        self.modes = {
+            str(p.relative_to(kwargs["path"])): oct(p.stat().st_mode & 0o7777) for p in Path(kwargs["path"]).rglob("*")
+        }
         if self.fail:
             raise self.fail
         return iter(self.events)
@@ -175,6 +179,47 @@ def test_the_log_is_whole_lines_redacted_with_the_steps_of_the_build(checkout):
 def test_a_repository_without_build_files_says_so(monkeypatch):
     monkeypatch.setattr(build, "fetch_commit", lambda request, commit, ref, dest, *rest: Path(dest).mkdir())
     assert launch(Engine())[1] == "Building with no build files (repository only)"
+
+
+def test_a_package_is_built_and_files_binder_would_use_are_named_in_the_log(monkeypatch):
+    def fetch(request, commit, ref, dest, *rest):
+        Path(dest).mkdir()
+        Path(dest, "setup.py").write_text("from setuptools import setup; setup()\n")
+        Path(dest, "Dockerfile").write_text("FROM evil\n")
+        Path(dest, "runtime.txt").write_text("python-3.6\n")
+
+    monkeypatch.setattr(build, "fetch_commit", fetch)
+    engine = Engine()
+    policy = RepoPolicy.from_config({"config_files": ["requirements.txt", "setup.py", "postBuild"]})
+    assert launch(engine, policy)[1:3] == [
+        "Building with setup.py",
+        "Not used by this hub: Dockerfile, runtime.txt (it uses only requirements.txt, setup.py, postBuild; "
+        "see the launch page)",
+    ]
+    assert build.NOT_USED == "Not used by this hub"  # the spawner always shows these lines
+    assert "pip install --no-cache-dir .\n" in engine.dockerfile
+
+
+def test_the_checkout_is_shared_with_the_group_as_fix_permissions_leaves_files(monkeypatch):
+    def fetch(request, commit, ref, dest, *rest):
+        os.makedirs(Path(dest, "data"), mode=0o700)
+        Path(dest).chmod(0o700)
+        for name, mode in (("notes.md", 0o600), ("run.sh", 0o700), ("data/table.csv", 0o644)):
+            Path(dest, name).write_text("x\n")
+            Path(dest, name).chmod(mode)
+        Path(dest, "link").symlink_to("/etc/hostname")
+
+    monkeypatch.setattr(build, "fetch_commit", fetch)
+    engine = Engine()
+    launch(engine)
+    assert {name: mode for name, mode in engine.modes.items() if name.startswith("repo")} == {
+        "repo": "0o2770",
+        "repo/data": "0o2770",
+        "repo/notes.md": "0o660",
+        "repo/run.sh": "0o770",
+        "repo/data/table.csv": "0o664",
+        "repo/link": oct(os.stat("/etc/hostname").st_mode & 0o7777),  # followed by stat, never changed
+    }
 
 
 def test_a_failed_step_ends_the_build_with_its_last_lines_and_leaves_no_image(checkout):

@@ -253,7 +253,7 @@ def test_apt_txt_takes_package_names_only():
         read_apt_packages("\n".join(f"p{i}" for i in range(201)))
 
 
-BASE = BaseImage(id="sha256:" + "a" * 64, user="1000", home="/home/jovyan", workdir="/home/jovyan")
+BASE = BaseImage(id="sha256:" + "a" * 64, user="1000", home="/home/jovyan", workdir="/home/jovyan", group="100")
 
 
 def test_the_recipe_installs_what_the_repository_declares_as_the_right_users():
@@ -262,7 +262,7 @@ def test_the_recipe_installs_what_the_repository_declares_as_the_right_users():
     assert lines[0] == f"FROM {BASE.id}"
     apt = next(i for i, line in enumerate(lines) if "apt-get install" in line)
     assert lines[apt - 1] == "USER root" and "graphviz" in lines[apt]
-    copy = lines.index("COPY --chown=1000 repo/ /home/jovyan/lab1/")
+    copy = lines.index("COPY --chown=1000:100 repo/ /home/jovyan/lab1/")
     assert lines[copy + 1] == "USER 1000" and apt < copy
     pip = next(i for i, line in enumerate(lines) if "pip install" in line)
     post = next(i for i, line in enumerate(lines) if "postBuild" in line)
@@ -272,9 +272,31 @@ def test_the_recipe_installs_what_the_repository_declares_as_the_right_users():
     assert not any(line.startswith(("CMD", "ENTRYPOINT")) for line in lines)
 
 
+def test_a_python_package_is_installed_after_its_requirements_and_before_postbuild():
+    for package in ("setup.py", "pyproject.toml"):
+        lines = recipe(BASE, "lab1", {"requirements.txt", package, "postBuild"}, "", []).splitlines()
+        steps = [line.split("timeout -s KILL \"$left\" ", 1)[1] for line in lines if line.startswith("RUN")]
+        assert steps == [
+            "chmod g+rwxs /home/jovyan/lab1",
+            "pip install --no-cache-dir -r requirements.txt",
+            "pip install --no-cache-dir .",
+            "sh -c 'chmod +x postBuild && ./postBuild'",
+        ]
+
+
+def test_the_repository_gets_the_images_nb_gid_as_its_group():
+    info = {"Id": "i", "Config": {"User": "1000", "Env": ["NB_GID=100"]}}
+    assert BaseImage.from_inspect(info).owner == "1000:100"
+    info["Config"]["Env"] = ["NB_GID=1OO"]  # not a number: the user's spec alone
+    assert BaseImage.from_inspect(info).owner == "1000"
+    info["Config"].update(User="1000:2000", Env=["NB_GID=100"])  # the image's own group wins
+    assert BaseImage.from_inspect(info).owner == "1000:2000"
+
+
 def test_the_recipe_skips_what_is_absent():
     dockerfile = recipe(BASE, "lab1", set(), "", [])
-    assert "RUN" not in dockerfile and "USER root" not in dockerfile
+    runs = [line for line in dockerfile.splitlines() if line.startswith("RUN")]
+    assert len(runs) == 1 and runs[0].endswith("chmod g+rwxs /home/jovyan/lab1") and "USER root" not in dockerfile
 
 
 def test_base_image_facts_come_from_its_config_and_odd_values_are_refused():
@@ -294,8 +316,9 @@ def test_read_repository_prefers_the_binder_folder_and_ignores_symlinks(tmp_path
     (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
     (tmp_path / "binder" / "postBuild").symlink_to("/etc/passwd")
     (tmp_path / "binder" / "apt.txt").write_text("graphviz\n")
-    present, config_dir, packages = read_repository(tmp_path, POLICY)
+    present, config_dir, packages, unused = read_repository(tmp_path, POLICY)
     assert config_dir == "binder/" and present == {"requirements.txt", "apt.txt"} and packages == ["graphviz"]
+    assert unused == []
     only_pip = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
     assert read_repository(tmp_path, only_pip)[0] == {"requirements.txt"}
     (tmp_path / "binder" / "apt.txt").write_text("graphviz; curl evil\n")
@@ -330,6 +353,7 @@ def test_the_whole_recipe_with_every_build_file_in_binder():
         "--no-install-recommends vim git && rm -rf /var/lib/apt/lists/*'",
         "COPY --chown=1000:100 repo/ /home/jovyan/lab/",
         "USER 1000:100",
+        STEP + "chmod g+rwxs /home/jovyan/lab",
         "WORKDIR /home/jovyan/lab",
         STEP + "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && exec $tool env update -n base "
         "-f binder/environment.yml; done; echo \"environment.yml needs an image with mamba or conda\" >&2; exit 1'",
@@ -345,7 +369,7 @@ def test_an_empty_apt_txt_or_no_build_files_give_the_copy_alone():
     expected = (
         "FROM sha256:abc\nARG FORMSPAWNER_BUILD\nLABEL org.formspawner.repo.build=$FORMSPAWNER_BUILD\n"
         "ARG FORMSPAWNER_DEADLINE\nCOPY --chown=1000:100 repo/ /home/jovyan/lab/\nUSER 1000:100\n"
-        "WORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
+        f"{STEP}chmod g+rwxs /home/jovyan/lab\nWORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
     )
     assert recipe(base, "lab", {"apt.txt"}, "", []) == expected
     assert recipe(base, "lab", set(), "", ["vim"]) == expected
@@ -388,7 +412,8 @@ def test_cache_key_and_image_tag_are_fixed_functions_of_url_commit_and_builder()
     tag = "formspawner-repo/github-com-course-lab-1:cccccccccccc-kkkkkkkkkkkk"
     assert image_tag(request, "c" * 40, "k" * 64) == tag
     assert RepoPolicy().builder_fingerprint("sha256:base") == (
-        '["1", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "postBuild"]]'
+        '["2", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", '
+        '"postBuild"]]'
     )
 
 
@@ -478,14 +503,54 @@ def test_a_home_ending_in_a_letter_or_at_the_root_gives_the_right_target():
     assert "COPY --chown=root repo/ /home/X/lab/\n" in recipe(x, "lab", set(), "", [])
 
 
-def test_read_repository_reads_the_top_level_without_a_binder_folder_and_dot_binder_first(tmp_path):
+def test_read_repository_reads_the_top_level_without_a_binder_folder_and_refuses_both_folders(tmp_path):
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    assert read_repository(tmp_path, POLICY) == ({"requirements.txt"}, "", [])
+    assert read_repository(tmp_path, POLICY) == ({"requirements.txt"}, "", [], [])
     (tmp_path / ".binder").mkdir()
     (tmp_path / ".binder" / "postBuild").write_text("#!/bin/sh\n")
+    assert read_repository(tmp_path, POLICY) == ({"postBuild"}, ".binder/", [], [])
     (tmp_path / "binder").mkdir()
     (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
-    assert read_repository(tmp_path, POLICY) == ({"postBuild"}, ".binder/", [])
+    with pytest.raises(BuildError, match="both a binder/ and a .binder/ folder; Binder refuses that too"):
+        read_repository(tmp_path, POLICY)
+
+
+def test_a_python_package_is_found_as_repo2docker_finds_it(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 99\n")
+    assert read_repository(tmp_path, POLICY).present == set()  # a tool's settings, not a package
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[build-system]\nrequires = []\n')
+    assert read_repository(tmp_path, POLICY).present == {"pyproject.toml"}
+    (tmp_path / "setup.py").write_text("from setuptools import setup; setup()\n")
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    assert read_repository(tmp_path, POLICY).present == {"setup.py", "requirements.txt"}
+    no_packages = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
+    assert read_repository(tmp_path, no_packages)[::3] == ({"requirements.txt"}, ["setup.py"])
+    # With a binder folder Binder installs no package, and says nothing either: named here.
+    (tmp_path / "binder").mkdir()
+    files = read_repository(tmp_path, POLICY)
+    assert (files.present, files.unused) == (set(), ["setup.py", "pyproject.toml"])
+
+
+def test_a_pyproject_that_is_not_toml_is_refused_by_name(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    with pytest.raises(BuildError, match="The repository's pyproject.toml is not valid TOML: "):
+        read_repository(tmp_path, POLICY)
+
+
+def test_files_binder_would_use_and_this_hub_does_not_are_named(tmp_path):
+    for name in ("Dockerfile", "start", "runtime.txt", "Pipfile", "install.R", "Project.toml", "default.nix"):
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "environment.yml").write_text("dependencies: []\n")
+    (tmp_path / "DESCRIPTION").symlink_to("/etc/passwd")  # not a regular file: not a build file
+    only_pip = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
+    files = read_repository(tmp_path, only_pip)
+    assert files.present == set()
+    assert files.unused == [
+        "environment.yml", "Dockerfile", "start", "runtime.txt", "Pipfile", "install.R", "Project.toml", "default.nix"
+    ]
+    (tmp_path / ".binder").mkdir()
+    (tmp_path / ".binder" / "Dockerfile").write_text("FROM x\n")
+    assert read_repository(tmp_path, only_pip).unused == [".binder/Dockerfile"]
 
 
 def test_an_apt_txt_that_is_not_utf8_is_refused_by_line(tmp_path):

@@ -15,14 +15,25 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import BuildError
 from .events import EventLog
 from .git import STOPPED, fetch_commit
 from .labels import REPO_LABEL
-from .repo import RepoPolicy, RepoRequest, read_apt_packages, recipe, redact
+from .repo import (
+    CONFIG_FILES,
+    OTHER_BINDER_FILES,
+    PACKAGE_FILES,
+    RepoPolicy,
+    RepoRequest,
+    read_apt_packages,
+    recipe,
+    redact,
+)
 from .schedule import WAITING
 
 __all__ = ["BuildError", "BuildJob", "read_repository", "run_build"]
@@ -75,27 +86,64 @@ class _Lines:
         self.say(line)
 
 
-def read_repository(checkout: Path, policy: RepoPolicy) -> tuple[set[str], str, list[str]]:
-    """Which honoured files the repository declares, where (binder/ first, as on Binder), and
-    its apt packages."""
-    config_dir = ""
-    for candidate in (".binder", "binder"):
-        if (checkout / candidate).is_dir() and not (checkout / candidate).is_symlink():
-            config_dir = candidate + "/"
-            break
-    present = set()
-    for name in policy.config_files:
-        path = checkout / config_dir / name
-        # A symlink could point anywhere on the build host: only regular files count.
-        if path.is_file() and not path.is_symlink():
-            present.add(name)
+# The line naming a repository's files this hub does not use: always on the spawn page.
+NOT_USED = "Not used by this hub"
+
+
+class RepoFiles(NamedTuple):
+    present: set[str]  # honoured files to act on
+    config_dir: str  # "binder/", ".binder/" or ""
+    packages: list[str]  # apt.txt's packages
+    unused: list[str]  # files Binder would act on that this build does not (paths in the checkout)
+
+
+def _regular_file(path: Path) -> bool:
+    # A symlink could point anywhere on the build host: only regular files count.
+    return path.is_file() and not path.is_symlink()
+
+
+def _is_python_package(checkout: Path) -> str:
+    """Which file makes the top of the repository a Python package, as repo2docker decides:
+    setup.py, or a pyproject.toml with both [project] and [build-system]; "" if none."""
+    if _regular_file(checkout / "setup.py"):
+        return "setup.py"
+    pyproject = checkout / "pyproject.toml"
+    if not _regular_file(pyproject):
+        return ""
+    try:
+        table = tomllib.loads(pyproject.read_text(errors="replace"))
+    except tomllib.TOMLDecodeError as error:
+        raise BuildError(f"The repository's pyproject.toml is not valid TOML: {error}.") from None
+    return "pyproject.toml" if "project" in table and "build-system" in table else ""
+
+
+def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
+    """Which honoured files the repository declares, where (binder/ or .binder/, never both,
+    as on Binder), its apt packages, and the files Binder would use that this build does not."""
+    folders = [f for f in (".binder", "binder") if (checkout / f).is_dir() and not (checkout / f).is_symlink()]
+    if len(folders) > 1:
+        raise BuildError(
+            "The repository has both a binder/ and a .binder/ folder; Binder refuses that too. Keep one of them."
+        )
+    config_dir = folders[0] + "/" if folders else ""
+    found = [config_dir + name for name in CONFIG_FILES if name not in PACKAGE_FILES]
+    found = [path for path in found if _regular_file(checkout / path)]
+    package = "" if config_dir else _is_python_package(checkout)
+    if package:
+        found.append(package)
+    present = {path.rpartition("/")[2] for path in found if path.rpartition("/")[2] in policy.config_files}
+    unused = [path for path in found if path.rpartition("/")[2] not in policy.config_files]
+    if config_dir:
+        # Binder installs no package from a repository with a binder folder either.
+        unused += [name for name in PACKAGE_FILES if _regular_file(checkout / name)]
+    unused += [config_dir + name for name in OTHER_BINDER_FILES if _regular_file(checkout / config_dir / name)]
     packages = []
     if "apt.txt" in present:
         try:
             packages = read_apt_packages((checkout / config_dir / "apt.txt").read_text(errors="replace"))
         except ValueError as error:
             raise BuildError(f"The repository's {config_dir}{error}.") from None
-    return present, config_dir, packages
+    return RepoFiles(present, config_dir, packages, unused)
 
 
 class BuildJob:
@@ -229,12 +277,23 @@ def run_build(
         checkout = Path(workdir, "repo")
         say(f"Fetching {request.url} at {commit[:12]}")
         fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout, stop)
-        present, config_dir, packages = read_repository(checkout, policy)
+        files = read_repository(checkout, policy)
         say(
             "Building with "
-            + (", ".join(config_dir + f for f in sorted(present)) or "no build files (repository only)")
+            + (
+                ", ".join(("" if f in PACKAGE_FILES else files.config_dir) + f for f in sorted(files.present))
+                or "no build files (repository only)"
+            )
         )
-        Path(workdir, "Dockerfile").write_text(recipe(base, folder, present, config_dir, packages))
+        if files.unused:
+            say(
+                f"{NOT_USED}: {', '.join(files.unused)} (it uses only "
+                f"{', '.join(policy.config_files) or 'the repository itself'}; see the launch page)"
+            )
+        share_with_group(checkout)
+        Path(workdir, "Dockerfile").write_text(
+            recipe(base, folder, files.present, files.config_dir, files.packages)
+        )
         if stop.is_set():
             raise BuildError(STOPPED)
         limits = {"memory": policy.build_memory, "memswap": policy.build_memory}
@@ -285,6 +344,24 @@ def run_build(
         raise BuildError(f"The build failed: {redact(str(error))}") from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def share_with_group(checkout: Path) -> None:
+    """Group read-write (and execute where the owner may) on everything the build copies,
+    setgid on folders: COPY keeps these modes, so the repository in the image is as
+    docker-stacks' fix-permissions leaves the images' own files (the hub's umask would
+    otherwise leave them private to the user)."""
+    for top, folders, files in os.walk(checkout):
+        for name in folders:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & 0o7777 | 0o2070)
+        for name in files:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode & 0o7777
+                os.chmod(path, mode | 0o060 | (0o010 if mode & 0o100 else 0))
+    os.chmod(checkout, os.stat(checkout).st_mode & 0o7777 | 0o2070)
 
 
 def kill_build_containers(client, key: str) -> None:

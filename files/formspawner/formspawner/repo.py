@@ -21,12 +21,30 @@ from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 from .labels import IMAGE_REPOSITORY, REPO_LABEL
 
 # What a repository may declare, as Binder users know it (repo2docker's file names).
-# A repository's own Dockerfile and `start` script are never used: the first could
-# change the user and entry point, the second would run at every start with the
-# user's data mounted.
-CONFIG_FILES = ("apt.txt", "environment.yml", "requirements.txt", "postBuild")
+# setup.py and pyproject.toml count as repo2docker counts them: at the top of a repository
+# without a binder folder, pyproject.toml only with [project] and [build-system]; the
+# repository is then installed with pip after its requirements.
+CONFIG_FILES = ("apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", "postBuild")
+PACKAGE_FILES = ("setup.py", "pyproject.toml")
+# Files repo2docker acts on that this hub never uses, named in the build log when present.
+# A repository's own Dockerfile and `start` script above all: the first could change the
+# user and entry point, the second would run at every start with the user's data mounted.
+OTHER_BINDER_FILES = (
+    "Dockerfile",
+    "start",
+    "runtime.txt",
+    "requirements3.txt",
+    "Pipfile",
+    "Pipfile.lock",
+    "install.R",
+    "DESCRIPTION",
+    "Project.toml",
+    "JuliaProject.toml",
+    "REQUIRE",
+    "default.nix",
+)
 # Bumped whenever the Dockerfile below changes, so old builds are not reused.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 POLICY_KEYS = {
     "allowed_hosts",
@@ -341,6 +359,14 @@ class BaseImage:
     user: str
     home: str
     workdir: str
+    # NB_GID of docker-stacks images: the group the repository's files get (as
+    # fix-permissions leaves the images' own files); "" = the user's spec alone.
+    group: str = ""
+
+    @property
+    def owner(self) -> str:
+        """COPY --chown's argument: a user alone would get a group of its own number."""
+        return self.user if ":" in self.user or not self.group else f"{self.user}:{self.group}"
 
     @classmethod
     def from_inspect(cls, info: Mapping) -> BaseImage:
@@ -354,8 +380,11 @@ class BaseImage:
         for path in (home, workdir):
             if not _ABSOLUTE_PATH_RE.fullmatch(path):
                 raise ValueError(f"the image's home or working directory {path!r} cannot be used for a build")
+        group = env.get("NB_GID", "")
+        if not group.isascii() or not group.isdigit():
+            group = ""
         # The pattern allows no trailing "/" but in "/" itself (the recipe handles that).
-        return cls(id=info["Id"], user=user, home=home, workdir=workdir)
+        return cls(id=info["Id"], user=user, home=home, workdir=workdir, group=group)
 
 
 def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt_packages: list[str]) -> str:
@@ -375,7 +404,14 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
             "USER root",
             "RUN " + _limited(f"sh -c '{install}{' '.join(apt_packages)} && rm -rf /var/lib/apt/lists/*'"),
         ]
-    lines += [f"COPY --chown={base.user} repo/ {target}/", f"USER {base.user}", f"WORKDIR {target}"]
+    lines += [
+        f"COPY --chown={base.owner} repo/ {target}/",
+        f"USER {base.user}",
+        # COPY makes the folder itself with its own mode; what is inside keeps the
+        # checkout's (build.share_with_group). The user owns it, so no root is needed.
+        "RUN " + _limited(f"chmod g+rwxs {target}"),
+        f"WORKDIR {target}",
+    ]
     if "environment.yml" in present:
         lines.append(
             "RUN "
@@ -387,6 +423,8 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
         )
     if "requirements.txt" in present:
         lines.append("RUN " + _limited(f"pip install --no-cache-dir -r {config_dir}requirements.txt"))
+    if present & set(PACKAGE_FILES):
+        lines.append("RUN " + _limited("pip install --no-cache-dir ."))
     if "postBuild" in present:
         lines.append("RUN " + _limited(f"sh -c 'chmod +x {config_dir}postBuild && ./{config_dir}postBuild'"))
     lines += [f"WORKDIR {base.workdir}", f"USER {base.user}"]

@@ -68,8 +68,9 @@ class FormOptionsMixin(HasTraits):
         help="""Repository launches (the 'repo' option), as on Binder:
         {allowed_hosts: [github.com, gitlab.com] (host or host:port; https only),
         allow_private_hosts: false (hosts resolving to private or loopback addresses are refused),
-        config_files: [apt.txt, environment.yml, requirements.txt, postBuild] (which files a
-        repository may use), build_timeout: 900 (seconds, fetch and build together),
+        config_files: [apt.txt, environment.yml, requirements.txt, setup.py, pyproject.toml,
+        postBuild] (which files a repository may use; the others Binder knows are named in the
+        build log as not used), build_timeout: 900 (seconds, fetch and build together),
         build_memory: 4g, build_cpus: half the host's CPUs (the last N cores; 0 = no limit),
         max_concurrent_builds: half the host's CPUs (later builds wait in line), cache_max_images: 30 (built images
         kept; least recently launched go first, never one in use), cache_max_size: 50g (the
@@ -377,7 +378,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 step = _STEP_RE.match(line)
                 if step:
                     percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
-                if step or line.startswith(schedule.WAITING) or loop.time() - shown >= PROGRESS_INTERVAL:
+                always = line.startswith((schedule.WAITING, build.NOT_USED))
+                if step or always or loop.time() - shown >= PROGRESS_INTERVAL:
                     self.emit_progress(percent, line)
                     shown = loop.time()
             await asyncio.shield(job.task)
