@@ -210,6 +210,41 @@ def test_a_repository_with_both_binder_folders_is_refused_by_name(repo_hub, git_
     assert not docker_client.images.list(filters={"label": f"org.formspawner.repo.url={url}"})
 
 
+def test_what_the_image_cannot_do_is_refused_before_building_naming_the_file(repo_hub, git_server, docker_client):
+    """The stand-in has Debian's Python in a venv and no conda, R or Julia; the hub asks the
+    image itself (a probe container), so these hold for any image an admin lists."""
+    hub = repo_hub()
+    python = docker_client.containers.run(
+        "jhtest/singleuser:minimal", ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        entrypoint=[], remove=True,
+    ).decode().strip()
+    cases = {
+        "fstest-conda": ({"environment.yml": "dependencies: [numpy]\n"}, "environment.yml needs conda or mamba"),
+        "fstest-py27": (
+            {"binder/runtime.txt": "python-2.7\n"},
+            f"binder/runtime.txt asks for Python 2.7; the chosen image has Python {python}.",
+        ),
+        "fstest-rlang": ({"install.R": "install.packages('ggplot2')\n"}, "install.R needs R, which the chosen image"),
+    }
+    for number, (name, (files, message)) in enumerate(cases.items()):
+        git_server.commit(name, files)
+        user = f"lack{number}"
+        assert hub.spawn(user, repo_body(git_server, name)).status_code in (201, 202)
+        events = hub.progress_events(user)
+        assert events[-1].get("failed"), events[-3:]
+        assert message in events[-1]["message"], events[-1]
+        assert not hub.api("GET", f"/users/{user}").json()["servers"]
+    assert not running_builds(docker_client)
+    assert not docker_client.containers.list(all=True, filters={"label": BUILD_LABEL})  # the probe is gone
+    # The same image passes where it can: runtime.txt naming its own Python builds.
+    git_server.commit("fstest-runtime-ok", {"runtime.txt": f"python-{python}\n"})
+    assert hub.spawn("lack9", repo_body(git_server, "fstest-runtime-ok")).status_code in (201, 202)
+    events = hub.progress_events("lack9")
+    assert events[-1].get("ready"), events[-3:]
+    checked = f"Checked against the image: runtime.txt asks for Python {python}, which it has"
+    assert checked in [e.get("message") for e in events]
+
+
 def test_unknown_refs_hosts_and_hostile_urls_are_refused_with_400(repo_hub, git_server, docker_client):
     hub = repo_hub(answer_at_once=False)
     package_repo(git_server, "fstest-pkg400", "x")

@@ -34,8 +34,9 @@ class Engine:
     """Records build and cleanup calls; `events` is the build's stream, `fail` an exception
     the build call raises instead."""
 
-    def __init__(self, events=(), fail=None, leftovers=(), remove_fails=False):
+    def __init__(self, events=(), fail=None, leftovers=(), remove_fails=False, probe="python-3.11\n"):
         self.events, self.fail, self.leftovers, self.remove_fails = list(events), fail, list(leftovers), remove_fails
+        self.probe, self.probes, self.probe_removed = probe, [], []
         self.build_args = None
         self.dockerfile = None
         self.context = None
@@ -52,6 +53,27 @@ class Engine:
         if self.fail:
             raise self.fail
         return iter(self.events)
+
+    # The probe of the base image (build.image_facts): a container that prints `probe`.
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, image, **kwargs):
+        self.probes.append((image, kwargs))
+        return {"Id": f"probe{len(self.probes)}"}
+
+    def start(self, container):
+        pass
+
+    def wait(self, container, timeout):
+        assert timeout == 60
+
+    def logs(self, container, stdout, stderr):
+        assert (stdout, stderr) == (True, False)
+        return self.probe.encode()
+
+    def remove_container(self, container, force):
+        self.probe_removed.append((container["Id"], force))
 
     def remove_image(self, image, force=False):
         self.removed.append((image, force))
@@ -86,6 +108,21 @@ def checkout(monkeypatch):
 
 
 stops = []  # the stop event each fetch got (the fetch ends early when it is set)
+
+
+@pytest.fixture(autouse=True)
+def _no_facts_kept(monkeypatch):
+    monkeypatch.setattr(build, "_image_facts", {})
+
+
+def fetch_writing(monkeypatch, files: dict[str, str]):
+    def fetch(request, commit, ref, dest, *rest):
+        Path(dest).mkdir()
+        for name, text in files.items():
+            Path(dest, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(dest, name).write_text(text)
+
+    monkeypatch.setattr(build, "fetch_commit", fetch)
 
 
 def launch(engine, policy=None, **changes):
@@ -182,22 +219,89 @@ def test_a_repository_without_build_files_says_so(monkeypatch):
 
 
 def test_a_package_is_built_and_files_binder_would_use_are_named_in_the_log(monkeypatch):
-    def fetch(request, commit, ref, dest, *rest):
-        Path(dest).mkdir()
-        Path(dest, "setup.py").write_text("from setuptools import setup; setup()\n")
-        Path(dest, "Dockerfile").write_text("FROM evil\n")
-        Path(dest, "runtime.txt").write_text("python-3.6\n")
-
-    monkeypatch.setattr(build, "fetch_commit", fetch)
+    fetch_writing(monkeypatch, {"setup.py": "from setuptools import setup; setup()\n", "Dockerfile": "FROM evil\n",
+                                "Pipfile": "[packages]\n", "runtime.txt": "python-3.11\n"})
     engine = Engine()
     policy = RepoPolicy.from_config({"config_files": ["requirements.txt", "setup.py", "postBuild"]})
-    assert launch(engine, policy)[1:3] == [
+    assert launch(engine, policy)[1:4] == [
         "Building with setup.py",
-        "Not used by this hub: Dockerfile, runtime.txt (it uses only requirements.txt, setup.py, postBuild; "
+        "Checked against the image: runtime.txt asks for Python 3.11, which it has",
+        "Not used by this hub: Dockerfile, Pipfile (it uses only requirements.txt, setup.py, postBuild; "
         "see the launch page)",
     ]
-    assert build.NOT_USED == "Not used by this hub"  # the spawner always shows these lines
+    # The spawner always shows these lines.
+    assert build.ALWAYS_SHOWN == ("Building with", "Checked against the image", "Not used by this hub")
     assert "pip install --no-cache-dir .\n" in engine.dockerfile
+
+
+def test_the_base_image_is_probed_once_without_network_as_its_user(monkeypatch):
+    fetch_writing(monkeypatch, {"runtime.txt": "python-3\n"})
+    engine = Engine(probe="mamba\npython-3.12\n")
+    launch(engine)
+    launch(engine)
+    (image, kwargs), = engine.probes  # an image id never changes: asked once
+    assert image == "sha256:base"
+    assert kwargs == {
+        "command": ["-c", build.PROBE],
+        "entrypoint": ["sh"],
+        "user": "1000:100",
+        "network_disabled": True,
+        "labels": {"org.formspawner.repo.build": KEY},
+        "host_config": {"network_mode": "none", "mem_limit": 256 * 1024**2},
+    }
+    assert engine.probe_removed == [("probe1", True)]
+    assert build._image_facts == {"sha256:base": frozenset({"mamba", "python-3.12"})}
+
+
+def test_a_repository_without_files_that_need_checking_never_probes(checkout):
+    engine = Engine()
+    launch(engine)
+    assert engine.probes == []
+
+
+@pytest.mark.parametrize(
+    ("files", "probe", "message"),
+    [
+        ({"environment.yml": "dependencies: [numpy]\n"}, "python-3.11\n",
+         "The repository's environment.yml needs conda or mamba, which the chosen image does not have. "
+         "Choose an image with conda (the docker-stacks images have it), or list the packages in requirements.txt."),
+        ({"binder/runtime.txt": "python-2.7\n"}, "conda\npython-3.11\n",
+         "The repository's binder/runtime.txt asks for Python 2.7; the chosen image has Python 3.11. "
+         "Choose an image with Python 2.7, or change runtime.txt."),
+        ({"runtime.txt": "python-3.11\n"}, "",
+         "The repository's runtime.txt asks for Python 3.11; the chosen image has no Python. "
+         "Choose an image with Python 3.11, or change runtime.txt."),
+        ({"runtime.txt": "r-2024-01-01\n"}, "python-3.11\n",
+         "The repository's runtime.txt asks for R ('r-2024-01-01'), which the chosen image does not have. "
+         "Choose an image with R."),
+        ({"install.R": "install.packages('x')\n"}, "python-3.11\n",
+         "The repository's install.R needs R, which the chosen image does not have. Choose an image with R."),
+        ({".binder/Project.toml": "[deps]\n"}, "R\npython-3.11\n",
+         "The repository's .binder/Project.toml needs Julia, which the chosen image does not have. "
+         "Choose an image with Julia."),
+    ],
+)
+def test_what_the_image_cannot_do_is_refused_before_building(monkeypatch, files, probe, message):
+    fetch_writing(monkeypatch, files)
+    engine = Engine(probe=probe)
+    with pytest.raises(BuildError) as refused:
+        launch(engine)
+    assert str(refused.value) == message
+    assert engine.build_args is None and engine.probe_removed == [("probe1", True)]
+
+
+def test_what_the_image_has_passes_and_files_it_has_but_this_hub_does_not_run_are_named(monkeypatch):
+    fetch_writing(monkeypatch, {"environment.yml": "dependencies: []\n", "install.R": "x\n",
+                                "runtime.txt": "python-3.12\n"})
+    engine = Engine(probe="conda\nR\npython-3.12\n")
+    lines = launch(engine)
+    assert lines[1:4] == [
+        "Building with environment.yml",
+        "Checked against the image: runtime.txt asks for Python 3.12, which it has",
+        "Not used by this hub: install.R (it uses only apt.txt, environment.yml, requirements.txt, setup.py, "
+        "pyproject.toml, postBuild; see the launch page)",
+    ]
+    assert engine.build_args is not None
 
 
 def test_the_checkout_is_shared_with_the_group_as_fix_permissions_leaves_files(monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -86,8 +87,12 @@ class _Lines:
         self.say(line)
 
 
-# The line naming a repository's files this hub does not use: always on the spawn page.
+# Lines about the repository's files, always on the spawn page (build output is thinned):
+# what the build uses, what the image was checked for, what it does not use.
+BUILDING_WITH = "Building with"
+CHECKED = "Checked against the image"
 NOT_USED = "Not used by this hub"
+ALWAYS_SHOWN = (BUILDING_WITH, CHECKED, NOT_USED)
 
 
 class RepoFiles(NamedTuple):
@@ -115,6 +120,91 @@ def _is_python_package(checkout: Path) -> str:
     except tomllib.TOMLDecodeError as error:
         raise BuildError(f"The repository's pyproject.toml is not valid TOML: {error}.") from None
     return "pyproject.toml" if "project" in table and "build-system" in table else ""
+
+
+# What a base image has that a repository's files may need, asked once per image (an
+# image id never changes) by a short container: no network, the image's user, sh.
+PROBE = (
+    "for tool in mamba conda R julia; do command -v $tool >/dev/null 2>&1 && echo $tool; done; "
+    "for python in python3 python; do command -v $python >/dev/null 2>&1 && "
+    "exec $python -c 'import sys; print(\"python-%d.%d\" % sys.version_info[:2])'; done; true"
+)
+_image_facts: dict[str, frozenset[str]] = {}
+# Files that need a language the image may lack: (file, what `command -v` finds, its name).
+NEEDS_LANGUAGE = (
+    ("install.R", "R", "R"),
+    ("DESCRIPTION", "R", "R"),
+    ("Project.toml", "julia", "Julia"),
+    ("JuliaProject.toml", "julia", "Julia"),
+    ("REQUIRE", "julia", "Julia"),
+)
+_RUNTIME_RE = re.compile(r"python-(\d+)(?:\.(\d+))?(?:\.\d+)?|(r)-.*")
+
+
+def image_facts(client, base, key: str) -> frozenset[str]:
+    """{"mamba", "conda", "R", "julia", "python-3.11"}: what the base image has, of these."""
+    if base.id in _image_facts:
+        return _image_facts[base.id]
+    container = client.create_container(
+        base.id,
+        command=["-c", PROBE],
+        entrypoint=["sh"],
+        user=base.user,
+        network_disabled=True,
+        labels={f"{REPO_LABEL}.build": key},  # a stopped build kills it too
+        host_config=client.create_host_config(network_mode="none", mem_limit=256 * 1024**2),
+    )
+    try:
+        client.start(container)
+        client.wait(container, timeout=60)
+        output = client.logs(container, stdout=True, stderr=False).decode(errors="replace")
+    finally:
+        client.remove_container(container, force=True)
+    facts = frozenset(line.strip() for line in output.splitlines() if line.strip())
+    _image_facts[base.id] = facts
+    return facts
+
+
+def has_needs(files: RepoFiles) -> bool:
+    """Whether the repository has a file whose needs are checked against the image."""
+    names = ["runtime.txt"] + [name for name, _, _ in NEEDS_LANGUAGE]
+    return "environment.yml" in files.present or any(files.config_dir + name in files.unused for name in names)
+
+
+def check_against_image(checkout: Path, files: RepoFiles, facts: frozenset[str]) -> dict[str, str]:
+    """Refuse, before building, what the image cannot do. The files the image satisfies
+    as they are (a runtime.txt naming its Python): {path: what the log says of it}."""
+    where, satisfied = files.config_dir, {}
+    if "environment.yml" in files.present and not facts & {"mamba", "conda"}:
+        raise BuildError(
+            f"The repository's {where}environment.yml needs conda or mamba, which the chosen image does not have. "
+            "Choose an image with conda (the docker-stacks images have it), or list the packages in requirements.txt."
+        )
+    for name, tool, language in NEEDS_LANGUAGE:
+        if where + name in files.unused and tool not in facts:
+            raise BuildError(
+                f"The repository's {where}{name} needs {language}, which the chosen image does not have. "
+                f"Choose an image with {language}."
+            )
+    if where + "runtime.txt" in files.unused:
+        text = (checkout / where / "runtime.txt").read_text(errors="replace").strip()
+        match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
+        have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
+        if match and match.group(3) and "R" not in facts:
+            raise BuildError(
+                f"The repository's {where}runtime.txt asks for R ({text.splitlines()[0]!r}), "
+                "which the chosen image does not have. Choose an image with R."
+            )
+        if match and match.group(1):
+            wanted = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+            if have != wanted and not have.startswith(wanted + "."):
+                raise BuildError(
+                    f"The repository's {where}runtime.txt asks for Python {wanted}; the chosen image has "
+                    f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {wanted}, "
+                    "or change runtime.txt."
+                )
+            satisfied[where + "runtime.txt"] = f"{CHECKED}: {where}runtime.txt asks for Python {wanted}, which it has"
+    return satisfied
 
 
 def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
@@ -279,12 +369,16 @@ def run_build(
         fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout, stop)
         files = read_repository(checkout, policy)
         say(
-            "Building with "
+            f"{BUILDING_WITH} "
             + (
                 ", ".join(("" if f in PACKAGE_FILES else files.config_dir) + f for f in sorted(files.present))
                 or "no build files (repository only)"
             )
         )
+        if has_needs(files):
+            for path, note in check_against_image(checkout, files, image_facts(client, base, key)).items():
+                say(note)
+                files.unused.remove(path)
         if files.unused:
             say(
                 f"{NOT_USED}: {', '.join(files.unused)} (it uses only "

@@ -378,7 +378,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 step = _STEP_RE.match(line)
                 if step:
                     percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
-                always = line.startswith((schedule.WAITING, build.NOT_USED))
+                always = line.startswith((schedule.WAITING, *build.ALWAYS_SHOWN))
                 if step or always or loop.time() - shown >= PROGRESS_INTERVAL:
                     self.emit_progress(percent, line)
                     shown = loop.time()
