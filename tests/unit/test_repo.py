@@ -531,6 +531,16 @@ def test_a_python_package_is_found_as_repo2docker_finds_it(tmp_path):
     assert (files.present, files.unused) == (set(), ["setup.py", "pyproject.toml"])
 
 
+def test_environment_yml_wins_over_requirements_and_the_package_as_on_binder(tmp_path):
+    for name in ("environment.yml", "requirements.txt", "setup.py"):
+        (tmp_path / name).write_text("x\n")
+    files = read_repository(tmp_path, POLICY)
+    assert (files.present, files.unused) == ({"environment.yml"}, ["requirements.txt", "setup.py"])
+    without_conda = RepoPolicy.from_config({"config_files": ["requirements.txt", "setup.py"]})
+    files = read_repository(tmp_path, without_conda)
+    assert (files.present, files.unused) == ({"requirements.txt", "setup.py"}, ["environment.yml"])
+
+
 def test_a_pyproject_that_is_not_toml_is_refused_by_name(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(BuildError, match="The repository's pyproject.toml is not valid TOML: "):

@@ -221,8 +221,13 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
     package = "" if config_dir else _is_python_package(checkout)
     if package:
         found.append(package)
-    present = {path.rpartition("/")[2] for path in found if path.rpartition("/")[2] in policy.config_files}
-    unused = [path for path in found if path.rpartition("/")[2] not in policy.config_files]
+    honoured = set(policy.config_files)
+    if "environment.yml" in honoured and config_dir + "environment.yml" in found:
+        # repo2docker's conda build wins over its Python one: requirements.txt and the
+        # package are left alone when an environment.yml is there.
+        honoured -= {"requirements.txt", *PACKAGE_FILES}
+    present = {path.rpartition("/")[2] for path in found if path.rpartition("/")[2] in honoured}
+    unused = [path for path in found if path.rpartition("/")[2] not in honoured]
     if config_dir:
         # Binder installs no package from a repository with a binder folder either.
         unused += [name for name in PACKAGE_FILES if _regular_file(checkout / name)]
