@@ -112,6 +112,7 @@ ensure_images() {
     build jhtest/server:trixie server BASE=jhtest/debian:trixie
     build jhtest/singleuser:minimal singleuser BASE=jhtest/debian:bookworm
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
+    build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal
     build jhtest/registry:latest registry BASE=jhtest/debian:bookworm
     # Builds this script superseded (untagged now) only take disk space.
     docker image prune --force --filter "label=$recipe_label" >/dev/null
@@ -138,7 +139,7 @@ ensure_registry() {
     curl -fsS "http://127.0.0.1:$registry_port/v2/" >/dev/null || die "registry did not answer"
     # Push what the registry lacks or holds in an older build (docker is localhost-insecure).
     local name local_id remote_tag
-    for name in minimal scipy; do
+    for name in minimal scipy hub5; do
         local_id=$(image_id "jhtest/singleuser:$name")
         remote_tag=127.0.0.1:$registry_port/jhtest/singleuser:$name
         if [ "$(cat "$state_dir/pushed-$name" 2>/dev/null)" != "$local_id" ] \

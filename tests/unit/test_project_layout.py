@@ -34,6 +34,13 @@ def test_the_hub_pins_in_requirements_txt_are_the_roles_pins():
     assert {name: pins.get(name) for name in role} == role
 
 
+def test_the_images_role_checks_against_the_hubs_pin():
+    """Without the jupyterhub role's variables (images.yml alone), the fallback is the same pin."""
+    defaults = yaml.safe_load((ROOT / "roles/images/defaults/main.yml").read_text())
+    pin = requirement_pins()["jupyterhub"]
+    assert defaults["images_hub_version"] == "{{ jupyterhub_version | default('" + pin + "') }}"
+
+
 def test_the_test_images_run_the_hubs_jupyterhub_version():
     dockerfile = (ROOT / "tests/env/images/singleuser/Dockerfile").read_text()
     assert re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", dockerfile, re.M).group(1) == requirement_pins()["jupyterhub"]
