@@ -85,7 +85,9 @@ def test_the_repository_fields_show_the_last_request_as_plain_text(previous, sho
     context = REPO.form_context(previous, [])
     assert (context["url"], context["ref"], context["path"]) == shown
     assert context["hosts"] == ("github.com",)
-    assert context["files"] == ("apt.txt", "environment.yml", "requirements.txt", "postBuild")
+    assert context["files"] == (
+        "apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", "postBuild"
+    )
 
 
 def test_the_repository_fields_become_the_rest_api_body():
