@@ -277,7 +277,7 @@ def test_a_python_package_is_installed_after_its_requirements_and_before_postbui
         lines = recipe(BASE, "lab1", {"requirements.txt", package, "postBuild"}, "", []).splitlines()
         steps = [line.split("timeout -s KILL \"$left\" ", 1)[1] for line in lines if line.startswith("RUN")]
         assert steps == [
-            "chmod g+rwxs /home/jovyan/lab1",
+            "find /home/jovyan/lab1 -type d -exec chmod g+rwxs {} +",
             "pip install --no-cache-dir -r requirements.txt",
             "pip install --no-cache-dir .",
             "sh -c 'chmod +x postBuild && ./postBuild'",
@@ -296,7 +296,8 @@ def test_the_repository_gets_the_images_nb_gid_as_its_group():
 def test_the_recipe_skips_what_is_absent():
     dockerfile = recipe(BASE, "lab1", set(), "", [])
     runs = [line for line in dockerfile.splitlines() if line.startswith("RUN")]
-    assert len(runs) == 1 and runs[0].endswith("chmod g+rwxs /home/jovyan/lab1") and "USER root" not in dockerfile
+    assert len(runs) == 1 and runs[0].endswith("find /home/jovyan/lab1 -type d -exec chmod g+rwxs {} +")
+    assert "USER root" not in dockerfile
 
 
 def test_base_image_facts_come_from_its_config_and_odd_values_are_refused():
@@ -353,7 +354,7 @@ def test_the_whole_recipe_with_every_build_file_in_binder():
         "--no-install-recommends vim git && rm -rf /var/lib/apt/lists/*'",
         "COPY --chown=1000:100 repo/ /home/jovyan/lab/",
         "USER 1000:100",
-        STEP + "chmod g+rwxs /home/jovyan/lab",
+        STEP + "find /home/jovyan/lab -type d -exec chmod g+rwxs {} +",
         "WORKDIR /home/jovyan/lab",
         STEP + "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && exec $tool env update -n base "
         "-f binder/environment.yml; done; echo \"environment.yml needs an image with mamba or conda\" >&2; exit 1'",
@@ -369,7 +370,8 @@ def test_an_empty_apt_txt_or_no_build_files_give_the_copy_alone():
     expected = (
         "FROM sha256:abc\nARG FORMSPAWNER_BUILD\nLABEL org.formspawner.repo.build=$FORMSPAWNER_BUILD\n"
         "ARG FORMSPAWNER_DEADLINE\nCOPY --chown=1000:100 repo/ /home/jovyan/lab/\nUSER 1000:100\n"
-        f"{STEP}chmod g+rwxs /home/jovyan/lab\nWORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
+        f"{STEP}find /home/jovyan/lab -type d -exec chmod g+rwxs {{}} +\n"
+        "WORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
     )
     assert recipe(base, "lab", {"apt.txt"}, "", []) == expected
     assert recipe(base, "lab", set(), "", ["vim"]) == expected

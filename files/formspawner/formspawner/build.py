@@ -446,21 +446,22 @@ def run_build(
 
 
 def share_with_group(checkout: Path) -> None:
-    """Group read-write (and execute where the owner may) on everything the build copies,
-    setgid on folders: COPY keeps these modes, so the repository in the image is as
-    docker-stacks' fix-permissions leaves the images' own files (the hub's umask would
-    otherwise leave them private to the user)."""
+    """Group read-write (and execute where the owner may) on everything the build copies:
+    COPY keeps these modes, so the repository in the image is as docker-stacks'
+    fix-permissions leaves the images' own files (the hub's umask would otherwise leave
+    them private to the user). The folders' setgid bit is set by the recipe, inside the
+    build: the hub's unit may not set it (RestrictSUIDSGID)."""
     for top, folders, files in os.walk(checkout):
         for name in folders:
             path = os.path.join(top, name)
             if not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode & 0o7777 | 0o2070)
+                os.chmod(path, os.stat(path).st_mode & 0o7777 | 0o070)
         for name in files:
             path = os.path.join(top, name)
             if not os.path.islink(path):
                 mode = os.stat(path).st_mode & 0o7777
                 os.chmod(path, mode | 0o060 | (0o010 if mode & 0o100 else 0))
-    os.chmod(checkout, os.stat(checkout).st_mode & 0o7777 | 0o2070)
+    os.chmod(checkout, os.stat(checkout).st_mode & 0o7777 | 0o070)
 
 
 def kill_build_containers(client, key: str) -> None:

@@ -408,8 +408,10 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
         f"COPY --chown={base.owner} repo/ {target}/",
         f"USER {base.user}",
         # COPY makes the folder itself with its own mode; what is inside keeps the
-        # checkout's (build.share_with_group). The user owns it, so no root is needed.
-        "RUN " + _limited(f"chmod g+rwxs {target}"),
+        # checkout's (build.share_with_group). Folders get setgid here, as fix-permissions
+        # sets it (only folders: no file data is copied into the layer). The user owns
+        # them, so no root is needed.
+        "RUN " + _limited(f"find {target} -type d -exec chmod g+rwxs {{}} +"),
         f"WORKDIR {target}",
     ]
     if "environment.yml" in present:
