@@ -543,6 +543,14 @@ def test_environment_yml_wins_over_requirements_and_the_package_as_on_binder(tmp
     assert (files.present, files.unused) == ({"requirements.txt", "setup.py"}, ["environment.yml"])
 
 
+def test_a_pyproject_over_a_megabyte_is_refused_unread(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("# " + "x" * 1024**2 + "\n")
+    with pytest.raises(BuildError, match="The repository's pyproject.toml is larger than 1 MB; this hub does not read"):
+        read_repository(tmp_path, POLICY)
+    (tmp_path / "pyproject.toml").write_text("# " + "x" * (1024**2 - 3) + "\n")  # exactly 1 MB: read
+    assert read_repository(tmp_path, POLICY).present == set()
+
+
 def test_a_pyproject_that_is_not_toml_is_refused_by_name(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(BuildError, match="The repository's pyproject.toml is not valid TOML: "):

@@ -102,6 +102,17 @@ class RepoFiles(NamedTuple):
     unused: list[str]  # files Binder would act on that this build does not (paths in the checkout)
 
 
+# The build files the hub itself reads (pyproject.toml, runtime.txt) are read on a build
+# thread that cannot be interrupted: at most this much of each.
+MAX_READ = 1024**2
+
+
+def _read_small(path: Path, name: str) -> str:
+    if path.stat().st_size > MAX_READ:
+        raise BuildError(f"The repository's {name} is larger than {MAX_READ // 1024**2} MB; this hub does not read it.")
+    return path.read_text(errors="replace")
+
+
 def _regular_file(path: Path) -> bool:
     # A symlink could point anywhere on the build host: only regular files count.
     return path.is_file() and not path.is_symlink()
@@ -116,7 +127,7 @@ def _is_python_package(checkout: Path) -> str:
     if not _regular_file(pyproject):
         return ""
     try:
-        table = tomllib.loads(pyproject.read_text(errors="replace"))
+        table = tomllib.loads(_read_small(pyproject, "pyproject.toml"))
     except tomllib.TOMLDecodeError as error:
         raise BuildError(f"The repository's pyproject.toml is not valid TOML: {error}.") from None
     return "pyproject.toml" if "project" in table and "build-system" in table else ""
@@ -187,7 +198,7 @@ def check_against_image(checkout: Path, files: RepoFiles, facts: frozenset[str])
                 f"Choose an image with {language}."
             )
     if where + "runtime.txt" in files.unused:
-        text = (checkout / where / "runtime.txt").read_text(errors="replace").strip()
+        text = _read_small(checkout / where / "runtime.txt", where + "runtime.txt").strip()
         match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
         have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
         if match and match.group(3) and "R" not in facts:
