@@ -16,6 +16,9 @@ network_name=jhtest
 registry_port=${JHTEST_REGISTRY_PORT:-5000}
 debian_mirror=${JHTEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 recipe_label=org.jhtest.recipe
+# docker-stacks' start files, unchanged from upstream, beside the project's clone (as CI has
+# it): the singleuser stand-ins are built with them.
+docker_stacks=${JHTEST_DOCKER_STACKS:-$(cd "$here/../../.." && pwd)/shared/upstream/docker-stacks}
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -85,12 +88,20 @@ build() {
     for arg in "$@"; do
         case $arg in BASE=*) base=${arg#BASE=} ;; esac
     done
-    want=$(recipe_hash "$dir" "$(image_id "$base")" "$(sha256sum <"$ca_bundle")" "$@")
+    local upstream=()
+    if [ -f "$dir/docker-stacks-files" ]; then
+        [ -d "$docker_stacks" ] || die "$docker_stacks is missing: the upstream docker-stacks files are needed"
+        mapfile -t upstream < <(sed 's|^|'"$docker_stacks"'/|' "$dir/docker-stacks-files")
+    fi
+    want=$(recipe_hash "$dir" "$(image_id "$base")" "$(sha256sum <"$ca_bundle")" "$@" \
+        "$( ((${#upstream[@]})) && sha256sum "${upstream[@]}")")
     [ "$(image_hash "$tag")" = "$want" ] && return 0
     log "building $tag"
     local ctx
     ctx=$(mktemp -d /var/tmp/jhtest-ctx.XXXXXX)
     cp -a "$dir/." "$ctx/"
+    # Upstream files go in unchanged, modes included (they are executables).
+    ((${#upstream[@]})) && cp --preserve=mode "${upstream[@]}" "$ctx/"
     # The machine's CA bundle goes into images that reach PyPI or git over HTTPS:
     # this network (like many campuses) re-signs TLS, and verification stays on.
     cp "$ca_bundle" "$ctx/extra-ca.crt"
@@ -110,7 +121,8 @@ ensure_images() {
     ensure_debian trixie
     build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
     build jhtest/server:trixie server BASE=jhtest/debian:trixie
-    build jhtest/singleuser:minimal singleuser BASE=jhtest/debian:bookworm
+    build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm
+    build jhtest/singleuser:minimal singleuser-campus BASE=jhtest/singleuser:vanilla
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
     build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal
     build jhtest/registry:latest registry BASE=jhtest/debian:bookworm

@@ -35,6 +35,43 @@ def test_rest_spawn_runs_the_chosen_image_with_the_users_variables(docker_hub, d
     assert "alice" in env["JUPYTERHUB_SERVICE_PREFIX"]
 
 
+def test_servers_start_through_the_docker_stacks_chain_without_the_images_health_check(docker_hub, docker_client):
+    """The stand-in starts as quay.io/jupyter images do (tini, start.sh, its hooks,
+    start-notebook.py handing over to start-singleuser.py); the hub leaves the image's
+    ENTRYPOINT and CMD alone and switches off its every-3-seconds HEALTHCHECK."""
+    declared = docker_client.images.get("jhtest/singleuser:minimal").attrs["Config"]
+    assert declared["Healthcheck"]["Test"] == ["CMD", "/etc/jupyter/docker_healthcheck.py"]
+    assert declared["Entrypoint"] == ["tini", "-g", "--", "start.sh"]
+    docker_hub.spawn("hana", {"image": "minimal"})
+    docker_hub.wait_ready("hana")
+    container = container_of(docker_client, "hana")
+    assert container.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"]
+    assert "Health" not in container.attrs["State"]
+    assert container.attrs["Path"] == "tini"
+    assert container.attrs["Args"][:3] == ["-g", "--", "start.sh"]
+    assert container.attrs["Args"][3] == "start-notebook.py"
+    logs = container.logs().decode()
+    assert "Entered start.sh with args: start-notebook.py" in logs
+    assert "Running hooks in: /usr/local/bin/before-notebook.d" in logs
+    assert "using start-singleuser.py instead of start-notebook.py" in logs
+    assert "Executing: jupyterhub-singleuser" in logs
+    # tini, and under it jupyterhub-singleuser alone: each start file exec'd the next.
+    listing = (
+        "import os\n"
+        "for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    if pid != os.getpid():\n"
+        "        print(pid, open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip())\n"
+    )
+    processes = container.exec_run(["python3", "-c", listing]).output.decode().splitlines()
+    assert processes[0] == "1 tini -g -- start.sh start-notebook.py", processes
+    assert [line.split(" ", 1)[1] for line in processes[1:]] == [
+        "/opt/conda/bin/python3 /opt/conda/bin/jupyterhub-singleuser"
+    ], processes
+    # The upstream check, switched off, still works on the stand-in when run by hand.
+    check = container.exec_run(["/etc/jupyter/docker_healthcheck.py"])
+    assert check.exit_code == 0, check.output.decode()
+
+
 def test_user_values_override_the_images_env_but_not_the_platforms(docker_hub, docker_client):
     docker_hub.spawn("erin", {"env": {"JHTEST_IMAGE": "mine"}})
     docker_hub.wait_ready("erin")

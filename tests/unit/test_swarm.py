@@ -139,6 +139,22 @@ def test_the_service_is_placed_by_constraints_never_restarted_and_publishes_in_h
     assert spec["ContainerSpec"]["Labels"]["org.formspawner.user"] == "alice"
     assert standin.created["labels"]["org.formspawner.user"] == "alice"
     assert s.extra_placement_spec == {"constraints": ["node.role == worker"]}  # configured value untouched
+    # The image's HEALTHCHECK is off: a failing check would kill a task that is never restarted.
+    assert spec["ContainerSpec"]["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_an_admin_may_keep_the_images_health_check_on_swarm():
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    s = spawner(standin, image_healthcheck=True)
+    s.image = "jhtest/singleuser:minimal"
+
+    async def command():
+        return ["start-notebook.py"]
+
+    s.get_command = command
+    s.get_env = dict
+    run(s.create_object())
+    assert "Healthcheck" not in standin.created["task_template"]["ContainerSpec"]
 
 
 def test_the_hub_connects_to_the_node_that_runs_the_task():

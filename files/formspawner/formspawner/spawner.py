@@ -273,6 +273,16 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         on disk, not in /tmp, which may be memory (tmpfs).""",
     )
 
+    image_healthcheck = Bool(
+        False,
+        config=True,
+        help="""Keep the image's own HEALTHCHECK on users' servers. Off by default: the
+        docker-stacks images check every 3 s with two Python processes, which on an idle
+        host costs more CPU than the servers themselves (benchmarks/healthcheck.py), nothing
+        in the hub reads the result (the hub polls the container and its proxy route), and
+        on Swarm a check failing on a busy node kills the task, which is never restarted.""",
+    )
+
     async def check_allowed(self, image):
         # DockerSpawner.start hands user_options['image'] (a choice's name) to this
         # hook; the image option has already checked it and set self.image.
@@ -486,6 +496,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         def label(extra):
             extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
 
+        def create_extras(extra):
+            label(extra)
+            if not self.image_healthcheck:
+                # An admin's own healthcheck in extra_create_kwargs is kept.
+                extra.setdefault("healthcheck", dict(NO_HEALTHCHECK))
+
         def no_auto_remove(extra):
             # DockerSpawner removes the container itself when the server stops. Docker's
             # AutoRemove would also remove it when dockerd restarts under live-restore
@@ -495,7 +511,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
         with traits_set(
             self,
-            extra_create_kwargs=_extended(self.extra_create_kwargs, label),
+            extra_create_kwargs=_extended(self.extra_create_kwargs, create_extras),
             extra_host_config=_extended(self.extra_host_config, no_auto_remove),
         ):
             return await super().create_object()
@@ -567,6 +583,10 @@ def _extended(configured, extend):
 
     return extended
 
+
+# Docker's "no health check": the image's HEALTHCHECK is not run (API field names, which
+# docker-py passes on as they are for services and reads for containers).
+NO_HEALTHCHECK = {"Test": ["NONE"]}
 
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")
 # Seconds between two build-log lines shown as progress on the spawn page (steps always).

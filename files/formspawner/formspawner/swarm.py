@@ -34,7 +34,7 @@ from traitlets import Enum, Int, Unicode, default
 from . import schedule
 from .errors import OptionError, UserFacingError, as_http_error
 from .labels import OPTIONS_LABEL, USER_LABEL
-from .spawner import FormDockerSpawner, traits_set
+from .spawner import NO_HEALTHCHECK, FormDockerSpawner, traits_set
 
 # Node states in which a task is really where it was placed.
 _NODE_UP = "ready"
@@ -320,6 +320,9 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         labels = {OPTIONS_LABEL: self._options_fingerprint(), USER_LABEL: self.user.name}
         container = dict(self.extra_container_spec)
         container["labels"] = {**(container.get("labels") or {}), **labels}
+        if not self.image_healthcheck:
+            # On Swarm a failing check kills the task, and restart_policy none ends the server.
+            container.setdefault("healthcheck", dict(NO_HEALTHCHECK))
         if self._published and self._published[0] == self.image:
             container["image"] = f"{self.image}@{self._published[1]}"
         create = dict(self.extra_create_kwargs)

@@ -125,6 +125,13 @@ def test_users_land_on_workers_with_their_image_and_variables(host):
         status = on(node, f"docker exec {container} cat /proc/1/status")
         assert "CapBnd:\t0000000000000000" in status
         assert on(node, f"docker inspect -f '{{{{.HostConfig.PidsLimit}}}}' {container}") == "256"
+        # The image's start chain runs (tini, start.sh, start-notebook.py handing over to
+        # start-singleuser.py); its every-3-seconds health check, which would kill the task
+        # when it times out on a busy worker, does not.
+        assert on(node, f"docker exec {container} cat /proc/1/comm") == "tini"
+        assert "Executing: jupyterhub-singleuser" in on(node, f"docker logs {container} 2>&1")
+        assert on(node, f"docker inspect -f '{{{{json .Config.Healthcheck.Test}}}}' {container}") == '["NONE"]'
+        assert on(node, f"docker inspect -f '{{{{.State.Health}}}}' {container}") == "<nil>"
     # The swarm spreads the two services over the two workers.
     assert nodes["alice"] != nodes["bob"], nodes
     # The hub reaches each server through the port it published on its worker.
