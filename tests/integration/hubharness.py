@@ -290,7 +290,9 @@ def package_repo(server: GitServer, name: str, value: str) -> str:
             "README.md": f"# {name}\n",
             f"wheels/{wheel}": data,
             "requirements.txt": f"./wheels/{wheel}\n",
-            "postBuild": '#!/bin/sh\nset -e\necho "postBuild ran as $(id -un)"\nid -un > postbuild-user\n',
+            "postBuild": '#!/bin/sh\nset -e\necho "postBuild ran as $(id -un)"\nid -un > postbuild-user\n'
+            # repo2docker's variables, as postBuild scripts written for Binder use them.
+            'echo "$REPO_DIR $NB_PYTHON_PREFIX" > "$REPO_DIR/postbuild-env"\n',
         },
         executable={"postBuild"},
     )

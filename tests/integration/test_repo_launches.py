@@ -50,6 +50,8 @@ def test_repo_launch_builds_once_per_commit_and_opens_in_the_repository(repo_hub
     assert run_as_user(docker_client, "ada", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "first"
     assert run_as_user(docker_client, "ada", "cat /home/jovyan/fstest-pkg/README.md") == "# fstest-pkg"
     assert run_as_user(docker_client, "ada", "cat /home/jovyan/fstest-pkg/postbuild-user") == "jovyan"
+    env_in_postbuild = "/home/jovyan/fstest-pkg /opt/conda"
+    assert run_as_user(docker_client, "ada", "cat /home/jovyan/fstest-pkg/postbuild-env") == env_in_postbuild
     assert run_as_user(docker_client, "ada", "git -C /home/jovyan/fstest-pkg rev-parse HEAD") == first
     env = container_env(docker_client, "ada")
     assert env["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-pkg"

@@ -300,6 +300,16 @@ def test_the_recipe_skips_what_is_absent():
     assert "USER root" not in dockerfile
 
 
+def test_postbuild_gets_repo2dockers_repo_dir_and_the_images_python_prefix():
+    info = {"Id": "i", "Config": {"User": "1000", "Env": ["CONDA_DIR=/opt/conda"]}}
+    lines = recipe(BaseImage.from_inspect(info), "lab1", {"postBuild"}, "", []).splitlines()
+    env = lines.index("ENV REPO_DIR=/home/jovyan/lab1 NB_PYTHON_PREFIX=/opt/conda")
+    assert env < next(i for i, line in enumerate(lines) if "postBuild" in line)
+    for odd in ("CONDA_DIR=/opt/my conda", "CONDA_DIR=relative", "CONDA_DIR=/x\nRUN id"):
+        info["Config"]["Env"] = [odd]  # never pasted into the recipe: the prefix is left out
+        assert "ENV REPO_DIR=/home/jovyan/lab1\n" in recipe(BaseImage.from_inspect(info), "lab1", set(), "", [])
+
+
 def test_base_image_facts_come_from_its_config_and_odd_values_are_refused():
     info = {"Id": "sha256:x", "Config": {"User": "1000", "Env": ["HOME=/home/jovyan"], "WorkingDir": "/home/jovyan"}}
     assert BaseImage.from_inspect(info).home == "/home/jovyan"
@@ -337,8 +347,8 @@ def test_build_output_is_redacted():
 # -- exact outputs (each pinned whole: mutation testing showed partial checks let them drift)
 
 STEP = 'RUN left=$(( FORMSPAWNER_DEADLINE - $(date +%s) )) && [ "$left" -gt 0 ] && exec timeout -s KILL "$left" '
-JOVYAN = {"Id": "sha256:abc", "Config": {"User": "1000:100", "Env": ["PATH=/x", "NB_USER=jovyan"],
-                                         "WorkingDir": "/home/jovyan/work"}}
+JOVYAN = {"Id": "sha256:abc", "Config": {"User": "1000:100", "WorkingDir": "/home/jovyan/work",
+                                         "Env": ["PATH=/x", "NB_USER=jovyan", "CONDA_DIR=/opt/conda"]}}
 
 
 def test_the_whole_recipe_with_every_build_file_in_binder():
@@ -356,6 +366,7 @@ def test_the_whole_recipe_with_every_build_file_in_binder():
         "USER 1000:100",
         STEP + "find /home/jovyan/lab -type d -exec chmod g+rwxs {} +",
         "WORKDIR /home/jovyan/lab",
+        "ENV REPO_DIR=/home/jovyan/lab NB_PYTHON_PREFIX=/opt/conda",
         STEP + "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && exec $tool env update -n base "
         "-f binder/environment.yml; done; echo \"environment.yml needs an image with mamba or conda\" >&2; exit 1'",
         STEP + "pip install --no-cache-dir -r binder/requirements.txt",
@@ -371,7 +382,8 @@ def test_an_empty_apt_txt_or_no_build_files_give_the_copy_alone():
         "FROM sha256:abc\nARG FORMSPAWNER_BUILD\nLABEL org.formspawner.repo.build=$FORMSPAWNER_BUILD\n"
         "ARG FORMSPAWNER_DEADLINE\nCOPY --chown=1000:100 repo/ /home/jovyan/lab/\nUSER 1000:100\n"
         f"{STEP}find /home/jovyan/lab -type d -exec chmod g+rwxs {{}} +\n"
-        "WORKDIR /home/jovyan/lab\nWORKDIR /home/jovyan/work\nUSER 1000:100\n"
+        "WORKDIR /home/jovyan/lab\nENV REPO_DIR=/home/jovyan/lab NB_PYTHON_PREFIX=/opt/conda\n"
+        "WORKDIR /home/jovyan/work\nUSER 1000:100\n"
     )
     assert recipe(base, "lab", {"apt.txt"}, "", []) == expected
     assert recipe(base, "lab", set(), "", ["vim"]) == expected
@@ -414,7 +426,7 @@ def test_cache_key_and_image_tag_are_fixed_functions_of_url_commit_and_builder()
     tag = "formspawner-repo/github-com-course-lab-1:cccccccccccc-kkkkkkkkkkkk"
     assert image_tag(request, "c" * 40, "k" * 64) == tag
     assert RepoPolicy().builder_fingerprint("sha256:base") == (
-        '["2", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", '
+        '["3", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", '
         '"postBuild"]]'
     )
 

@@ -44,7 +44,7 @@ OTHER_BINDER_FILES = (
     "default.nix",
 )
 # Bumped whenever the Dockerfile below changes, so old builds are not reused.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 
 POLICY_KEYS = {
     "allowed_hosts",
@@ -362,6 +362,9 @@ class BaseImage:
     # NB_GID of docker-stacks images: the group the repository's files get (as
     # fix-permissions leaves the images' own files); "" = the user's spec alone.
     group: str = ""
+    # CONDA_DIR of docker-stacks images: the prefix of the image's Python, which
+    # repo2docker's postBuild scripts know as NB_PYTHON_PREFIX. "" = not known.
+    python_prefix: str = ""
 
     @property
     def owner(self) -> str:
@@ -383,8 +386,11 @@ class BaseImage:
         group = env.get("NB_GID", "")
         if not group.isascii() or not group.isdigit():
             group = ""
+        prefix = env.get("CONDA_DIR", "")
+        if not _ABSOLUTE_PATH_RE.fullmatch(prefix):
+            prefix = ""
         # The pattern allows no trailing "/" but in "/" itself (the recipe handles that).
-        return cls(id=info["Id"], user=user, home=home, workdir=workdir, group=group)
+        return cls(id=info["Id"], user=user, home=home, workdir=workdir, group=group, python_prefix=prefix)
 
 
 def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt_packages: list[str]) -> str:
@@ -413,6 +419,9 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
         # them, so no root is needed.
         "RUN " + _limited(f"find {target} -type d -exec chmod g+rwxs {{}} +"),
         f"WORKDIR {target}",
+        # What repo2docker gives postBuild scripts (and the server) that means something on
+        # a docker-stacks image: where the repository is, and the prefix of its Python.
+        f"ENV REPO_DIR={target}" + (f" NB_PYTHON_PREFIX={base.python_prefix}" if base.python_prefix else ""),
     ]
     if "environment.yml" in present:
         lines.append(
