@@ -51,6 +51,7 @@ BASE = {
         "no_new_privileges": True,
         "shared_mounts": {},
     },
+    "outbound": {"ca_bundle": "", "proxy": {}},
     "start_timeout": 300,
     "http_timeout": 120,
     "swarm": None,
@@ -269,6 +270,8 @@ USERS_SERVERS = {
         "launch_links": True,
         "repo_cache_file": "/var/lib/jupyterhub/formspawner-repo-cache.json",
         "repo_policy": {},
+        "ca_bundle": "",
+        "proxy_env": {},
     },
     "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
 }
@@ -292,8 +295,12 @@ def test_one_hosts_whole_config_is_what_the_settings_say_and_nothing_else(tmp_pa
         ],
         metrics={"enabled": True, "interval": 60, "token_file": str(token)},
         user={**BASE["user"], "shared_mounts": {"/srv/course": "/home/jovyan/shared"}},
+        outbound={"ca_bundle": "/etc/ssl/certs/ca-certificates.crt", "proxy": {"https_proxy": "http://p.edu:3128"}},
     )
     servers = copy.deepcopy(USERS_SERVERS)
+    servers["FormDockerSpawner"].update(
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt", proxy_env={"https_proxy": "http://p.edu:3128"}
+    )
     servers["DockerSpawner"].update(
         extra_host_config={
             "cap_add": [], "cap_drop": ["ALL"], "pids_limit": 1024, "security_opt": ["no-new-privileges"],
@@ -405,7 +412,9 @@ def test_a_settings_document_without_the_optional_keys_applies_with_safe_values(
     for key in ("admin_users", "allow_all", "services"):
         del document[key]
     del document["user"]["shared_mounts"]
+    del document["outbound"]
     c = hubconfig.apply(Config(), document)
+    assert c.FormDockerSpawner.ca_bundle == "" and c.FormDockerSpawner.proxy_env == {}
     assert c.Authenticator.admin_users == set() and c.Authenticator.allow_all is False
     assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
     assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan/work"}

@@ -25,6 +25,7 @@ from .errors import BuildError
 from .events import EventLog
 from .git import STOPPED, fetch_commit
 from .labels import REPO_LABEL
+from .outbound import Outbound
 from .repo import (
     CONFIG_FILES,
     OTHER_BINDER_FILES,
@@ -361,6 +362,7 @@ def run_build(
     log: Callable[[str], None],
     stop: threading.Event | None = None,
     workroot: str | None = None,
+    outbound: Outbound | None = None,
 ) -> None:
     """Fetch and build; on any failure remove what the build left and raise BuildError.
     Once `stop` is set, the build ends at its next step with STOPPED. The checkout and
@@ -401,8 +403,10 @@ def run_build(
                 f"{', '.join(policy.config_files) or 'the repository itself'}; see the launch page)"
             )
         share_with_group(checkout)
+        outbound = outbound or Outbound()
+        outbound.add_to_context(workdir)
         Path(workdir, "Dockerfile").write_text(
-            recipe(base, folder, files.present, files.config_dir, files.packages)
+            recipe(base, folder, files.present, files.config_dir, files.packages, outbound.recipe_lines())
         )
         if stop.is_set():
             raise BuildError(STOPPED)
@@ -426,7 +430,7 @@ def run_build(
             pull=False,
             decode=True,
             labels=labels,
-            buildargs={"FORMSPAWNER_DEADLINE": str(int(deadline)), "FORMSPAWNER_BUILD": key},
+            buildargs={"FORMSPAWNER_DEADLINE": str(int(deadline)), "FORMSPAWNER_BUILD": key, **outbound.build_args()},
             container_limits=limits,
             # A step may print nothing for a long time (compiling); the deadline bounds it.
             timeout=policy.build_timeout + 60,

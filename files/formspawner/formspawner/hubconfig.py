@@ -136,6 +136,10 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.DockerSpawner.notebook_dir = user["notebook_dir"]
     c.DockerSpawner.mem_limit = user["mem_limit"]
     c.DockerSpawner.cpu_limit = float(user["cpu_limit"])
+    # The campus's CA bundle and proxy, for servers and builds (formspawner.outbound).
+    outbound = s.get("outbound") or {}
+    c.FormDockerSpawner.ca_bundle = outbound.get("ca_bundle", "")
+    c.FormDockerSpawner.proxy_env = outbound.get("proxy", {})
     c.Spawner.start_timeout = s["start_timeout"]
     c.Spawner.http_timeout = s["http_timeout"]
     c.Spawner.default_url = "/lab"

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
@@ -393,9 +393,17 @@ class BaseImage:
         return cls(id=info["Id"], user=user, home=home, workdir=workdir, group=group, python_prefix=prefix)
 
 
-def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt_packages: list[str]) -> str:
+def recipe(
+    base: BaseImage,
+    folder: str,
+    present: set[str],
+    config_dir: str,
+    apt_packages: list[str],
+    trust_lines: Sequence[str] = (),
+) -> str:
     """The Dockerfile of a repository build. Nothing the repository contains is pasted into
-    it except apt package names, which read_apt_packages has checked."""
+    it except apt package names, which read_apt_packages has checked. `trust_lines` (the
+    hub's CA bundle for the steps that download: outbound.Outbound.recipe_lines) come first."""
     target = f"{base.home.rstrip('/')}/{folder}"
     lines = [
         f"FROM {base.id}",
@@ -403,6 +411,7 @@ def recipe(base: BaseImage, folder: str, present: set[str], config_dir: str, apt
         "ARG FORMSPAWNER_BUILD",
         f"LABEL {REPO_LABEL}.build=$FORMSPAWNER_BUILD",
         "ARG FORMSPAWNER_DEADLINE",
+        *trust_lines,
     ]
     if "apt.txt" in present and apt_packages:
         install = "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import inspect
 import json
+import os
 import re
 from urllib.parse import quote
 
@@ -16,9 +17,9 @@ from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
 
-from . import build, cache, git, schedule
+from . import build, cache, git, outbound, schedule
 from .env import merge_environment
-from .errors import LaunchConfirmation, OptionError, as_http_error
+from .errors import LaunchConfirmation, OptionError, PolicyError, as_http_error
 from .events import EventLog
 from .form import link_summary, render_form
 from .labels import IMAGE_REPOSITORY, OPTIONS_LABEL, USER_LABEL
@@ -283,6 +284,51 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         on Swarm a check failing on a busy node kills the task, which is never restarted.""",
     )
 
+    ca_bundle = Unicode(
+        "",
+        config=True,
+        help=f"""A CA bundle on the hub's host (a PEM file holding the public CAs and the
+        campus's, e.g. /etc/ssl/certs/ca-certificates.crt once the campus CA is added) for
+        users' servers and repository builds, whose images know only public CAs: mounted
+        read-only at {outbound.CA_PATH} in servers (on Swarm: the same path on every node),
+        copied into builds, and named by {", ".join(outbound.CA_VARIABLES)}. "" = none.""",
+    )
+
+    proxy_env = Dict(
+        config=True,
+        help="""The campus's HTTP(S) proxy for users' servers and repository builds:
+        {http_proxy: "http://proxy.example.edu:3128", https_proxy: ..., no_proxy: "localhost,.example.edu"}.
+        Set in servers in both cases (HTTP_PROXY too); builds get them as Docker's predefined
+        build arguments, which are not stored in the image. Users can read them in their server.""",
+    )
+
+    @validate("ca_bundle", "proxy_env")
+    def _check_outbound(self, proposal):
+        values = {"ca_bundle": self.ca_bundle, "proxy_env": self.proxy_env, proposal.trait.name: proposal.value}
+        outbound.Outbound.from_config(values["ca_bundle"], values["proxy_env"], type(self).__name__)
+        return proposal.value
+
+    @classmethod
+    def check_config(cls, section) -> None:
+        super().check_config(section)
+        bundle, proxy = section.get("ca_bundle", ""), section.get("proxy_env", {})
+        checked = outbound.Outbound.from_config(bundle, proxy, cls.__name__)
+        if checked.ca_bundle and not os.path.isfile(checked.ca_bundle):
+            raise PolicyError(f"{cls.__name__}.ca_bundle: {checked.ca_bundle} is not a file on this host")
+
+    @property
+    def outbound_policy(self) -> outbound.Outbound:
+        return outbound.Outbound.from_config(self.ca_bundle, self.proxy_env, type(self).__name__)
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(self.outbound_policy.server_env())  # the admin's, over the user's values
+        return env
+
+    @property
+    def volume_binds(self):
+        return {**super().volume_binds, **self.outbound_policy.server_binds()}
+
     async def check_allowed(self, image):
         # DockerSpawner.start hands user_options['image'] (a choice's name) to this
         # hook; the image option has already checked it and set self.image.
@@ -420,7 +466,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         job.task = asyncio.ensure_future(
             schedule.slots.run(
                 job, build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log,
-                job.stop, self.repo_work_dir,
+                job.stop, self.repo_work_dir, self.outbound_policy,
             )
         )  # fmt: skip
         cache.builds[tag] = job

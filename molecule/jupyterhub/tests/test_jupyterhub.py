@@ -151,6 +151,13 @@ def test_rest_spawn_with_image_and_env_is_seen_inside_the_users_container(host):
     mounts = host.check_output("docker inspect --format '{{json .Mounts}}' jupyter-alice")
     assert "jupyterhub-user-alice" in mounts
     assert host.run("docker exec jupyter-alice touch /home/jovyan/work/written-by-alice").rc == 0
+    # The campus CA (jupyterhub_ca_certificates) reaches the server: the host's bundle,
+    # read-only, with the tools pointed at it; the image itself knows only public CAs.
+    campus_ca = host.file("/usr/local/share/ca-certificates/jupyterhub-cert.crt").content_string.strip()
+    bundle = host.check_output("docker exec jupyter-alice cat /etc/formspawner/ca-certificates.crt")
+    assert campus_ca.splitlines()[1] in bundle
+    assert env["PIP_CERT"] == env["SSL_CERT_FILE"] == "/etc/formspawner/ca-certificates.crt"
+    assert host.run("docker exec jupyter-alice touch /etc/formspawner/ca-certificates.crt").rc != 0
 
 
 @pytest.mark.parametrize(
