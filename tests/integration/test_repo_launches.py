@@ -273,7 +273,9 @@ def test_the_cache_evicts_least_recent_builds_but_never_one_in_use(repo_hub, git
 
     def tags_of(name):
         url = git_server.url(name)[:-4]
-        return docker_client.images.list(filters={"label": f"org.formspawner.repo.url={url}"})
+        # The low-level list: images.list() inspects each image it lists, and the eviction
+        # this test waits for may remove one in between (ImageNotFound).
+        return docker_client.api.images(filters={"label": f"org.formspawner.repo.url={url}"})
 
     assert hub.spawn("c1", repo_body(git_server, "fstest-c1")).status_code in (201, 202)
     hub.wait_ready("c1", timeout=300)
