@@ -88,8 +88,8 @@ TEST_BUDGET_MIN ?= 84
 # scenario's targets carry its name (.config/molecule/config.yml), so any scenario can go
 # in either lane; the lanes are balanced by their last measured times (docs/development.md).
 # Every line a lane prints starts with its name.
-LANE_A ?= swarm jupyterhub docker images default
-LANE_B ?= upgrade backup offline
+LANE_A ?= swarm jupyterhub backup images default
+LANE_B ?= upgrade offline docker
 
 # The quick tier runs while the test images build (CPU-bound tests beside a mostly waiting
 # build); then the two lanes: A = LANE_A's scenarios, the demo and its browser test;
