@@ -117,17 +117,21 @@ def test_shared_mode_without_the_filesystem_mounted_names_the_directory(tmp_path
         s._ensure_home()
 
 
+def create_service(s, image="jhtest/singleuser:minimal"):
+    """create_object, with what JupyterHub would give it (the command, the environment) stood in for."""
+
+    async def command():
+        return ["start-notebook.py"]
+
+    s.get_command, s.get_env = command, dict
+    s.image = image
+    run(s.create_object())
+
+
 def test_the_service_is_placed_by_constraints_never_restarted_and_publishes_in_host_mode():
     standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
     s = spawner(standin, extra_placement_spec={"constraints": ["node.role == worker"]}, pids_limit=256, mem_limit="1G")
-    s.image = "jhtest/singleuser:minimal"
-
-    async def command():
-        return ["jupyterhub-singleuser"]
-
-    s.get_command = command
-    s.get_env = dict
-    run(s.create_object())
+    create_service(s)
     spec = standin.created["task_template"]
     assert spec["Placement"]["Constraints"] == ["node.role == worker"]
     assert spec["RestartPolicy"]["Condition"] == "none"
@@ -145,15 +149,7 @@ def test_the_service_is_placed_by_constraints_never_restarted_and_publishes_in_h
 
 def test_an_admin_may_keep_the_images_health_check_on_swarm():
     standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
-    s = spawner(standin, image_healthcheck=True)
-    s.image = "jhtest/singleuser:minimal"
-
-    async def command():
-        return ["start-notebook.py"]
-
-    s.get_command = command
-    s.get_env = dict
-    run(s.create_object())
+    create_service(spawner(standin, image_healthcheck=True))
     assert "Healthcheck" not in standin.created["task_template"]["ContainerSpec"]
 
 
@@ -254,15 +250,9 @@ def test_a_push_does_not_wait_for_dockerspawners_one_thread_and_the_service_runs
     assert all(thread.startswith("formspawner-push") for *_, thread in registry.calls)
 
     # The service runs exactly the pushed image, by digest; the manager reads its command by tag.
-    async def command():
-        return ["start-notebook.py"]
-
-    s.get_command, s.get_env = command, dict
-    s.image = reference
-    run(s.create_object())
+    create_service(s, reference)
     assert standin.created["task_template"]["ContainerSpec"]["Image"] == f"{reference}@sha256:d"
-    s.image = "jhtest/singleuser:minimal"  # a later plain start: no digest of another image
-    run(s.create_object())
+    create_service(s)  # a later plain start: no digest of another image
     assert standin.created["task_template"]["ContainerSpec"]["Image"] == "jhtest/singleuser:minimal"
 
 
