@@ -175,7 +175,7 @@ def test_a_python_package_repository_is_installed_and_files_binder_would_use_are
             "backend.py": BACKEND,
             f"dist/{wheel}": data,
             "Dockerfile": "FROM scratch\n",  # never used: named instead
-            "Pipfile": "[packages]\n",  # Binder would use it; this hub does not
+            "start": '#!/bin/sh\nexec "$@"\n',  # Binder would run it at every start; this hub does not
             "notebooks/intro.ipynb": "{}\n",
         },
     )
@@ -184,7 +184,7 @@ def test_a_python_package_repository_is_installed_and_files_binder_would_use_are
     assert events[-1].get("ready"), events[-3:]
     messages = [e.get("message", "") for e in events]
     assert "Building with pyproject.toml" in messages, messages
-    assert any(m.startswith("Not used by this hub: Dockerfile, Pipfile (it uses only ") for m in messages)
+    assert any(m.startswith("Not used by this hub: Dockerfile, start (it uses only ") for m in messages)
     assert run_as_user(docker_client, "pkg", "python -c 'import fspkg; print(fspkg.VALUE)'") == "from-pyproject"
     # The image's user and NB_GID (100) own the repository, group-writable, setgid folders:
     # as docker-stacks' fix-permissions leaves files (COPY --chown=1000 alone gave group 1000).

@@ -226,7 +226,7 @@ def test_a_package_is_built_and_files_binder_would_use_are_named_in_the_log(monk
     assert launch(engine, policy)[1:4] == [
         "Building with setup.py",
         "Checked against the image: runtime.txt asks for Python 3.11, which it has",
-        "Not used by this hub: Dockerfile, Pipfile (it uses only requirements.txt, setup.py, postBuild; "
+        "Not used by this hub: Pipfile, Dockerfile (it uses only requirements.txt, setup.py, postBuild; "
         "see the launch page)",
     ]
     # The spawner always shows these lines.
@@ -279,6 +279,24 @@ def test_a_repository_without_files_that_need_checking_never_probes(checkout):
         ({".binder/Project.toml": "[deps]\n"}, "R\npython-3.11\n",
          "The repository's .binder/Project.toml needs Julia, which the chosen image does not have. "
          "Choose an image with Julia."),
+        ({"Pipfile.lock": '{"_meta": {"requires": {"python_version": "3.6"}}}', "Pipfile": "[requires]\n"
+          'python_version = "3.11"\n'}, "python-3.11\n",
+         "The repository's Pipfile.lock asks for Python 3.6; the chosen image has Python 3.11. "
+         "Choose an image with Python 3.6, or change Pipfile.lock."),
+        ({"binder/Pipfile": '[requires]\npython_full_version = "3.13.1"\n'}, "python-3.11\n",
+         "The repository's binder/Pipfile asks for Python 3.13; the chosen image has Python 3.11. "
+         "Choose an image with Python 3.13, or change Pipfile."),
+        # repo2docker's tests/pipfile/py36: a Pipfile build ignores runtime.txt (here the image's Python).
+        ({"Pipfile": '[requires]\npython_version = "3.6"\n', "runtime.txt": "python-3.11\n"}, "python-3.11\n",
+         "The repository's Pipfile asks for Python 3.6; the chosen image has Python 3.11. "
+         "Choose an image with Python 3.6, or change Pipfile."),
+        ({"Pipfile.lock": "{not json"}, "python-3.11\n",
+         "The repository's Pipfile.lock is not valid JSON: Expecting property name enclosed in double quotes: "
+         "line 1 column 2 (char 1)."),
+        ({"Pipfile": "[requires\n"}, "python-3.11\n",
+         "The repository's Pipfile is not valid TOML: Expected ']' at the end of a table declaration "
+         "(at line 1, column 10)."),
+        ({"Pipfile.lock": "[]"}, "python-3.11\n", "The repository's Pipfile.lock does not hold a table of settings."),
     ],
 )
 def test_what_the_image_cannot_do_is_refused_before_building(monkeypatch, files, probe, message):
@@ -287,7 +305,9 @@ def test_what_the_image_cannot_do_is_refused_before_building(monkeypatch, files,
     with pytest.raises(BuildError) as refused:
         launch(engine)
     assert str(refused.value) == message
-    assert engine.build_args is None and engine.probe_removed == [("probe1", True)]
+    assert engine.build_args is None
+    # A file that is not JSON or TOML is refused before the image is asked.
+    assert engine.probe_removed == ([] if "not valid" in message or "table" in message else [("probe1", True)])
 
 
 def test_what_the_image_has_passes_and_files_it_has_but_this_hub_does_not_run_are_named(monkeypatch):
@@ -298,8 +318,8 @@ def test_what_the_image_has_passes_and_files_it_has_but_this_hub_does_not_run_ar
     assert lines[1:4] == [
         "Building with environment.yml",
         "Checked against the image: runtime.txt asks for Python 3.12, which it has",
-        "Not used by this hub: install.R (it uses only apt.txt, environment.yml, requirements.txt, setup.py, "
-        "pyproject.toml, postBuild; see the launch page)",
+        "Not used by this hub: install.R (it uses only apt.txt, environment.yml, Pipfile, requirements.txt, "
+        "setup.py, pyproject.toml, postBuild; see the launch page)",
     ]
     assert engine.build_args is not None
 
@@ -663,3 +683,32 @@ def test_a_user_with_a_build_in_flight_is_refused_another_one_naming_it(monkeypa
         "You already have a repository build in progress (https://github.com/course/lab at cccccccccccc). "
         "Launch this one when that build has finished, or stop the server it is for."
     )
+
+
+def test_a_pipfile_build_names_what_it_outranks_and_checks_the_python_it_asks_for(monkeypatch):
+    """As repo2docker's tests/pipfile/requirements-txt and setup-py-explicit: the Pipfile is
+    the build; requirements.txt and setup.py are named (the Pipfile may install the package)."""
+    fetch_writing(monkeypatch, {"Pipfile": '[packages]\ndummy = {path=".", editable=true}\n\n[requires]\n'
+                                           'python_version = "3.12"\n',
+                                "Pipfile.lock": '{"_meta": {"requires": {}}}', "requirements.txt": "numpy\n",
+                                "setup.py": "from setuptools import setup; setup()\n", "start": "#!/bin/sh\n"})
+    engine = Engine(probe="python-3.12\n")
+    assert launch(engine)[1:5] == [
+        "Building with Pipfile, Pipfile.lock",
+        "Checked against the image: Pipfile asks for Python 3.12, which it has",
+        "Not used by this hub: requirements.txt, setup.py (Pipfile comes first, as on Binder)",
+        "Not used by this hub: start (it uses only apt.txt, environment.yml, Pipfile, requirements.txt, setup.py, "
+        "pyproject.toml, postBuild; see the launch page)",
+    ]
+    assert "--ignore-pipfile --system --dev" in engine.dockerfile
+    assert "-r requirements.txt" not in engine.dockerfile and "pip install --no-cache-dir .\n" not in engine.dockerfile
+
+
+def test_a_pipfile_without_a_python_version_builds_without_asking_the_image(monkeypatch):
+    fetch_writing(monkeypatch, {"Pipfile": "[packages]\nthere = '*'\n"})
+    engine = Engine()
+    assert launch(engine)[1] == "Building with Pipfile"
+    assert engine.probes == [] and "--skip-lock --system --dev" in engine.dockerfile
+    fetch_writing(monkeypatch, {"Pipfile.lock": '{"_meta": ["not", "a", "table"]}'})
+    assert launch(engine)[1] == "Building with Pipfile.lock"
+    assert engine.probes == [] and "--ignore-pipfile --system --dev" in engine.dockerfile

@@ -414,8 +414,8 @@ REFUSALS = [
         "repo-config-files",
         lambda: RepoPolicy.from_config({"config_files": ["Dockerfile"]}),
         "PolicyError",
-        "repo_policy.config_files must list some of apt.txt, environment.yml, requirements.txt, setup.py, pyproject.toml, "
-        "postBuild, not ['Dockerfile']",
+        "repo_policy.config_files must list some of apt.txt, environment.yml, Pipfile, requirements.txt, setup.py, "
+        "pyproject.toml, postBuild, not ['Dockerfile']",
     ),
     (
         "repo-private-not-bool",

@@ -86,7 +86,7 @@ def test_the_repository_fields_show_the_last_request_as_plain_text(previous, sho
     assert (context["url"], context["ref"], context["path"]) == shown
     assert context["hosts"] == ("github.com",)
     assert context["files"] == (
-        "apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", "postBuild"
+        "apt.txt", "environment.yml", "Pipfile", "requirements.txt", "setup.py", "pyproject.toml", "postBuild"
     )
 
 

@@ -12,6 +12,7 @@ from formspawner.build import read_repository
 from formspawner.errors import BuildError, OptionError, PolicyError
 from formspawner.git import pinned_address
 from formspawner.repo import (
+    PIPENV_VERSION,
     BaseImage,
     RepoPolicy,
     cache_key,
@@ -327,7 +328,7 @@ def test_read_repository_prefers_the_binder_folder_and_ignores_symlinks(tmp_path
     (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
     (tmp_path / "binder" / "postBuild").symlink_to("/etc/passwd")
     (tmp_path / "binder" / "apt.txt").write_text("graphviz\n")
-    present, config_dir, packages, unused = read_repository(tmp_path, POLICY)
+    present, config_dir, packages, unused, _ = read_repository(tmp_path, POLICY)
     assert config_dir == "binder/" and present == {"requirements.txt", "apt.txt"} and packages == ["graphviz"]
     assert unused == []
     only_pip = RepoPolicy.from_config({"config_files": ["requirements.txt"]})
@@ -374,6 +375,25 @@ def test_the_whole_recipe_with_every_build_file_in_binder():
         "WORKDIR /home/jovyan/work",
         "USER 1000:100",
     ]
+
+
+def test_a_pipfile_build_runs_a_throwaway_pipenv_where_the_pipfile_is_with_the_lock_if_any():
+    base = BaseImage.from_inspect(JOVYAN)
+    pipenv = (
+        STEP + "sh -c 'tool=$(mktemp -d) && python3 -m venv \"$tool\" && \"$tool/bin/pip\" install --no-cache-dir "
+        f"--quiet pipenv=={PIPENV_VERSION} && cd ./binder/ && PIPENV_CACHE_DIR=\"$tool/cache\" PIP_NO_CACHE_DIR=1 "
+        "PIPENV_NOSPIN=1 PIPENV_YES=1 \"$tool/bin/pipenv\" install {} --system --dev; status=$?; "
+        "rm -rf \"$tool\"; exit $status'"
+    )
+    locked = recipe(base, "lab", {"Pipfile", "Pipfile.lock", "postBuild"}, "binder/", []).splitlines()
+    assert pipenv.format("--ignore-pipfile") in locked
+    # After the ENV line (postBuild may use REPO_DIR), before postBuild.
+    assert locked.index(pipenv.format("--ignore-pipfile")) == locked.index(STEP + "sh -c 'chmod +x binder/postBuild "
+                                                                             "&& ./binder/postBuild'") - 1
+    assert pipenv.format("--skip-lock") in recipe(base, "lab", {"Pipfile"}, "binder/", []).splitlines()
+    assert pipenv.format("--ignore-pipfile") in recipe(base, "lab", {"Pipfile.lock"}, "binder/", []).splitlines()
+    top = recipe(base, "lab", {"Pipfile"}, "", [])
+    assert " && cd ./ && " in top and "pip install --no-cache-dir ." not in top
 
 
 def test_an_empty_apt_txt_or_no_build_files_give_the_copy_alone():
@@ -426,8 +446,8 @@ def test_cache_key_and_image_tag_are_fixed_functions_of_url_commit_and_builder()
     tag = "formspawner-repo/github-com-course-lab-1:cccccccccccc-kkkkkkkkkkkk"
     assert image_tag(request, "c" * 40, "k" * 64) == tag
     assert RepoPolicy().builder_fingerprint("sha256:base") == (
-        '["3", "sha256:base", ["apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", '
-        '"postBuild"]]'
+        '["4", "sha256:base", ["apt.txt", "environment.yml", "Pipfile", "requirements.txt", "setup.py", '
+        '"pyproject.toml", "postBuild"]]'
     )
 
 
@@ -519,10 +539,10 @@ def test_a_home_ending_in_a_letter_or_at_the_root_gives_the_right_target():
 
 def test_read_repository_reads_the_top_level_without_a_binder_folder_and_refuses_both_folders(tmp_path):
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    assert read_repository(tmp_path, POLICY) == ({"requirements.txt"}, "", [], [])
+    assert read_repository(tmp_path, POLICY)[:4] == ({"requirements.txt"}, "", [], [])
     (tmp_path / ".binder").mkdir()
     (tmp_path / ".binder" / "postBuild").write_text("#!/bin/sh\n")
-    assert read_repository(tmp_path, POLICY) == ({"postBuild"}, ".binder/", [], [])
+    assert read_repository(tmp_path, POLICY)[:4] == ({"postBuild"}, ".binder/", [], [])
     (tmp_path / "binder").mkdir()
     (tmp_path / "binder" / "requirements.txt").write_text("numpy\n")
     with pytest.raises(BuildError, match="both a binder/ and a .binder/ folder; Binder refuses that too"):
@@ -549,10 +569,41 @@ def test_environment_yml_wins_over_requirements_and_the_package_as_on_binder(tmp
     for name in ("environment.yml", "requirements.txt", "setup.py"):
         (tmp_path / name).write_text("x\n")
     files = read_repository(tmp_path, POLICY)
-    assert (files.present, files.unused) == ({"environment.yml"}, ["requirements.txt", "setup.py"])
+    assert (files.present, files.unused) == ({"environment.yml"}, [])
+    assert files.outranked == ("environment.yml", ("requirements.txt", "setup.py"))
     without_conda = RepoPolicy.from_config({"config_files": ["requirements.txt", "setup.py"]})
     files = read_repository(tmp_path, without_conda)
     assert (files.present, files.unused) == ({"requirements.txt", "setup.py"}, ["environment.yml"])
+    assert files.outranked == ("", ())
+
+
+def test_a_pipfile_or_its_lock_wins_over_requirements_and_the_package_but_not_over_environment_yml(tmp_path):
+    """repo2docker's order (its tests/pipfile/requirements-txt, setup-py-*, environment-yml)."""
+    for name in ("Pipfile.lock", "requirements.txt", "setup.py"):
+        (tmp_path / name).write_text("x\n")
+    files = read_repository(tmp_path, POLICY)
+    assert (files.present, files.unused) == ({"Pipfile.lock"}, [])
+    assert files.outranked == ("Pipfile.lock", ("requirements.txt", "setup.py"))
+    (tmp_path / "Pipfile").write_text("[packages]\n")
+    files = read_repository(tmp_path, POLICY)
+    assert files.present == {"Pipfile", "Pipfile.lock"}
+    assert files.outranked == ("Pipfile", ("requirements.txt", "setup.py"))
+    (tmp_path / "environment.yml").write_text("dependencies: []\n")
+    files = read_repository(tmp_path, POLICY)
+    assert files.present == {"environment.yml"}
+    assert files.outranked == ("environment.yml", ("Pipfile", "requirements.txt", "Pipfile.lock", "setup.py"))
+    # An admin who does not honour Pipfile gets the pip build, and both files named.
+    no_pipenv = RepoPolicy.from_config({"config_files": ["requirements.txt", "setup.py"]})
+    (tmp_path / "environment.yml").unlink()
+    files = read_repository(tmp_path, no_pipenv)
+    assert (files.present, files.unused, files.outranked) == (
+        {"requirements.txt", "setup.py"}, ["Pipfile", "Pipfile.lock"], ("", ())
+    )
+    # In a binder folder, the Pipfile there is the one (binder-folder: the top one is not).
+    (tmp_path / "binder").mkdir()
+    (tmp_path / "binder" / "Pipfile").write_text("[packages]\n")
+    files = read_repository(tmp_path, POLICY)
+    assert (files.present, files.config_dir, files.unused) == ({"Pipfile"}, "binder/", ["setup.py"])
 
 
 def test_a_pyproject_over_a_megabyte_is_refused_unread(tmp_path):
@@ -578,7 +629,7 @@ def test_files_binder_would_use_and_this_hub_does_not_are_named(tmp_path):
     files = read_repository(tmp_path, only_pip)
     assert files.present == set()
     assert files.unused == [
-        "environment.yml", "Dockerfile", "start", "runtime.txt", "Pipfile", "install.R", "Project.toml", "default.nix"
+        "environment.yml", "Pipfile", "Dockerfile", "start", "runtime.txt", "install.R", "Project.toml", "default.nix"
     ]
     (tmp_path / ".binder").mkdir()
     (tmp_path / ".binder" / "Dockerfile").write_text("FROM x\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import re
 import shutil
@@ -27,9 +28,11 @@ from .git import STOPPED, fetch_commit
 from .labels import REPO_LABEL
 from .outbound import Outbound
 from .repo import (
+    COMPANIONS,
     CONFIG_FILES,
     OTHER_BINDER_FILES,
     PACKAGE_FILES,
+    PIPFILES,
     RepoPolicy,
     RepoRequest,
     read_apt_packages,
@@ -96,11 +99,20 @@ NOT_USED = "Not used by this hub"
 ALWAYS_SHOWN = (BUILDING_WITH, CHECKED, NOT_USED)
 
 
+# repo2docker's builds for the Python side, first match wins: conda, pipenv, pip.
+OUTRANKS = {
+    "environment.yml": frozenset({"Pipfile", "requirements.txt", *PACKAGE_FILES}),
+    "Pipfile": frozenset({"requirements.txt", *PACKAGE_FILES}),
+}
+
+
 class RepoFiles(NamedTuple):
     present: set[str]  # honoured files to act on
     config_dir: str  # "binder/", ".binder/" or ""
     packages: list[str]  # apt.txt's packages
     unused: list[str]  # files Binder would act on that this build does not (paths in the checkout)
+    # Honoured files another one outranks (as on Binder): (the winner, the files it outranks).
+    outranked: tuple[str, tuple[str, ...]] = ("", ())
 
 
 # The build files the hub itself reads (pyproject.toml, runtime.txt) are read on a build
@@ -151,6 +163,7 @@ NEEDS_LANGUAGE = (
     ("REQUIRE", "julia", "Julia"),
 )
 _RUNTIME_RE = re.compile(r"python-(\d+)(?:\.(\d+))?(?:\.\d+)?|(r)-.*")
+_VERSION_RE = re.compile(r"\d+(?:\.\d+)*")
 
 
 def image_facts(client, base, key: str) -> frozenset[str]:
@@ -177,45 +190,82 @@ def image_facts(client, base, key: str) -> frozenset[str]:
     return facts
 
 
-def has_needs(files: RepoFiles) -> bool:
-    """Whether the repository has a file whose needs are checked against the image."""
-    names = ["runtime.txt"] + [name for name, _, _ in NEEDS_LANGUAGE]
-    return "environment.yml" in files.present or any(files.config_dir + name in files.unused for name in names)
+def _wanted_python(checkout: Path, files: RepoFiles) -> list[tuple[str, str]]:
+    """[(file, the Python version it asks for)], as repo2docker reads them: for a pipenv
+    build the first of Pipfile.lock's and Pipfile's `requires` (python_full_version, then
+    python_version; major.minor), runtime.txt being ignored (its tests/pipfile/py36);
+    otherwise runtime.txt's python-X.Y."""
+    where = files.config_dir
+    if not files.present & set(PIPFILES):
+        if where + "runtime.txt" not in files.unused:
+            return []
+        text = _read_small(checkout / where / "runtime.txt", where + "runtime.txt").strip()
+        match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
+        if match and match.group(1):
+            return [(where + "runtime.txt", match.group(1) + (f".{match.group(2)}" if match.group(2) else ""))]
+        return []
+    for name in PIPFILES[::-1]:
+        if name not in files.present:
+            continue
+        text = _read_small(checkout / where / name, where + name)
+        try:
+            table = json.loads(text) if name.endswith(".lock") else tomllib.loads(text)
+        except ValueError as error:  # JSON's and TOML's decode errors both are
+            kind = "JSON" if name.endswith(".lock") else "TOML"
+            raise BuildError(f"The repository's {where}{name} is not valid {kind}: {error}.") from None
+        if not isinstance(table, dict):
+            raise BuildError(f"The repository's {where}{name} does not hold a table of settings.")
+        meta = table.get("_meta") if name.endswith(".lock") else table
+        requires = meta.get("requires") if isinstance(meta, dict) else None
+        for key in ("python_full_version", "python_version"):
+            match = _VERSION_RE.match(str(requires.get(key) or "")) if isinstance(requires, dict) else None
+            if match:
+                return [(where + name, ".".join(match.group().split(".")[:2]))]
+    return []
 
 
-def check_against_image(checkout: Path, files: RepoFiles, facts: frozenset[str]) -> dict[str, str]:
-    """Refuse, before building, what the image cannot do. The files the image satisfies
-    as they are (a runtime.txt naming its Python): {path: what the log says of it}."""
+def check_against_image(
+    checkout: Path, files: RepoFiles, facts_of_image: Callable[[], frozenset[str]]
+) -> dict[str, str]:
+    """Refuse, before building, what the image cannot do. The image is asked
+    (`facts_of_image`, a probe container) only when a file has needs. The files the image
+    satisfies as they are (a runtime.txt or Pipfile naming its Python): {path: what the
+    log says of it}."""
     where, satisfied = files.config_dir, {}
+    runtime = where + "runtime.txt"
+    languages = [(name, tool, language) for name, tool, language in NEEDS_LANGUAGE if where + name in files.unused]
+    wanted = _wanted_python(checkout, files)
+    if not ("environment.yml" in files.present or languages or wanted or runtime in files.unused):
+        return satisfied
+    facts = facts_of_image()
     if "environment.yml" in files.present and not facts & {"mamba", "conda"}:
         raise BuildError(
             f"The repository's {where}environment.yml needs conda or mamba, which the chosen image does not have. "
             "Choose an image with conda (the docker-stacks images have it), or list the packages in requirements.txt."
         )
-    for name, tool, language in NEEDS_LANGUAGE:
-        if where + name in files.unused and tool not in facts:
+    for name, tool, language in languages:
+        if tool not in facts:
             raise BuildError(
                 f"The repository's {where}{name} needs {language}, which the chosen image does not have. "
                 f"Choose an image with {language}."
             )
-    if where + "runtime.txt" in files.unused:
-        text = _read_small(checkout / where / "runtime.txt", where + "runtime.txt").strip()
+    if runtime in files.unused:
+        text = _read_small(checkout / runtime, runtime).strip()
         match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
-        have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
         if match and match.group(3) and "R" not in facts:
             raise BuildError(
-                f"The repository's {where}runtime.txt asks for R ({text.splitlines()[0]!r}), "
+                f"The repository's {runtime} asks for R ({text.splitlines()[0]!r}), "
                 "which the chosen image does not have. Choose an image with R."
             )
-        if match and match.group(1):
-            wanted = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
-            if have != wanted and not have.startswith(wanted + "."):
-                raise BuildError(
-                    f"The repository's {where}runtime.txt asks for Python {wanted}; the chosen image has "
-                    f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {wanted}, "
-                    "or change runtime.txt."
-                )
-            satisfied[where + "runtime.txt"] = f"{CHECKED}: {where}runtime.txt asks for Python {wanted}, which it has"
+    have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
+    for path, version in wanted:
+        if have != version and not have.startswith(version + "."):
+            raise BuildError(
+                f"The repository's {path} asks for Python {version}; the chosen image has "
+                f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
+                f"or change {path.rpartition('/')[2]}."
+            )
+        satisfied[path] = f"{CHECKED}: {path} asks for Python {version}, which it has"
     return satisfied
 
 
@@ -228,18 +278,29 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
             "The repository has both a binder/ and a .binder/ folder; Binder refuses that too. Keep one of them."
         )
     config_dir = folders[0] + "/" if folders else ""
-    found = [config_dir + name for name in CONFIG_FILES if name not in PACKAGE_FILES]
+    found = [config_dir + name for name in CONFIG_FILES if name not in PACKAGE_FILES] + [
+        config_dir + name for name in COMPANIONS
+    ]
     found = [path for path in found if _regular_file(checkout / path)]
     package = "" if config_dir else _is_python_package(checkout)
     if package:
         found.append(package)
+
+    def honoured_as(path: str) -> str:
+        name = path.rpartition("/")[2]
+        return COMPANIONS.get(name, name)
+
     honoured = set(policy.config_files)
-    if "environment.yml" in honoured and config_dir + "environment.yml" in found:
-        # repo2docker's conda build wins over its Python one: requirements.txt and the
-        # package are left alone when an environment.yml is there.
-        honoured -= {"requirements.txt", *PACKAGE_FILES}
-    present = {path.rpartition("/")[2] for path in found if path.rpartition("/")[2] in honoured}
-    unused = [path for path in found if path.rpartition("/")[2] not in honoured]
+    # repo2docker picks one build for the Python side: conda (environment.yml), else
+    # pipenv (Pipfile or Pipfile.lock), else pip (requirements.txt, then the package).
+    # What the chosen one leaves alone is named as not used.
+    # (found lists environment.yml before Pipfile, and Pipfile before Pipfile.lock.)
+    winner = next((path for path in found if honoured_as(path) in OUTRANKS and honoured_as(path) in honoured), "")
+    beaten = honoured & OUTRANKS[honoured_as(winner)] if winner else set()
+    outranked = (winner, tuple(path for path in found if honoured_as(path) in beaten))
+    honoured -= beaten
+    present = {path.rpartition("/")[2] for path in found if honoured_as(path) in honoured}
+    unused = [path for path in found if honoured_as(path) not in honoured and path not in outranked[1]]
     if config_dir:
         # Binder installs no package from a repository with a binder folder either.
         unused += [name for name in PACKAGE_FILES if _regular_file(checkout / name)]
@@ -250,7 +311,7 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
             packages = read_apt_packages((checkout / config_dir / "apt.txt").read_text(errors="replace"))
         except ValueError as error:
             raise BuildError(f"The repository's {config_dir}{error}.") from None
-    return RepoFiles(present, config_dir, packages, unused)
+    return RepoFiles(present, config_dir, packages, unused, outranked)
 
 
 class BuildJob:
@@ -393,10 +454,13 @@ def run_build(
                 or "no build files (repository only)"
             )
         )
-        if has_needs(files):
-            for path, note in check_against_image(checkout, files, image_facts(client, base, key)).items():
-                say(note)
+        for path, note in check_against_image(checkout, files, lambda: image_facts(client, base, key)).items():
+            say(note)
+            if path in files.unused:
                 files.unused.remove(path)
+        winner, outranked = files.outranked
+        if outranked:
+            say(f"{NOT_USED}: {', '.join(outranked)} ({winner} comes first, as on Binder)")
         if files.unused:
             say(
                 f"{NOT_USED}: {', '.join(files.unused)} (it uses only "

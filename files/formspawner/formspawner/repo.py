@@ -23,9 +23,25 @@ from .labels import IMAGE_REPOSITORY, REPO_LABEL
 # What a repository may declare, as Binder users know it (repo2docker's file names).
 # setup.py and pyproject.toml count as repo2docker counts them: at the top of a repository
 # without a binder folder, pyproject.toml only with [project] and [build-system]; the
-# repository is then installed with pip after its requirements.
-CONFIG_FILES = ("apt.txt", "environment.yml", "requirements.txt", "setup.py", "pyproject.toml", "postBuild")
+# repository is then installed with pip after its requirements. "Pipfile" stands for
+# Pipfile and Pipfile.lock: either one makes a pipenv build, as on Binder.
+CONFIG_FILES = (
+    "apt.txt",
+    "environment.yml",
+    "Pipfile",
+    "requirements.txt",
+    "setup.py",
+    "pyproject.toml",
+    "postBuild",
+)
 PACKAGE_FILES = ("setup.py", "pyproject.toml")
+# Files honoured (or not) under another file's name in config_files.
+COMPANIONS = {"Pipfile.lock": "Pipfile"}
+PIPFILES = ("Pipfile", "Pipfile.lock")
+# The pipenv that installs a Pipfile build (in a throwaway environment of its own, so the
+# user's environment holds only what the repository declares). repo2docker pins 2022.1.8,
+# which predates the Pythons the docker-stacks images carry now.
+PIPENV_VERSION = "2026.10.3"
 # Files repo2docker acts on that this hub never uses, named in the build log when present.
 # A repository's own Dockerfile and `start` script above all: the first could change the
 # user and entry point, the second would run at every start with the user's data mounted.
@@ -34,8 +50,6 @@ OTHER_BINDER_FILES = (
     "start",
     "runtime.txt",
     "requirements3.txt",
-    "Pipfile",
-    "Pipfile.lock",
     "install.R",
     "DESCRIPTION",
     "Project.toml",
@@ -44,7 +58,7 @@ OTHER_BINDER_FILES = (
     "default.nix",
 )
 # Bumped whenever the Dockerfile below changes, so old builds are not reused.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 
 POLICY_KEYS = {
     "allowed_hosts",
@@ -439,6 +453,23 @@ def recipe(
                 "sh -c 'for tool in mamba conda; do command -v $tool >/dev/null && "
                 f"exec $tool env update -n base -f {config_dir}environment.yml; done; "
                 'echo "environment.yml needs an image with mamba or conda" >&2; exit 1\''
+            )
+        )
+    if present & set(PIPFILES):
+        # As repo2docker runs it: where the Pipfile is (its relative paths mean that
+        # folder), the lock file when there is one (--ignore-pipfile) and the Pipfile's
+        # own ranges otherwise (--skip-lock), into the image's Python (--system), with the
+        # development packages. pipenv itself lives in a directory this step removes.
+        mode = "--ignore-pipfile" if "Pipfile.lock" in present else "--skip-lock"
+        lines.append(
+            "RUN "
+            + _limited(
+                "sh -c 'tool=$(mktemp -d) && python3 -m venv \"$tool\" && "
+                f'"$tool/bin/pip" install --no-cache-dir --quiet pipenv=={PIPENV_VERSION} && '
+                f"cd ./{config_dir} && "
+                'PIPENV_CACHE_DIR="$tool/cache" PIP_NO_CACHE_DIR=1 PIPENV_NOSPIN=1 PIPENV_YES=1 '
+                f'"$tool/bin/pipenv" install {mode} --system --dev; '
+                'status=$?; rm -rf "$tool"; exit $status\''
             )
         )
     if "requirements.txt" in present:
