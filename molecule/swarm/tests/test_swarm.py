@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from hubapi import TOKEN, api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 WORKERS = ("jhswarm-worker1", "jhswarm-worker2")
+# A line of the certificate in jupyterhub_ca_certificates (molecule.yml).
+CA_LINE = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "git-tls", "cert.pem").read_text().splitlines()[1]
 
 
 def on(target, command, check=True):
@@ -132,6 +134,10 @@ def test_users_land_on_workers_with_their_image_and_variables(host):
         assert "Executing: jupyterhub-singleuser" in on(node, f"docker logs {container} 2>&1")
         assert on(node, f"docker inspect -f '{{{{json .Config.Healthcheck.Test}}}}' {container}") == '["NONE"]'
         assert on(node, f"docker inspect -f '{{{{.State.Health}}}}' {container}") == "<nil>"
+        # The hub's extra CA (the Git server's here) is in the bundle the server reads on its
+        # worker: the docker role put it into every node's system bundle.
+        assert "SSL_CERT_FILE=/etc/formspawner/ca-certificates.crt" in env
+        assert CA_LINE in on(node, f"docker exec {container} cat /etc/formspawner/ca-certificates.crt")
     # The swarm spreads the two services over the two workers.
     assert nodes["alice"] != nodes["bob"], nodes
     # The hub reaches each server through the port it published on its worker.
