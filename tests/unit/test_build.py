@@ -159,6 +159,7 @@ def test_a_build_asks_the_engine_for_exactly_this_build(checkout, monkeypatch):
         },
         "buildargs": {"FORMSPAWNER_DEADLINE": "1600", "FORMSPAWNER_BUILD": KEY},
         "container_limits": {"memory": 2 * 1024**3, "memswap": 2 * 1024**3, "cpusetcpus": "3-5"},
+        "network_mode": None,  # Docker's default bridge, unless build_network names one
         "timeout": 660,
     }
     # The context is the checkout under repo/ and the recipe; nothing of it outlives the build.
@@ -712,3 +713,12 @@ def test_a_pipfile_without_a_python_version_builds_without_asking_the_image(monk
     fetch_writing(monkeypatch, {"Pipfile.lock": '{"_meta": ["not", "a", "table"]}'})
     assert launch(engine)[1] == "Building with Pipfile.lock"
     assert engine.probes == [] and "--ignore-pipfile --system --dev" in engine.dockerfile
+
+
+def test_a_build_network_carries_the_steps(checkout):
+    engine = Engine()
+    policy = RepoPolicy.from_config({"build_memory": "1g"})
+    request = policy.check({"url": "https://github.com/course/lab", "ref": "main"})
+    run_build(engine, request, COMMIT, "refs/heads/main", KEY, TAG, BASE, policy, "lab", print,
+              network="jupyterhub-builds")
+    assert engine.build_args["network_mode"] == "jupyterhub-builds"

@@ -272,6 +272,7 @@ USERS_SERVERS = {
         "repo_policy": {},
         "ca_bundle": "",
         "proxy_env": {},
+        "build_network": "",
     },
     "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
 }
@@ -295,11 +296,13 @@ def test_one_hosts_whole_config_is_what_the_settings_say_and_nothing_else(tmp_pa
         ],
         metrics={"enabled": True, "interval": 60, "token_file": str(token)},
         user={**BASE["user"], "shared_mounts": {"/srv/course": "/home/jovyan/shared"}},
-        outbound={"ca_bundle": "/etc/ssl/certs/ca-certificates.crt", "proxy": {"https_proxy": "http://p.edu:3128"}},
+        outbound={"ca_bundle": "/etc/ssl/certs/ca-certificates.crt", "proxy": {"https_proxy": "http://p.edu:3128"},
+                  "build_network": "jupyterhub-builds"},
     )
     servers = copy.deepcopy(USERS_SERVERS)
     servers["FormDockerSpawner"].update(
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt", proxy_env={"https_proxy": "http://p.edu:3128"}
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt", proxy_env={"https_proxy": "http://p.edu:3128"},
+        build_network="jupyterhub-builds",
     )
     servers["DockerSpawner"].update(
         extra_host_config={
@@ -415,6 +418,7 @@ def test_a_settings_document_without_the_optional_keys_applies_with_safe_values(
     del document["outbound"]
     c = hubconfig.apply(Config(), document)
     assert c.FormDockerSpawner.ca_bundle == "" and c.FormDockerSpawner.proxy_env == {}
+    assert c.FormDockerSpawner.build_network == ""
     assert c.Authenticator.admin_users == set() and c.Authenticator.allow_all is False
     assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
     assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan/work"}

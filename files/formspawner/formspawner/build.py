@@ -424,6 +424,7 @@ def run_build(
     stop: threading.Event | None = None,
     workroot: str | None = None,
     outbound: Outbound | None = None,
+    network: str = "",
 ) -> None:
     """Fetch and build; on any failure remove what the build left and raise BuildError.
     Once `stop` is set, the build ends at its next step with STOPPED. The checkout and
@@ -496,6 +497,8 @@ def run_build(
             labels=labels,
             buildargs={"FORMSPAWNER_DEADLINE": str(int(deadline)), "FORMSPAWNER_BUILD": key, **outbound.build_args()},
             container_limits=limits,
+            # The steps' network ("" = Docker's default bridge).
+            network_mode=network or None,
             # A step may print nothing for a long time (compiling); the deadline bounds it.
             timeout=policy.build_timeout + 60,
         )

@@ -140,6 +140,7 @@ def apply_spawner(c: Config, s: dict) -> None:
     outbound = s.get("outbound") or {}
     c.FormDockerSpawner.ca_bundle = outbound.get("ca_bundle", "")
     c.FormDockerSpawner.proxy_env = outbound.get("proxy", {})
+    c.FormDockerSpawner.build_network = outbound.get("build_network", "")
     c.Spawner.start_timeout = s["start_timeout"]
     c.Spawner.http_timeout = s["http_timeout"]
     c.Spawner.default_url = "/lab"

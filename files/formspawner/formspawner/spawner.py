@@ -302,6 +302,14 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         build arguments, which are not stored in the image. Users can read them in their server.""",
     )
 
+    build_network = Unicode(
+        "",
+        config=True,
+        help="""The Docker network repository builds run their steps on ("" = Docker's default
+        bridge). A network of their own lets a firewall tell builds apart (the role's network
+        policy applies to its subnet); the engine's classic builder takes a network name.""",
+    )
+
     @validate("ca_bundle", "proxy_env")
     def _check_outbound(self, proposal):
         values = {"ca_bundle": self.ca_bundle, "proxy_env": self.proxy_env, proposal.trait.name: proposal.value}
@@ -466,7 +474,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         job.task = asyncio.ensure_future(
             schedule.slots.run(
                 job, build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log,
-                job.stop, self.repo_work_dir, self.outbound_policy,
+                job.stop, self.repo_work_dir, self.outbound_policy, self.build_network,
             )
         )  # fmt: skip
         cache.builds[tag] = job

@@ -25,6 +25,19 @@ server.commit(
     },
     executable={"postBuild"},
 )
+# The network policy's probe from inside a build (the jupyterhub scenario copies it beside
+# this file): postBuild connects to the verifier's stand-in addresses and keeps the result.
+probe = Path(__file__).with_name("egress_probe.py")
+if probe.exists():
+    targets = Path(__file__).with_name("egress_targets.txt").read_text().split()
+    server.commit(
+        "egress",
+        {
+            "egress_probe.py": probe.read_text(),
+            "postBuild": f"#!/bin/sh\npython3 egress_probe.py {' '.join(targets)} > egress-from-build.json\n",
+        },
+        executable={"postBuild"},
+    )
 print("serving https://localhost:8443/course.git", flush=True)
 while True:
     time.sleep(3600)

@@ -1,0 +1,124 @@
+"""The network policy's script (roles/jupyterhub/templates/jupyterhub-egress.j2), rendered
+by Ansible from the role's defaults and run for real, with the real iptables, inside a
+network (and mount) namespace of its own: the rules it leaves, that a second run leaves the
+same, that `remove` takes everything away, and which resolvers it opens.
+
+The traffic side (what a user's server and a build can reach, before and after a Docker
+restart and a reboot) is the jupyterhub molecule scenario's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# In the integration tier, after testenv installed Docker (and with it iptables); as root,
+# as the whole tier runs. Nothing here touches this machine's own firewall.
+
+
+def render(tmp_path: Path, **variables) -> Path:
+    """The script as the role writes it, for these variables over the role's defaults."""
+    script = tmp_path / "jupyterhub-egress"
+    play = [{
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROOT / "roles/jupyterhub/defaults/main.yml"), str(ROOT / "roles/jupyterhub/vars/main.yml")],
+        "tasks": [{"ansible.builtin.template": {
+            "src": str(ROOT / "roles/jupyterhub/templates/jupyterhub-egress.j2"), "dest": str(script), "mode": "0755",
+        }}],
+    }]  # fmt: skip
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+         "-e", json.dumps({"ansible_python_interpreter": sys.executable, **variables}), str(tmp_path / "play.yml")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:]
+    return script
+
+
+def run_in_namespace(tmp_path: Path, commands: str, resolv: str = "nameserver 127.0.0.11\n") -> str:
+    """`commands` in a fresh network namespace (its own, empty iptables) with Docker's
+    DOCKER-USER chain and `resolv` as /etc/resolv.conf; iptables -S after them."""
+    (tmp_path / "resolv.conf").write_text(resolv)
+    inner = (
+        f"mount --bind {tmp_path}/resolv.conf /etc/resolv.conf && iptables -w 10 -N DOCKER-USER && "
+        f"{commands} && iptables -w 10 -S"
+    )
+    result = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", inner], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def chain(rules: str, name: str) -> list[str]:
+    return [line for line in rules.splitlines() if line.startswith(f"-A {name} ")]
+
+
+def test_deny_private_rules_link_both_subnets_once_and_a_second_run_changes_nothing(tmp_path):
+    script = render(tmp_path, jupyterhub_egress_allow=[{"to": "10.99.0.2", "ports": [5432, 5433]}])
+    once = run_in_namespace(tmp_path, f"sh {script}")
+    twice = run_in_namespace(tmp_path, f"sh {script} && sh {script}")
+    assert once == twice
+    assert chain(once, "DOCKER-USER") == [
+        "-A DOCKER-USER -s 10.211.1.0/24 -j JUPYTERHUB-EGRESS",
+        "-A DOCKER-USER -s 10.211.0.0/24 -j JUPYTERHUB-EGRESS",
+    ]
+    assert chain(once, "INPUT") == [
+        "-A INPUT -s 10.211.1.0/24 -j JUPYTERHUB-INPUT",
+        "-A INPUT -s 10.211.0.0/24 -j JUPYTERHUB-INPUT",
+    ]
+    egress = chain(once, "JUPYTERHUB-EGRESS")
+    assert egress[0] == "-A JUPYTERHUB-EGRESS -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
+    # The exception comes before any refusal; every denied range is refused, TCP with a reset.
+    assert egress[1:3] == [
+        "-A JUPYTERHUB-EGRESS -d 10.99.0.2/32 -p tcp -m multiport --dports 5432,5433 -j RETURN",
+        "-A JUPYTERHUB-EGRESS -d 10.99.0.2/32 -p udp -m multiport --dports 5432,5433 -j RETURN",
+    ]
+    for denied in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"):
+        assert f"-A JUPYTERHUB-EGRESS -d {denied} -p tcp -j REJECT --reject-with tcp-reset" in egress
+        assert f"-A JUPYTERHUB-EGRESS -d {denied} -j REJECT --reject-with icmp-admin-prohibited" in egress
+    assert len(egress) == 3 + 10  # the public internet is not refused
+    # To this host: the hub's API from the users' subnet, the exception; nothing else.
+    assert chain(once, "JUPYTERHUB-INPUT") == [
+        "-A JUPYTERHUB-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p tcp -m multiport --dports 5432,5433 -j RETURN",
+        "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p udp -m multiport --dports 5432,5433 -j RETURN",
+        "-A JUPYTERHUB-INPUT -s 10.211.0.0/24 -d 10.211.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN",
+        "-A JUPYTERHUB-INPUT -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-INPUT -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+
+
+def test_allowlist_refuses_everything_else_and_remove_takes_every_rule_away(tmp_path):
+    script = render(tmp_path, jupyterhub_egress_policy="allowlist", jupyterhub_egress_allow=[{"to": "10.30.0.0/16"}])
+    rules = run_in_namespace(tmp_path, f"sh {script}")
+    egress = chain(rules, "JUPYTERHUB-EGRESS")
+    assert egress[1] == "-A JUPYTERHUB-EGRESS -d 10.30.0.0/16 -j RETURN"
+    assert egress[-2:] == [
+        "-A JUPYTERHUB-EGRESS -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-EGRESS -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+    removed = run_in_namespace(tmp_path, f"sh {script} && sh {script} remove")
+    assert "JUPYTERHUB" not in removed
+    assert "-N DOCKER-USER" in removed  # Docker's chain is Docker's
+
+
+def test_dns_is_open_to_the_hosts_resolvers_only_and_only_on_port_53(tmp_path):
+    script = render(tmp_path)
+    resolv = "nameserver 127.0.0.53\nnameserver 10.9.8.7\nnameserver fd00::53\nsearch example.edu\n"
+    rules = run_in_namespace(tmp_path, f"sh {script}", resolv=resolv)
+    for name in ("JUPYTERHUB-EGRESS", "JUPYTERHUB-INPUT"):
+        dns = [line for line in chain(rules, name) if "--dport 53" in line]
+        assert dns == [
+            f"-A {name} -d 10.9.8.7/32 -p udp -m udp --dport 53 -j RETURN",
+            f"-A {name} -d 10.9.8.7/32 -p tcp -m tcp --dport 53 -j RETURN",
+        ]
