@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from .test_repo_launches import BUILD_LABEL, repo_body, run_as_user, running_builds
+from .test_repo_launches import (
+    BUILD_LABEL,
+    assert_launch_refused,
+    repo_body,
+    run_as_user,
+    running_builds,
+    stand_in_python,
+)
 
 EXAMPLES = Path(__file__).parent / "binder-examples"
 
@@ -83,22 +90,14 @@ def test_upstream_repositories_this_image_cannot_build_are_refused_naming_the_fi
     """environment-yml: conda comes before pipenv (the stand-in has no conda); py36: the
     Pipfile.lock's Python (runtime.txt is ignored by a Pipfile build, as upstream's README says)."""
     hub = repo_hub()
-    python = docker_client.containers.run(
-        "jhtest/singleuser:minimal", ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        entrypoint=[], remove=True,
-    ).decode().strip()
+    python = stand_in_python(docker_client)
     cases = {
         "pipfile/environment-yml": "The repository's environment.yml needs conda or mamba",
         "pipfile/py36": f"The repository's Pipfile.lock asks for Python 3.6; the chosen image has Python {python}.",
     }
     for number, (example, message) in enumerate(cases.items()):
         repository = upstream(git_server, example)
-        user = f"refused{number}"
-        assert hub.spawn(user, repo_body(git_server, repository)).status_code in (201, 202)
-        events = hub.progress_events(user)
-        assert events[-1].get("failed"), events[-3:]
-        assert message in events[-1]["message"], events[-1]
-        assert not hub.api("GET", f"/users/{user}").json()["servers"]
+        assert_launch_refused(hub, git_server, f"refused{number}", repository, message)
         url = git_server.url(repository)[:-4]
         assert not docker_client.images.list(filters={"label": f"org.formspawner.repo.url={url}"})
     assert not running_builds(docker_client)

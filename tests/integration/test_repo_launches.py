@@ -29,6 +29,23 @@ def run_as_user(client, user: str, command: str) -> str:
     return output.decode().strip()
 
 
+def stand_in_python(docker_client) -> str:
+    """The stand-in image's Python, major.minor."""
+    return docker_client.containers.run(
+        "jhtest/singleuser:minimal", ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        entrypoint=[], remove=True,
+    ).decode().strip()
+
+
+def assert_launch_refused(hub, git_server, user: str, repository: str, message: str) -> None:
+    """A launch of `repository` fails before any server starts, with `message` on the page."""
+    assert hub.spawn(user, repo_body(git_server, repository)).status_code in (201, 202)
+    events = hub.progress_events(user)
+    assert events[-1].get("failed"), events[-3:]
+    assert message in events[-1]["message"], events[-1]
+    assert not hub.api("GET", f"/users/{user}").json()["servers"]
+
+
 def builds_logged(hub, url: str) -> int:
     return len(re.findall(rf"Building {re.escape(url)} at ", hub.log_text()))
 
@@ -216,10 +233,7 @@ def test_what_the_image_cannot_do_is_refused_before_building_naming_the_file(rep
     """The stand-in has Debian's Python in a venv and no conda, R or Julia; the hub asks the
     image itself (a probe container), so these hold for any image an admin lists."""
     hub = repo_hub()
-    python = docker_client.containers.run(
-        "jhtest/singleuser:minimal", ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        entrypoint=[], remove=True,
-    ).decode().strip()
+    python = stand_in_python(docker_client)
     cases = {
         "fstest-conda": ({"environment.yml": "dependencies: [numpy]\n"}, "environment.yml needs conda or mamba"),
         "fstest-py27": (
@@ -230,12 +244,7 @@ def test_what_the_image_cannot_do_is_refused_before_building_naming_the_file(rep
     }
     for number, (name, (files, message)) in enumerate(cases.items()):
         git_server.commit(name, files)
-        user = f"lack{number}"
-        assert hub.spawn(user, repo_body(git_server, name)).status_code in (201, 202)
-        events = hub.progress_events(user)
-        assert events[-1].get("failed"), events[-3:]
-        assert message in events[-1]["message"], events[-1]
-        assert not hub.api("GET", f"/users/{user}").json()["servers"]
+        assert_launch_refused(hub, git_server, f"lack{number}", name, message)
     assert not running_builds(docker_client)
     assert not docker_client.containers.list(all=True, filters={"label": BUILD_LABEL})  # the probe is gone
     # The same image passes where it can: runtime.txt naming its own Python builds.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import egress  # noqa: E402
 from hubapi import api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
@@ -73,3 +74,11 @@ def test_the_user_their_token_and_their_files_are_back(host):
     assert out == "chapter one"
     owner = host.check_output("docker exec jupyter-keeper stat -c %u /home/jovyan/work/thesis.txt")
     assert owner == "1000"
+
+
+def test_the_network_policy_holds_on_the_restored_server(host):
+    """On bookworm (the jupyterhub scenario probes on trixie): the restore converged the
+    site, and keeper's server meets the default policy (this scenario lists no exception)."""
+    assert host.service("jupyterhub-egress").is_enabled
+    wait_ready(host, "keeper")
+    egress.check_server(host, "keeper")

@@ -4,11 +4,15 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import egress  # noqa: E402  (molecule/shared, beside the scenarios)
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PROJECT = Path(__file__).resolve().parents[3]
@@ -217,91 +221,21 @@ def test_user_containers_cannot_reach_each_other(host):
     assert status == "200"
 
 
-# --- The network policy (jupyterhub_egress_policy) ---------------------------------------
-# Every address probed lives inside this target: a "campus" network namespace behind a veth
-# (with /32 routes to it) holds the metadata address, two private hosts and a "public" one,
-# with listeners on 80 and 5432; a listener on the target's port 2222 stands in for sshd.
-# With or without rules, nothing a probe sends can leave the target. Each address is
-# checked from the target itself (no policy there) before any probe.
-CAMPUS = ("169.254.169.254", "10.99.0.1", "192.168.99.1", "10.99.0.2", "198.51.100.7", "10.99.0.53")
-TARGETS = (Path(__file__).resolve().parents[1] / "files" / "egress_targets.txt").read_text().split()
-CAMPUS_SETUP = f"""set -e
-if ! ip netns list | grep -qw jhcampus; then
-    ip netns add jhcampus
-    ip link add jhcampus type veth peer name jhcampus-in
-    ip link set jhcampus-in netns jhcampus
-    ip address add 192.0.2.1/30 dev jhcampus
-    ip link set jhcampus up
-    ip -n jhcampus address add 192.0.2.2/30 dev jhcampus-in
-    ip -n jhcampus link set jhcampus-in up
-    ip -n jhcampus link set lo up
-    ip -n jhcampus route add default via 192.0.2.1
-    for address in {" ".join(CAMPUS)}; do
-        ip -n jhcampus address add $address/32 dev lo
-        ip route replace $address/32 via 192.0.2.2 dev jhcampus
-    done
-    for port in 80 5432 53; do
-        systemd-run --unit=jhcampus-$port ip netns exec jhcampus python3 -m http.server --bind 0.0.0.0 $port
-    done
-    systemd-run --unit=jhcampus-host python3 -m http.server --bind 0.0.0.0 2222
-fi
-"""
-PROBE = "/opt/jhtest-git/egress_probe.py"
-# What a user's server may reach: the public stand-in, the listed exception (that port
-# only) and the hub's API; not metadata, private addresses or the host's own services.
-SERVER_REACHES = {
-    "169.254.169.254:80": "refused",
-    "10.99.0.1:80": "refused",
-    "192.168.99.1:80": "refused",
-    "10.99.0.2:5432": "open",
-    "10.99.0.2:80": "refused",
-    "198.51.100.7:80": "open",
-    "10.211.0.1:8081": "open",
-    "10.211.0.1:2222": "refused",
-    "10.211.1.1:2222": "refused",
-    # The "campus resolver": open to DNS only while the host uses it (the rules follow
-    # resolv.conf each time they are applied); otherwise just another private address.
-    "10.99.0.53:53": "refused",
-}
-# A build has no business with the hub's API.
-BUILD_REACHES = {**SERVER_REACHES, "10.211.0.1:8081": "refused"}
-
-
-def campus(host):
-    """The stand-in campus, made if missing (a reboot removes it); the target's own address."""
-    host.check_output(CAMPUS_SETUP)
-    own = host.check_output("ip -4 -o address show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -1")
-    for address in CAMPUS:
-        assert "dev jhcampus" in host.check_output(f"ip -o route get {address}"), address
-    targets = TARGETS + [f"{own}:2222"]
-    deadline = time.monotonic() + 30
-    while True:  # the listeners take a moment to start
-        seen = json.loads(host.check_output(f"python3 {PROBE} {' '.join(targets)}"))
-        if set(seen.values()) == {"open"} or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert set(seen.values()) == {"open"}, f"a stand-in does not answer from the target itself: {seen}"
-    return own
-
-
-def probe_from_server(host, user):
-    own = campus(host)
-    targets = TARGETS + [f"{own}:2222"]
-    seen = json.loads(host.check_output(f"docker exec -i jupyter-{user} python3 - {' '.join(targets)} < {PROBE}"))
-    listed = "nameserver 10.99.0.53" in host.file("/etc/resolv.conf").content_string
-    assert seen == {**SERVER_REACHES, f"{own}:2222": "refused", "10.99.0.53:53": "open" if listed else "refused"}
+# The network policy (jupyterhub_egress_policy): the probes are molecule/shared/egress.py's.
+# This scenario's exception (molecule.yml): the stand-in campus database, 10.99.0.2:5432.
+OPENED = ("10.99.0.2:5432",)
 
 
 def test_the_network_policy_holds_from_a_users_server_and_from_a_build(host):
     assert host.service("jupyterhub-egress").is_enabled
     wait_ready(host, "alice")
-    probe_from_server(host, "alice")
+    egress.check_server(host, "alice", OPENED)
     # The host starts using the "campus resolver" (listed last: the target's own lookups
     # still go to Docker's resolver; its address is routed into the namespace by now).
     # Reapplied, the policy opens port 53 to it, and only that port.
     host.check_output("echo 'nameserver 10.99.0.53' >> /etc/resolv.conf && systemctl restart jupyterhub-egress")
     try:
-        probe_from_server(host, "alice")
+        egress.check_server(host, "alice", OPENED)
         # A repository whose postBuild probes the same addresses from inside the build.
         ensure_user(host, "builder")
         body = {"image": "minimal", "repo": {"url": "https://localhost:8443/egress.git", "ref": "main"}}
@@ -309,7 +243,7 @@ def test_the_network_policy_holds_from_a_users_server_and_from_a_build(host):
         wait_ready(host, "builder", timeout=400)
         built = host.check_output("docker exec jupyter-builder cat /home/jovyan/egress/egress-from-build.json")
         seen = json.loads(built)
-        assert seen == {**BUILD_REACHES, "10.99.0.53:53": "open"}
+        assert seen == {**egress.BUILD_REACHES, **dict.fromkeys(OPENED, "open"), "10.99.0.53:53": "open"}
     finally:
         # Rewritten in place: Docker bind-mounts the file, so it cannot be replaced.
         host.check_output(
@@ -434,7 +368,7 @@ def test_servers_survive_a_docker_restart_with_live_restore(host):
 
 def test_the_network_policy_holds_after_the_docker_restart(host):
     wait_ready(host, "alice")
-    probe_from_server(host, "alice")
+    egress.check_server(host, "alice", OPENED)
 
 
 def test_rerun_changes_nothing_and_keeps_secrets_and_servers(host):
@@ -516,4 +450,4 @@ def test_a_reboot_brings_back_the_hub_its_database_and_the_users_work(host):
 
 def test_the_network_policy_holds_after_the_reboot(host):
     wait_ready(host, "alice")
-    probe_from_server(host, "alice")
+    egress.check_server(host, "alice", OPENED)
