@@ -190,20 +190,25 @@ def image_facts(client, base, key: str) -> frozenset[str]:
     return facts
 
 
-def _wanted_python(checkout: Path, files: RepoFiles) -> list[tuple[str, str]]:
-    """[(file, the Python version it asks for)], as repo2docker reads them: for a pipenv
+def _runtime(checkout: Path, files: RepoFiles) -> re.Match | None:
+    """runtime.txt's first line, matched (python-X.Y or r-...), when the repository has one."""
+    path = files.config_dir + "runtime.txt"
+    if path not in files.unused:
+        return None
+    text = _read_small(checkout / path, path).strip()
+    return _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
+
+
+def _wanted_python(checkout: Path, files: RepoFiles, runtime: re.Match | None) -> tuple[str, str] | None:
+    """(file, the Python version it asks for), as repo2docker reads them: for a pipenv
     build the first of Pipfile.lock's and Pipfile's `requires` (python_full_version, then
     python_version; major.minor), runtime.txt being ignored (its tests/pipfile/py36);
     otherwise runtime.txt's python-X.Y."""
     where = files.config_dir
     if not files.present & set(PIPFILES):
-        if where + "runtime.txt" not in files.unused:
-            return []
-        text = _read_small(checkout / where / "runtime.txt", where + "runtime.txt").strip()
-        match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
-        if match and match.group(1):
-            return [(where + "runtime.txt", match.group(1) + (f".{match.group(2)}" if match.group(2) else ""))]
-        return []
+        if runtime and runtime.group(1):
+            return where + "runtime.txt", runtime.group(1) + (f".{runtime.group(2)}" if runtime.group(2) else "")
+        return None
     for name in PIPFILES[::-1]:
         if name not in files.present:
             continue
@@ -220,8 +225,8 @@ def _wanted_python(checkout: Path, files: RepoFiles) -> list[tuple[str, str]]:
         for key in ("python_full_version", "python_version"):
             match = _VERSION_RE.match(str(requires.get(key) or "")) if isinstance(requires, dict) else None
             if match:
-                return [(where + name, ".".join(match.group().split(".")[:2]))]
-    return []
+                return where + name, ".".join(match.group().split(".")[:2])
+    return None
 
 
 def check_against_image(
@@ -231,12 +236,13 @@ def check_against_image(
     (`facts_of_image`, a probe container) only when a file has needs. The files the image
     satisfies as they are (a runtime.txt or Pipfile naming its Python): {path: what the
     log says of it}."""
-    where, satisfied = files.config_dir, {}
-    runtime = where + "runtime.txt"
+    where = files.config_dir
     languages = [(name, tool, language) for name, tool, language in NEEDS_LANGUAGE if where + name in files.unused]
-    wanted = _wanted_python(checkout, files)
-    if not ("environment.yml" in files.present or languages or wanted or runtime in files.unused):
-        return satisfied
+    has_runtime = where + "runtime.txt" in files.unused
+    runtime = _runtime(checkout, files)
+    wanted = _wanted_python(checkout, files, runtime)
+    if not ("environment.yml" in files.present or languages or wanted or has_runtime):
+        return {}
     facts = facts_of_image()
     if "environment.yml" in files.present and not facts & {"mamba", "conda"}:
         raise BuildError(
@@ -249,24 +255,22 @@ def check_against_image(
                 f"The repository's {where}{name} needs {language}, which the chosen image does not have. "
                 f"Choose an image with {language}."
             )
-    if runtime in files.unused:
-        text = _read_small(checkout / runtime, runtime).strip()
-        match = _RUNTIME_RE.fullmatch(text.splitlines()[0].strip() if text else "")
-        if match and match.group(3) and "R" not in facts:
-            raise BuildError(
-                f"The repository's {runtime} asks for R ({text.splitlines()[0]!r}), "
-                "which the chosen image does not have. Choose an image with R."
-            )
+    if runtime and runtime.group(3) and "R" not in facts:
+        raise BuildError(
+            f"The repository's {where}runtime.txt asks for R ({runtime.group(0)!r}), "
+            "which the chosen image does not have. Choose an image with R."
+        )
+    if not wanted:
+        return {}
+    path, version = wanted
     have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
-    for path, version in wanted:
-        if have != version and not have.startswith(version + "."):
-            raise BuildError(
-                f"The repository's {path} asks for Python {version}; the chosen image has "
-                f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
-                f"or change {path.rpartition('/')[2]}."
-            )
-        satisfied[path] = f"{CHECKED}: {path} asks for Python {version}, which it has"
-    return satisfied
+    if have != version and not have.startswith(version + "."):
+        raise BuildError(
+            f"The repository's {path} asks for Python {version}; the chosen image has "
+            f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
+            f"or change {path.rpartition('/')[2]}."
+        )
+    return {path: f"{CHECKED}: {path} asks for Python {version}, which it has"}
 
 
 def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
