@@ -61,10 +61,15 @@ SERVER_REACHES = {
 BUILD_REACHES = {**SERVER_REACHES, "10.211.0.1:8081": "refused"}
 
 
-def run_probe(host, targets, container=""):
-    """{HOST:PORT: open | refused | ...} as seen from the target, or from inside `container`."""
+def run_probe(host, targets, container="", image=""):
+    """{HOST:PORT: open | refused | ...} as seen from the target, from inside `container`,
+    or from a new container of `image` on the target's default bridge."""
     where = f"docker exec {container} " if container else ""
-    return json.loads(host.check_output(f"{where}python3 -c {shlex.quote(PROBE)} {' '.join(targets)}"))
+    if image:
+        where = f"docker run --rm --network bridge --entrypoint python3 {image} "
+    else:
+        where += "python3 "
+    return json.loads(host.check_output(f"{where}-c {shlex.quote(PROBE)} {' '.join(targets)}"))
 
 
 def campus(host):

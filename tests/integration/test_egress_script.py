@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def render(tmp_path: Path, **variables) -> Path:
     """The script as the role writes it, for these variables over the role's defaults."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "jupyterhub-egress"
     play = [{
         "hosts": "localhost",
@@ -90,9 +91,9 @@ def test_deny_private_rules_link_both_subnets_once_and_a_second_run_changes_noth
     # To this host: the hub's API from the users' subnet, the exception; nothing else.
     assert chain(once, "JUPYTERHUB-INPUT") == [
         "-A JUPYTERHUB-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A JUPYTERHUB-INPUT -s 10.211.0.0/24 -d 10.211.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN",
         "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p tcp -m multiport --dports 5432,5433 -j RETURN",
         "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p udp -m multiport --dports 5432,5433 -j RETURN",
-        "-A JUPYTERHUB-INPUT -s 10.211.0.0/24 -d 10.211.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN",
         "-A JUPYTERHUB-INPUT -p tcp -j REJECT --reject-with tcp-reset",
         "-A JUPYTERHUB-INPUT -j REJECT --reject-with icmp-admin-prohibited",
     ]
@@ -109,6 +110,7 @@ def test_allowlist_refuses_everything_else_and_remove_takes_every_rule_away(tmp_
     ]
     removed = run_in_namespace(tmp_path, f"sh {script} && sh {script} remove")
     assert "JUPYTERHUB" not in removed
+    assert "JUPYTERHUB-INBOUND" not in rules  # only a swarm worker's servers take connections
     assert "-N DOCKER-USER" in removed  # Docker's chain is Docker's
 
 
@@ -122,3 +124,53 @@ def test_dns_is_open_to_the_hosts_resolvers_only_and_only_on_port_53(tmp_path):
             f"-A {name} -d 10.9.8.7/32 -p udp -m udp --dport 53 -j RETURN",
             f"-A {name} -d 10.9.8.7/32 -p tcp -m tcp --dport 53 -j RETURN",
         ]
+
+
+# A swarm worker's script, as tasks/swarm.yml renders it: the worker's default bridge, the
+# manager's API, the swarm's nodes (a public one among them), connections in from the
+# manager only.
+WORKER = {
+    "subnets": ["10.213.0.0/24"],
+    "hub": {"chain": "JUPYTERHUB-EGRESS", "from": "10.213.0.0/24", "to": "172.18.0.2"},
+    "inbound_from": "172.18.0.2",
+    "nodes": ["172.18.0.2", "198.51.100.20"],
+}
+
+
+def test_on_a_worker_the_managers_api_is_open_the_nodes_are_not_and_only_the_manager_connects_in(tmp_path):
+    script = render(tmp_path, _egress_rules=WORKER)
+    rules = run_in_namespace(tmp_path, f"sh {script} && sh {script}")
+    assert chain(rules, "DOCKER-USER") == [
+        "-A DOCKER-USER -d 10.213.0.0/24 -j JUPYTERHUB-INBOUND",
+        "-A DOCKER-USER -s 10.213.0.0/24 -j JUPYTERHUB-EGRESS",
+    ]
+    assert chain(rules, "INPUT") == ["-A INPUT -s 10.213.0.0/24 -j JUPYTERHUB-INPUT"]
+    egress = chain(rules, "JUPYTERHUB-EGRESS")
+    assert egress[1:6] == [
+        "-A JUPYTERHUB-EGRESS -s 10.213.0.0/24 -d 172.18.0.2/32 -p tcp -m tcp --dport 8081 -j RETURN",
+        "-A JUPYTERHUB-EGRESS -d 172.18.0.2/32 -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-EGRESS -d 172.18.0.2/32 -j REJECT --reject-with icmp-admin-prohibited",
+        "-A JUPYTERHUB-EGRESS -d 198.51.100.20/32 -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-EGRESS -d 198.51.100.20/32 -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+    # Nothing on the worker itself.
+    assert chain(rules, "JUPYTERHUB-INPUT")[1:] == [
+        "-A JUPYTERHUB-INPUT -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-INPUT -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+    assert chain(rules, "JUPYTERHUB-INBOUND") == [
+        "-A JUPYTERHUB-INBOUND -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A JUPYTERHUB-INBOUND -s 172.18.0.2/32 -p tcp -j RETURN",
+        "-A JUPYTERHUB-INBOUND -p tcp -j REJECT --reject-with tcp-reset",
+        "-A JUPYTERHUB-INBOUND -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+    removed = run_in_namespace(tmp_path, f"sh {script} && sh {script} remove")
+    assert "JUPYTERHUB" not in removed
+
+
+def test_a_new_subnet_replaces_the_old_ones_links(tmp_path):
+    old = render(tmp_path / "old", _egress_rules=WORKER)
+    new = render(tmp_path / "new", _egress_rules={**WORKER, "subnets": ["10.214.0.0/24"]})
+    rules = run_in_namespace(tmp_path, f"sh {old} && sh {new}")
+    links = chain(rules, "DOCKER-USER") + chain(rules, "INPUT")
+    assert links and all("10.214.0.0/24" in link for link in links), links

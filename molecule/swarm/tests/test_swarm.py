@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from egress import SERVER_REACHES, TARGETS, campus, run_probe  # noqa: E402
 from hubapi import TOKEN, api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 WORKERS = ("jhswarm-worker1", "jhswarm-worker2")
@@ -173,6 +175,48 @@ def test_a_repository_built_on_the_manager_runs_on_a_worker_from_the_registry(ho
     assert host.check_output("docker images -q --filter label=org.formspawner.repo=1").strip()
 
 
+def check_policy_on_worker(host, user):
+    """The network policy as `user`'s server meets it on its worker (molecule/shared/egress.py:
+    the stand-in campus is made inside the worker; the hub's users' and builds' subnets
+    exist only on the manager, so they are not probed from here). Returns where it runs."""
+    node, container = placement(host, user)
+    worker = testinfra.get_host(f"docker://{node}")
+    own = campus(worker)
+    manager = host.check_output("docker info --format '{{.Swarm.NodeAddr}}'").strip()
+    targets = [target for target in TARGETS if not target.startswith("10.211.")]
+    seen = run_probe(worker, [*targets, f"{own}:2222", f"{manager}:8081", f"{manager}:5000"], container=container)
+    listed = "nameserver 10.99.0.53" in worker.file("/etc/resolv.conf").content_string
+    expected = {target: SERVER_REACHES[target] for target in targets}
+    expected.update({
+        "10.99.0.53:53": "open" if listed else "refused",
+        f"{own}:2222": "refused",  # the worker's own services
+        f"{manager}:8081": "open",  # the hub's API
+        f"{manager}:5000": "refused",  # the rest of the manager (here its registry)
+    })  # fmt: skip
+    assert seen == expected, (node, seen)
+    return node, container, worker
+
+
+def test_servers_on_workers_meet_the_network_policy_and_only_the_manager_reaches_them(host):
+    start(host, "dave", {"image": "minimal"})
+    node, container, worker = check_policy_on_worker(host, "dave")
+    # Inter-container traffic is off on the worker's default bridge (docker_icc), and a
+    # container started there by anyone else does not reach dave's server.
+    icc = "docker network inspect bridge -f '{{index .Options \"com.docker.network.bridge.enable_icc\"}}'"
+    assert on(node, icc) == "false"
+    address = on(node, f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {container}")
+    image = on(node, f"docker inspect -f '{{{{.Config.Image}}}}' {container}")
+    neighbour = run_probe(worker, [f"{address}:8888"], image=image)
+    assert neighbour[f"{address}:8888"] != "open", neighbour
+    # Its published port answers the manager (the hub's path to it), not another node.
+    port = on(node, f"docker port {container} 8888/tcp").splitlines()[0].rsplit(":", 1)[1]
+    node_address = on(node, "docker info --format '{{.Swarm.NodeAddr}}'")
+    other = testinfra.get_host(f"docker://{next(w for w in WORKERS if w != node)}")
+    assert run_probe(other, [f"{node_address}:{port}"]) == {f"{node_address}:{port}": "refused"}
+    assert run_probe(host, [f"{node_address}:{port}"]) == {f"{node_address}:{port}": "open"}
+    assert api(host, "DELETE", "/users/dave/server")[0] in (202, 204)
+
+
 def test_servers_on_workers_survive_a_restart_of_the_hub(host):
     before = {user: placement(host, user) for user in ("alice", "bob")}
     host.check_output("systemctl restart jupyterhub")
@@ -270,3 +314,5 @@ def test_with_pin_storage_a_user_waits_for_the_node_that_holds_her_files(host):
     again, container = placement(host, "dora")
     assert again == node
     assert on(node, f"docker exec {container} cat /home/jovyan/work/notes.txt") == "pinned"
+    # The worker was stopped and started (its boot): the policy is back in force there.
+    check_policy_on_worker(host, "dora")
