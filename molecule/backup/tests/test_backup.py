@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
@@ -81,4 +82,12 @@ def test_the_network_policy_holds_on_the_restored_server(host):
     site, and keeper's server meets the default policy (this scenario lists no exception)."""
     assert host.service("jupyterhub-egress").is_enabled
     wait_ready(host, "keeper")
+    egress.check_server(host, "keeper")
+    # And after a restart of Docker (20.10 here, 26 on trixie), which keeps keeper's server
+    # (live-restore) and redoes its own firewall rules: the policy's unit follows it.
+    host.check_output("systemctl restart docker")
+    deadline = time.monotonic() + 60
+    while host.run("systemctl is-active jupyterhub-egress").stdout.strip() != "active":
+        assert time.monotonic() < deadline, host.run("systemctl status jupyterhub-egress").stdout
+        time.sleep(1)
     egress.check_server(host, "keeper")
