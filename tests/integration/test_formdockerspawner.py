@@ -279,3 +279,77 @@ def test_progress_reports_the_pull_and_the_start(docker_client, make_hub):
     assert events[-1].get("ready"), messages
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress)
+
+
+# Run inside a server: its limits as the kernel applies them (cgroup v2 or v1).
+CGROUP_READER = """
+import json, os
+def read(*paths):
+    for path in paths:
+        if os.path.exists('/sys/fs/cgroup/' + path):
+            return open('/sys/fs/cgroup/' + path).read().strip()
+def number(text):
+    return None if text in (None, 'max', '0', '-1') or int(text) >= 2**60 else int(text)
+v2 = os.path.exists('/sys/fs/cgroup/cgroup.controllers')
+if v2:
+    cpu = read('cpu.max')
+else:
+    cpu = read('cpu/cpu.cfs_quota_us') + ' ' + read('cpu/cpu.cfs_period_us')
+shm = os.statvfs('/dev/shm')
+print(json.dumps([
+    number(read('memory.max', 'memory/memory.limit_in_bytes')),
+    number(read('memory.low', 'memory/memory.soft_limit_in_bytes')),
+    cpu,
+    number(read('pids.max', 'pids/pids.max')),
+    shm.f_blocks * shm.f_frsize,
+]))
+"""
+
+
+def test_each_choice_gets_its_own_resources_seen_from_inside_and_users_cannot_ask_for_more(make_hub, docker_client):
+    """Per-choice resources (images[].resources) over the hub's settings for every server
+    (here 768M and 1 CPU): the cgroup the server runs in and its /dev/shm, read from inside."""
+    course = {
+        "name": "course", "display_name": "Course", "image": "jhtest/singleuser:minimal",
+        "resources": {"mem_limit": "384M", "mem_guarantee": "128M", "cpu_limit": 0.5, "pids_limit": 300,
+                      "shm_size": "96M"},
+    }  # fmt: skip
+    big = {"name": "big", "image": "jhtest/singleuser:minimal", "groups": ["ml"], "resources": {"mem_limit": "1G"}}
+    hub = make_hub()
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": [*IMAGES, course, big], "env_policy": ENV_POLICY},
+        {**DOCKER_SETTINGS, "mem_limit": "768M", "cpu_limit": 1.0},
+    )
+
+    def inside(user):
+        """[memory limit, memory reservation, "quota period", pids limit, /dev/shm bytes]
+        from the container's cgroup (v2, or v1 as on this machine); None: no limit."""
+        result = container_of(docker_client, user).exec_run(["python3", "-c", CGROUP_READER])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert hub.spawn("rita", {"image": "course"}).status_code in (201, 202)
+    hub.wait_ready("rita")
+    assert inside("rita") == [384 * 2**20, 128 * 2**20, "50000 100000", 300, 96 * 2**20]
+    # What JupyterHub tells the server about its limits (jupyter-resource-usage shows it).
+    env = container_env(docker_client, "rita")
+    assert (env["MEM_LIMIT"], env["MEM_GUARANTEE"], env["CPU_LIMIT"]) == (str(384 * 2**20), str(128 * 2**20), "0.5")
+    hub.stop_server("rita")
+    # The next start with another choice gets the hub's settings again.
+    assert hub.spawn("rita", {"image": "minimal"}).status_code in (201, 202)
+    hub.wait_ready("rita")
+    memory, low, cpu, pids, shm = inside("rita")
+    assert (memory, low, cpu) == (768 * 2**20, None, "100000 100000")
+    assert pids != 300 and shm == 64 * 2**20  # Docker's default /dev/shm
+    hub.stop_server("rita")
+    # Resources come with a choice only: a request for more is refused by name, and a
+    # choice limited to a group is refused to others as an unknown image.
+    response = hub.spawn("rita", {"image": "course", "resources": {"mem_limit": "64G"}})
+    assert response.status_code == 400 and "Unknown option 'resources'" in response.json()["message"]
+    response = hub.spawn("rita", {"image": "big"})
+    assert response.status_code == 400 and "Unknown image 'big'" in response.json()["message"], response.text
+    assert hub.api("POST", "/groups/ml", json={"users": ["rita"]}).status_code in (201, 409)
+    assert hub.spawn("rita", {"image": "big"}).status_code in (201, 202)
+    hub.wait_ready("rita")
+    assert inside("rita")[0] == 2**30

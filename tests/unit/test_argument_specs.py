@@ -79,6 +79,23 @@ def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars,
             "Inventory error in jupyterhub_extra_config.JupyterHub must be a mapping of trait names to values",
         ),
         ({"jupyterhub_extra_config_files": ["/srv/hub/limits.yml"]}, "/srv/hub/limits.yml do not end in .py"),
+        # What this host (the test machine: its facts) can never give.
+        (
+            {"jupyterhub_images": [{"name": "big", "image": "x", "resources": {"cpu_limit": 512}}]},
+            "Inventory error in jupyterhub_images: 'big' asks for cpu_limit 512 but this host has",
+        ),
+        (
+            {"jupyterhub_images": [{"name": "big", "image": "x", "resources": {"mem_guarantee": "64T"}}]},
+            "Inventory error in jupyterhub_images: 'big' asks for mem_guarantee 64 TB but this host has",
+        ),
+        (
+            {"jupyterhub_user_cpu_limit": 512},
+            "Inventory error in jupyterhub_user_cpu_limit: 512 is more than this host's",
+        ),
+        (
+            {"jupyterhub_images": [{"name": "ml", "image": "x", "resources": {"gpus": "two"}}]},
+            "Inventory error in jupyterhub_images[0] (ml).resources.gpus must be a number of GPUs, 'all', or a mapping",
+        ),
     ],
 )
 def test_jupyterhub_preflight_refuses_bad_inventory_before_any_change(tmp_path, extra_vars, message):

@@ -9,7 +9,8 @@ HOSTILE = "<script>alert('x')</script>\"'&"
 IMAGES = [
     {"name": "minimal", "display_name": HOSTILE, "description": HOSTILE, "image": "a"},
     {"name": "scipy", "display_name": "SciPy", "description": "Science stack", "image": "b"},
-    {"name": "gpu", "display_name": "GPU", "image": "c", "groups": ["gpu-users"]},
+    {"name": "gpu", "display_name": "GPU", "image": "c", "groups": ["gpu-users"],
+     "resources": {"mem_limit": "16G", "cpu_limit": 8, "gpus": 1}},
 ]
 POLICY = {"fixed": {"TZ": "UTC"}, "defaults": {"OMP_NUM_THREADS": "1"}}
 OPTIONS = OptionSet.from_config(["image", "env"], IMAGES, POLICY)
@@ -53,6 +54,12 @@ def test_form_lists_visible_images_with_descriptions_and_preselects_the_default(
 
 def test_group_members_see_their_group_images():
     assert Inputs(render_form(OPTIONS, {}, ["gpu-users"])).radios == ["minimal", "scipy", "gpu"]
+
+
+def test_a_choices_resources_are_shown_next_to_it_and_only_to_those_who_may_choose_it():
+    summary = "16 GB memory, 8 CPUs, 1 GPU"
+    assert summary in render_form(OPTIONS, {}, ["gpu-users"])
+    assert summary not in render_form(OPTIONS, {}, [])
 
 
 def test_form_preselects_the_last_choice_and_ignores_one_no_longer_allowed():

@@ -77,3 +77,65 @@ def test_empty_catalog_offers_no_choice_at_all():
 def test_admin_mistakes_fail_with_the_setting_named(entries, message):
     with pytest.raises(PolicyError, match=message):
         ImageCatalog.from_config(entries)
+
+
+# -- resources per choice -------------------------------------------------------------
+
+ML = {
+    "name": "ml",
+    "image": "quay.io/jupyter/pytorch-notebook:cuda12-2026-11-02",
+    "groups": ["ml-course"],
+    "resources": {"mem_limit": "8G", "mem_guarantee": "4G", "cpu_limit": 4, "pids_limit": 2048,
+                  "shm_size": "1G", "gpus": 1},
+}  # fmt: skip
+
+
+def test_a_choice_carries_its_resources_and_says_them_in_words():
+    catalog = ImageCatalog.from_config([ENTRIES[0], ML])
+    plain, ml = catalog.choices
+    assert not plain.resources
+    assert (ml.resources.mem_limit, ml.resources.mem_guarantee) == (8 * 1024**3, 4 * 1024**3)
+    assert (ml.resources.cpu_limit, ml.resources.pids_limit, ml.resources.shm_size) == (4.0, 2048, 1024**3)
+    assert ml.resources.summary() == "8 GB memory (4 GB guaranteed), 4 CPUs, 1 GPU, 1 GB shared memory, 2048 processes"
+    assert ml.resources.gpus.device_request() == {"Driver": "", "Count": 1, "Capabilities": [["gpu"]]}
+
+
+@pytest.mark.parametrize(
+    ("gpus", "wanted"),
+    [
+        ("all", {"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}),
+        (
+            {"count": 2, "capabilities": ["gpu", "compute"]},
+            {"Driver": "", "Count": 2, "Capabilities": [["gpu", "compute"]]},
+        ),
+        ({"device_ids": ["0", "GPU-3f2a"]}, {"Driver": "", "DeviceIDs": ["0", "GPU-3f2a"], "Capabilities": [["gpu"]]}),
+    ],
+)
+def test_gpus_become_dockers_device_request(gpus, wanted):
+    catalog = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"gpus": gpus}}])
+    assert catalog.choices[0].resources.gpus.device_request() == wanted
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"memory": "1G"}, r"images\[0\] \(ml\).resources: unknown key\(s\) 'memory'"),
+        ({"mem_limit": "8 GB"}, r"\(ml\).resources.mem_limit must be a size such as 512M or 8G, not '8 GB'"),
+        ({"mem_limit": -1}, r"mem_limit must be a size"),
+        ({"mem_limit": "1G", "mem_guarantee": "2G"}, r"mem_guarantee is more than its mem_limit"),
+        ({"cpu_limit": 0}, r"cpu_limit must be a number of CPUs"),
+        ({"cpu_limit": "2"}, r"cpu_limit must be a number of CPUs"),
+        ({"cpu_limit": True}, r"cpu_limit must be a number of CPUs"),
+        ({"pids_limit": 8}, r"pids_limit must be a whole number of at least 16"),
+        ({"shm_size": "lots"}, r"shm_size must be a size"),
+        ({"gpus": {"count": 1, "device_ids": ["0"]}}, r"gpus: give either count or device_ids"),
+        ({"gpus": 0}, r"gpus: give either count or device_ids"),
+        ({"gpus": {"count": 1, "capabilities": ["gpu;rm"]}}, r"gpus.capabilities must be a list"),
+        ({"gpus": {"device_ids": ["0 1"]}}, r"gpus.device_ids must be a list of GPU indexes"),
+        ({"gpus": {"cuda": 1}}, r"gpus: unknown key\(s\) 'cuda'"),
+        ("8G", r"\(ml\).resources must be a mapping"),
+    ],
+)
+def test_bad_resources_are_refused_naming_the_entry_and_key(resources, message):
+    with pytest.raises(PolicyError, match=message):
+        ImageCatalog.from_config([{**ML, "resources": resources}])

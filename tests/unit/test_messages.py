@@ -217,7 +217,13 @@ REFUSALS = [
         "images-unknown-key",
         lambda: ImageCatalog.from_config([{"name": "a", "image": "x/y:1", "tag": "1", "colour": 2}]),
         "PolicyError",
-        "images[0]: unknown key(s) 'colour', 'tag'; known keys are default, description, display_name, groups, image, name",
+        "images[0]: unknown key(s) 'colour', 'tag'; known keys are default, description, display_name, groups, image, name, resources",
+    ),
+    (
+        "images-resources-bad-size",
+        lambda: ImageCatalog.from_config([{"name": "ml", "image": "x/y:1", "resources": {"mem_limit": "8 GB"}}]),
+        "PolicyError",
+        "images[0] (ml).resources.mem_limit must be a size such as 512M or 8G, not '8 GB'",
     ),
     (
         "images-bad-name",

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from formspawner import FormSwarmSpawner
+from formspawner import FormSwarmSpawner, PolicyError
 from formspawner.swarm import UnavailableNode
 
 
@@ -307,3 +307,33 @@ def test_without_a_credentials_file_the_push_sends_no_login(monkeypatch):
     monkeypatch.setattr(FormSwarmSpawner, "_client", registry)
     run(s._publish_image("formspawner-repo/lab:abc-def"))
     assert registry.login is None
+
+
+def test_a_choices_resources_go_into_the_service_and_the_configured_ones_come_back():
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    images = [
+        {"name": "plain", "image": "jhtest/singleuser:minimal"},
+        {"name": "big", "image": "jhtest/singleuser:scipy", "resources": {
+            "mem_limit": "2G", "mem_guarantee": "1G", "cpu_limit": 2, "pids_limit": 512, "shm_size": "256M"}},
+    ]  # fmt: skip
+    s = spawner(standin, images=images, pids_limit=256, mem_limit="1G", cpu_limit=1.0)
+    s.option_set.apply(s, s.option_set.check({"image": "big"}, []))
+    create_service(s, image=s.image)
+    spec = standin.created["task_template"]
+    assert spec["Resources"]["Limits"] == {"MemoryBytes": 2 * 1024**3, "NanoCPUs": 2 * 10**9, "Pids": 512}
+    assert spec["Resources"]["Reservations"]["MemoryBytes"] == 1024**3
+    shm = [m for m in spec["ContainerSpec"]["Mounts"] if m["Target"] == "/dev/shm"]
+    assert shm == [{"Target": "/dev/shm", "Source": None, "Type": "tmpfs", "ReadOnly": False,
+                    "TmpfsOptions": {"SizeBytes": 256 * 1024**2}}]  # fmt: skip
+    assert (s.mem_limit, s.cpu_limit, s.pids_limit) == (1024**3, 1.0, 256)  # configured values back
+    # The next start with a choice without resources gets the hub's settings.
+    s.option_set.apply(s, s.option_set.check({"image": "plain"}, []))
+    create_service(s, image=s.image)
+    spec = standin.created["task_template"]
+    assert spec["Resources"]["Limits"] == {"MemoryBytes": 1024**3, "NanoCPUs": 10**9, "Pids": 256}
+    assert not [m for m in spec["ContainerSpec"].get("Mounts", []) if m["Target"] == "/dev/shm"]
+
+
+def test_gpu_choices_are_refused_on_swarm_when_the_config_loads():
+    with pytest.raises(PolicyError, match="'ml' asks for GPUs, which this hub's spawner cannot give"):
+        FormSwarmSpawner(images=[{"name": "ml", "image": "x", "resources": {"gpus": 1}}])

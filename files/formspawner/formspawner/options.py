@@ -14,7 +14,7 @@ from typing import Any
 
 from .env import EnvPolicy, format_env_text, parse_env_text, withhold_secret_lines
 from .errors import OptionError, PolicyError, describe
-from .images import ImageCatalog, ImageChoice
+from .images import ImageCatalog, ImageChoice, Resources
 from .repo import RepoPolicy, RepoRequest
 
 ABSENT = object()
@@ -39,6 +39,8 @@ class ImageOption:
     def apply(self, spawner, choice: ImageChoice | None) -> None:
         if choice is not None:
             spawner.image = choice.image
+        # Every start: a choice without resources gets the hub's settings again.
+        spawner.choice_resources = choice.resources if choice is not None else Resources()
 
     def form_context(self, previous: Mapping, groups: Sequence[str]) -> dict:
         visible = self.catalog.visible_to(groups)
@@ -142,6 +144,7 @@ class OptionSet:
         env_policy: Mapping | None,
         repo_policy: Mapping | None = None,
         supports_image: bool = True,
+        supports_gpus: bool = True,
     ) -> OptionSet:
         names = list(form_options or [])
         unknown = [n for n in names if n not in PIECES]
@@ -155,6 +158,13 @@ class OptionSet:
         catalog = ImageCatalog.from_config(images)
         policy = EnvPolicy.from_config(env_policy)
         repos = RepoPolicy.from_config(repo_policy)
+        if not supports_gpus:
+            for choice in catalog.choices:
+                if choice.resources.gpus is not None:
+                    raise PolicyError(
+                        f"images: {choice.name!r} asks for GPUs, which this hub's spawner cannot give "
+                        "(GPUs are for servers on one host, FormDockerSpawner)"
+                    )
         for name in ("image", "repo"):
             if name in names and not supports_image:
                 raise PolicyError(f"form_options: {name!r} needs a container spawner (FormDockerSpawner)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -13,6 +14,7 @@ import re
 from urllib.parse import quote
 
 import docker.errors
+import docker.types
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
@@ -22,6 +24,7 @@ from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, as_http_error
 from .events import EventLog
 from .form import link_summary, render_form
+from .images import Resources
 from .labels import IMAGE_REPOSITORY, OPTIONS_LABEL, USER_LABEL
 from .options import OptionSet
 from .repo import BaseImage, cache_key, image_tag
@@ -105,7 +108,7 @@ class FormOptionsMixin(HasTraits):
             "repo_policy": self.repo_policy,
         }
         values[proposal.trait.name] = proposal.value
-        OptionSet.from_config(supports_image=self._supports_image(), **values)
+        OptionSet.from_config(supports_image=self._supports_image(), supports_gpus=self._supports_gpus(), **values)
         return proposal.value
 
     @classmethod
@@ -121,11 +124,20 @@ class FormOptionsMixin(HasTraits):
             section.get("env_policy", {}),
             section.get("repo_policy", {}),
             supports_image=cls._supports_image(),
+            supports_gpus=cls._supports_gpus(),
         )
 
     @classmethod
     def _supports_image(cls) -> bool:
         return cls.class_traits().get("image") is not None
+
+    @classmethod
+    def _supports_gpus(cls) -> bool:
+        """Whether a choice may ask for GPUs (Docker's device requests on one host)."""
+        return False
+
+    # The chosen image's resources (its `resources` entry), set by the image piece.
+    choice_resources = Resources()
 
     _option_set = None
 
@@ -139,6 +151,7 @@ class FormOptionsMixin(HasTraits):
                 self.env_policy,
                 self.repo_policy,
                 supports_image=self._supports_image(),
+                supports_gpus=self._supports_gpus(),
             )
         return self._option_set
 
@@ -257,6 +270,10 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     @default("remove")
     def _default_remove(self):
+        return True
+
+    @classmethod
+    def _supports_gpus(cls) -> bool:
         return True
 
     repo_cache_file = Unicode(
@@ -521,6 +538,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     def _options_fingerprint(self) -> str:
         chosen = {"image": self.image, "env": self.form_env}
+        if self.choice_resources:
+            chosen["resources"] = dataclasses.asdict(self.choice_resources)
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
     _launch_tag = None
@@ -556,17 +575,28 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 # An admin's own healthcheck in extra_create_kwargs is kept.
                 extra.setdefault("healthcheck", dict(NO_HEALTHCHECK))
 
-        def no_auto_remove(extra):
+        chosen = self.choice_resources
+
+        def host_extras(extra):
             # DockerSpawner removes the container itself when the server stops. Docker's
             # AutoRemove would also remove it when dockerd restarts under live-restore
             # (moby#46308, Docker before 24.0.8, e.g. Debian 12's 20.10): every user's
             # server would die with an engine upgrade.
             extra.setdefault("auto_remove", False)
+            # The chosen image's resources, over the hub's settings for every server.
+            if self.mem_guarantee:
+                extra["mem_reservation"] = self.mem_guarantee
+            for name in ("pids_limit", "shm_size"):
+                if getattr(chosen, name) is not None:
+                    extra[name] = getattr(chosen, name)
+            if chosen.gpus is not None:
+                extra["device_requests"] = [docker.types.DeviceRequest(**chosen.gpus.device_request())]
 
         with traits_set(
             self,
             extra_create_kwargs=_extended(self.extra_create_kwargs, create_extras),
-            extra_host_config=_extended(self.extra_host_config, no_auto_remove),
+            extra_host_config=_extended(self.extra_host_config, host_extras),
+            **chosen_limits(chosen),
         ):
             return await super().create_object()
 
@@ -621,6 +651,12 @@ def traits_set(spawner, **values):
     finally:
         for name, value in configured.items():
             setattr(spawner, name, value)
+
+
+def chosen_limits(chosen: Resources) -> dict:
+    """The spawner's own limit traits a choice's resources set (the others stay as configured)."""
+    names = ("mem_limit", "mem_guarantee", "cpu_limit")
+    return {name: getattr(chosen, name) for name in names if getattr(chosen, name) is not None}
 
 
 def _extended(configured, extend):

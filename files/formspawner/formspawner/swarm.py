@@ -34,7 +34,7 @@ from traitlets import Enum, Int, Unicode, default
 from . import schedule
 from .errors import OptionError, UserFacingError, as_http_error
 from .labels import OPTIONS_LABEL, USER_LABEL
-from .spawner import NO_HEALTHCHECK, FormDockerSpawner, traits_set
+from .spawner import NO_HEALTHCHECK, FormDockerSpawner, chosen_limits, traits_set
 
 # Node states in which a task is really where it was placed.
 _NODE_UP = "ready"
@@ -57,6 +57,11 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     def _default_pull_policy(self):
         # The node the swarm picks pulls (the images role pre-pulls on every node).
         return "skip"
+
+    @classmethod
+    def _supports_gpus(cls) -> bool:
+        # Not yet: a swarm needs each GPU node's generic resources declared to place them.
+        return False
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
@@ -174,6 +179,10 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
                     driver_config=None if local_path else driver,
                 )
             )
+        if self.choice_resources.shm_size is not None:
+            # Services have no shm_size: /dev/shm as a tmpfs of the chosen size.
+            size = self.choice_resources.shm_size
+            mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=size))
         return mounts
 
     def _ensure_home(self) -> None:
@@ -304,6 +313,14 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         return resources
 
     async def create_object(self):
+        chosen = self.choice_resources
+        limits = chosen_limits(chosen)
+        if chosen.pids_limit is not None:
+            limits["pids_limit"] = chosen.pids_limit
+        with traits_set(self, **limits):
+            return await self._create_service()
+
+    async def _create_service(self):
         constraints = await self._pin_constraint()  # raises UnavailableNode (its message is shown)
         if self.storage == "shared":
             self._ensure_home()
