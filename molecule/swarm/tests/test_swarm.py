@@ -128,7 +128,14 @@ def test_users_land_on_workers_with_their_image_and_variables(host):
         # Confinement holds on the swarm too: no capabilities, the process limit.
         status = on(node, f"docker exec {container} cat /proc/1/status")
         assert "CapBnd:\t0000000000000000" in status
-        assert on(node, f"docker inspect -f '{{{{.HostConfig.PidsLimit}}}}' {container}") == "256"
+        # bob's image has resources of its own (molecule.yml): the service's limits, /dev/shm.
+        own = image == "scipy"
+        pids, memory, shm = ("300", str(768 * 2**20), str(96 * 2**20)) if own else ("256", str(2**30), None)
+        assert on(node, f"docker inspect -f '{{{{.HostConfig.PidsLimit}}}}' {container}") == pids
+        assert on(node, f"docker inspect -f '{{{{.HostConfig.Memory}}}}' {container}") == memory
+        if shm:
+            statvfs = "import os; s = os.statvfs('/dev/shm'); print(s.f_blocks * s.f_frsize)"
+            assert on(node, f'docker exec {container} python3 -c "{statvfs}"') == shm
         # The image's start chain runs (tini, start.sh, start-notebook.py handing over to
         # start-singleuser.py); its every-3-seconds health check, which would kill the task
         # when it times out on a busy worker, does not.
