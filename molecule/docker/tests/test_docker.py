@@ -97,6 +97,12 @@ def test_docker_ce_path_passes_a_check_mode_run(host):
     assert "failed=0" in result.stdout
     # A plan only: the repository file was not written.
     assert not host.file("/etc/apt/sources.list.d/docker.sources").exists
+    # docker_nvidia: NVIDIA's repository and the toolkit, planned the same way, and its
+    # runtime in daemon.json (changed in the plan, not on disk).
+    assert "TASK [docker : Ensure NVIDIA's container toolkit repository is configured]" in result.stdout
+    assert "TASK [docker : Ensure the NVIDIA container toolkit is installed]" in result.stdout
+    assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
+    assert "nvidia" not in host.file("/etc/docker/daemon.json").content_string
 
 
 def test_a_tagged_run_executes_the_tasks_inside_the_roles_task_files(host):
