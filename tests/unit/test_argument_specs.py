@@ -85,7 +85,8 @@ def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars,
             "Inventory error in jupyterhub_images: 'big' asks for cpu_limit 512 but this host has",
         ),
         (
-            {"jupyterhub_images": [{"name": "big", "image": "x", "resources": {"mem_guarantee": "64T"}}]},
+            {"jupyterhub_images": [{"name": "big", "image": "x", "resources": {"mem_guarantee": "64T",
+                                                                                  "mem_limit": "80T"}}]},
             "Inventory error in jupyterhub_images: 'big' asks for mem_guarantee 64 TB but this host has",
         ),
         (

@@ -139,3 +139,22 @@ def test_gpus_become_dockers_device_request(gpus, wanted):
 def test_bad_resources_are_refused_naming_the_entry_and_key(resources, message):
     with pytest.raises(PolicyError, match=message):
         ImageCatalog.from_config([{**ML, "resources": resources}])
+
+
+def test_the_host_fit_check_names_the_numbers():
+    catalog = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"cpu_limit": 8, "mem_limit": "16G"}}])
+    with pytest.raises(PolicyError, match=r"'ml' asks for cpu_limit 8 but this host has 2 CPUs"):
+        catalog.check_fits(64 * 1024**3, 2)
+    with pytest.raises(PolicyError, match=r"'ml' asks for mem_limit 16 GB but this host has 7.5 GB of memory"):
+        catalog.check_fits(int(7.5 * 1024**3), 16)
+    catalog.check_fits(16 * 1024**3, 8)  # exactly the host: allowed
+    catalog.check_fits(None, None)  # no facts: nothing to check
+
+
+def test_a_guarantee_above_every_servers_limit_is_refused_unless_the_choice_sets_its_own():
+    guaranteed = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"mem_guarantee": "4G"}}])
+    with pytest.raises(PolicyError, match=r"mem_guarantee 4 GB, more than the mem_limit every server gets \(2 GB\)"):
+        guaranteed.check_fits(None, None, "2G")
+    guaranteed.check_fits(None, None, "4G")
+    own = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"mem_guarantee": "4G", "mem_limit": "8G"}}])
+    own.check_fits(None, None, "2G")

@@ -21,6 +21,8 @@ CAPABILITY_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 def _size(value: object, where: str) -> int:
     """Bytes from an int or a size such as 512M or 8G (as jupyterhub_user_mem_limit)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     match = SIZE_RE.fullmatch(value) if isinstance(value, str) else None
@@ -246,12 +248,23 @@ class ImageCatalog:
     def __bool__(self) -> bool:
         return bool(self.choices)
 
-    def check_fits(self, memory: int | None, cpus: float | None, setting: str = "images") -> None:
+    def check_fits(
+        self, memory: int | None, cpus: float | None, mem_limit: object = None, setting: str = "images"
+    ) -> None:
         """Refuse a choice this host could never give (the role's preflight, with the host's
         memory in bytes and its CPUs): Docker refuses a container with more CPUs than the
-        host has, and a memory guarantee or limit beyond its memory can never be met."""
+        host has, and a memory guarantee or limit beyond its memory can never be met. A
+        guarantee above the limit every server gets (`mem_limit`, when the choice sets
+        none) is refused too: Docker would refuse every start."""
         for choice in self.choices:
             r = choice.resources
+            if r.mem_guarantee is not None and r.mem_limit is None and mem_limit:
+                limit = _size(mem_limit, "mem_limit")
+                if r.mem_guarantee > limit:
+                    raise PolicyError(
+                        f"{setting}: {choice.name!r} asks for mem_guarantee {_human(r.mem_guarantee)}, more "
+                        f"than the mem_limit every server gets ({_human(limit)}): give it a mem_limit too"
+                    )
             if cpus and r.cpu_limit is not None and r.cpu_limit > cpus:
                 raise PolicyError(
                     f"{setting}: {choice.name!r} asks for cpu_limit {r.cpu_limit:g} but this host has "

@@ -27,7 +27,8 @@ try:
         supports_gpus=not host.get("swarm"),
     )
     if not host.get("swarm"):  # on a swarm, servers run on the workers, whatever their size
-        ImageCatalog.from_config(settings["images"]).check_fits(host.get("memory"), host.get("cpus"))
+        catalog = ImageCatalog.from_config(settings["images"])
+        catalog.check_fits(host.get("memory"), host.get("cpus"), host.get("user_mem_limit"))
         cpus, limit = host.get("cpus"), host.get("user_cpu_limit")
         if cpus and limit and float(limit) > cpus:
             raise PolicyError(
