@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import OptionError, PolicyError, describe
+from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 ENTRY_KEYS = {"name", "display_name", "image", "description", "default", "groups", "resources"}
@@ -55,10 +55,7 @@ class Gpus:
             value = {"count": "all"}
         if not isinstance(value, Mapping):
             raise PolicyError(f"{where} must be a number of GPUs, 'all', or a mapping with count or device_ids")
-        unknown = sorted(set(value) - GPU_KEYS)
-        if unknown:
-            raise PolicyError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys are "
-                              f"{', '.join(sorted(GPU_KEYS))}")  # fmt: skip
+        refuse_unknown_keys(value, GPU_KEYS, where)
         count = value.get("count", 0)
         count = -1 if count == "all" else count
         ids = value.get("device_ids") or []
@@ -111,12 +108,7 @@ class Resources:
             return cls()
         if not isinstance(value, Mapping):
             raise PolicyError(f"{where} must be a mapping such as {{mem_limit: 8G, cpu_limit: 4}}")
-        unknown = sorted(set(value) - RESOURCE_KEYS)
-        if unknown:
-            raise PolicyError(
-                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"known keys are {', '.join(sorted(RESOURCE_KEYS))}"
-            )
+        refuse_unknown_keys(value, RESOURCE_KEYS, where)
         sizes = {key: _size(value[key], f"{where}.{key}") for key in ("mem_limit", "mem_guarantee", "shm_size")
                  if value.get(key) is not None}  # fmt: skip
         if "mem_guarantee" in sizes and sizes["mem_guarantee"] > sizes.get("mem_limit", sizes["mem_guarantee"]):
@@ -190,12 +182,7 @@ class ImageCatalog:
             where = f"{setting}[{index}]"
             if not isinstance(entry, Mapping):
                 raise PolicyError(f"{where} must be a mapping with at least 'name' and 'image'")
-            unknown = sorted(set(entry) - ENTRY_KEYS)
-            if unknown:
-                raise PolicyError(
-                    f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                    f"known keys are {', '.join(sorted(ENTRY_KEYS))}"
-                )
+            refuse_unknown_keys(entry, ENTRY_KEYS, where)
             name = entry.get("name")
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 raise PolicyError(
