@@ -273,6 +273,7 @@ USERS_SERVERS = {
         "ca_bundle": "",
         "proxy_env": {},
         "build_network": "",
+        "home_volume": "jupyterhub-user-{username}",
     },
     "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
 }

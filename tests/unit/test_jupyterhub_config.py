@@ -249,6 +249,27 @@ def test_on_a_swarm_manager_the_hub_runs_form_swarm_spawner_configured_from_inve
     ]
 
 
+def test_named_servers_from_inventory_reach_the_hub_the_spawner_and_the_culler(tmp_path):
+    rendered = render(tmp_path, {
+        "jupyterhub_authenticator": "pam", "jupyterhub_named_servers": True, "jupyterhub_named_server_limit": 4,
+        "jupyterhub_named_server_storage": "server", "jupyterhub_named_server_remove_when_culled": True,
+    })  # fmt: skip
+    probe = (
+        "import json, sys; from traitlets.config.loader import PyFileConfigLoader; "
+        "c = PyFileConfigLoader(sys.argv[1]).load_config(); "
+        "print(json.dumps([c.JupyterHub.allow_named_servers, c.JupyterHub.named_server_limit_per_user, "
+        "c.JupyterHub.services[0]['command'][-1]]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(rendered)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [True, 4, "--remove-named-servers=true"]
+    assert spawner_traits(rendered, "FormDockerSpawner", "server_storage", "home_volume") == [
+        "server", "jupyterhub-user-{username}",
+    ]
+    off = render(tmp_path, {"jupyterhub_authenticator": "pam"})
+    assert spawner_traits(off, "FormDockerSpawner", "server_storage") == ["user"]
+
+
 def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
     """The settings that confine users' containers, read back from the role's rendered
     settings through JupyterHub's config loader and a real FormDockerSpawner. The role's

@@ -46,11 +46,13 @@ def render_form(
     groups: Sequence[str],
     launch_url: str | None = None,
     link: list[tuple[str, str]] | None = None,
+    servers: Sequence[tuple[str, str, list[tuple[str, str]]]] = (),
 ) -> str:
     """The form's inner HTML (JupyterHub wraps it in its own <form> and Start button).
 
     With `launch_url`, a "Copy launch link" helper builds a link to the chosen image and
-    repository (the only script: the form itself submits without JavaScript).
+    repository (the only script: the form itself submits without JavaScript). `servers`:
+    the user's other servers (named servers), shown above the choices.
     """
     pieces = [
         {"template": p.template, **p.form_context(previous, groups)}
@@ -58,5 +60,5 @@ def render_form(
     ]
     link_keys = [field for p in option_set.pieces if p.from_links for field in _LINK_FIELDS[p.key]]
     return _templates.get_template("form.html").render(
-        pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link
+        pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link, servers=servers
     )

@@ -39,6 +39,7 @@ def apply(c: Config, settings: dict) -> Config:
     apply_authenticator(c, settings)
     apply_services(c, settings)
     apply_spawner(c, settings)
+    apply_named_servers(c, settings)
     if settings.get("swarm"):
         apply_swarm(c, settings)
     else:
@@ -94,6 +95,10 @@ def apply_services(c: Config, s: dict) -> None:
             "name": "idle-culler",
             "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={s['idle_timeout']}"],
         })
+        named = s.get("named_servers") or {}
+        if named.get("enabled") and named.get("remove_when_culled"):
+            # Its entry goes from the home page; its volume (server_storage='server') is kept.
+            c.JupyterHub.services[-1]["command"].append("--remove-named-servers=true")
         c.JupyterHub.load_roles.append({
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
@@ -131,6 +136,7 @@ def apply_spawner(c: Config, s: dict) -> None:
     user = s["user"]
     c.DockerSpawner.remove = True
     c.DockerSpawner.volumes = {user["volume_name"]: user["volume_mount"]}
+    c.FormDockerSpawner.home_volume = user["volume_name"]
     for source, target in user.get("shared_mounts", {}).items():
         c.DockerSpawner.volumes[source] = {"bind": target, "mode": "ro"}
     c.DockerSpawner.notebook_dir = user["notebook_dir"]
@@ -144,6 +150,28 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.Spawner.start_timeout = s["start_timeout"]
     c.Spawner.http_timeout = s["http_timeout"]
     c.Spawner.default_url = "/lab"
+
+
+def apply_named_servers(c: Config, s: dict) -> None:
+    """Several servers per user (JupyterHub's named servers), each with its own choices;
+    the home page lists what each one runs."""
+    named = s.get("named_servers") or {}
+    if not named.get("enabled"):
+        return
+    swarm = s.get("swarm") or {}
+    if swarm.get("storage") == "pin" and named["storage"] == "user":
+        raise PolicyError(
+            "named servers with storage 'user' (one volume shared by a user's servers) cannot work with "
+            "swarm storage 'pin': each server would be placed on its own node, with its own empty copy "
+            "of the volume. Use named server storage 'server' or swarm storage 'shared'."
+        )
+    from importlib import resources
+
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = named["limit"]
+    c.FormDockerSpawner.server_storage = named["storage"]
+    pages = str(resources.files("formspawner").joinpath("templates", "hub"))
+    c.JupyterHub.template_paths = [pages, *c.JupyterHub.get("template_paths", [])]
 
 
 def apply_docker_host(c: Config, s: dict) -> None:

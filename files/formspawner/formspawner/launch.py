@@ -1,4 +1,6 @@
 """The launch page: /hub/launch?image=NAME&repo=URL&ref=REF&path=FILE, for course pages.
+With named servers on, `&server=NAME` opens the user's server of that name: it is made
+(within the hub's per-user limit and JupyterHub's rules for names) or reused.
 
 A link only describes what to start. The page checks it (the same rules as the form and
 the REST API, as links: never environment variables), shows it, and starts nothing until
@@ -54,11 +56,33 @@ class LaunchHandler(BaseHandler):
     def _query(self) -> dict:
         query = {}
         for key, values in self.request.query_arguments.items():
-            if key == "_xsrf":
+            if key in ("_xsrf", "server"):
                 continue
             # JupyterHub's own /hub/spawn links prefix options with `opt-`: accept both.
             query[key.removeprefix("opt-")] = [v.decode("utf8", "replace") for v in values]
         return query
+
+    def _server_name(self) -> str:
+        """The named server a link asks for ("": the default server)."""
+        values = self.request.query_arguments.get("server") or [b""]
+        return values[-1].decode("utf8", "replace")
+
+    async def _server(self, user, create: bool = False):
+        """The spawner of the server the link asks for. Until `create`, the default one
+        stands in for a named server that does not exist yet (the same policy applies to
+        all of a user's servers): nothing is made by looking, nor by a refused link."""
+        name = self._server_name()
+        if not name:
+            return "", user.spawners[""]
+        if not self.allow_named_servers:
+            raise web.HTTPError(400, "This hub runs one server per user: remove server= from the link.")
+        exists = name in user.orm_spawners
+        if not exists:
+            # JupyterHub's own checks: the user's limit and its rules for server names.
+            await self._check_named_server_request(user, name, name)
+        if create:
+            return name, user.get_or_create_spawner(name, name, replace_failed=True)
+        return name, user.spawners[name] if exists else user.spawners[""]
 
     async def _render(self, status: int = 200, **ns) -> None:
         template = self.settings["jinja2_env"].from_string(PAGE)
@@ -83,14 +107,17 @@ class LaunchHandler(BaseHandler):
     @needs_scope("servers")
     async def _get(self, user_name):
         user = self.current_user
-        spawner = user.spawners[""]
         try:
+            name, spawner = await self._server(user)
             _, checked = spawner.link_options(self._query())
         except web.HTTPError as error:
             return await self._refuse(error)
         requested = link_summary(checked)
+        if name:
+            requested.insert(0, ("Server", name))
         builds = checked.get("repo") is not None
-        if spawner.active:
+        running_here = spawner.active and spawner.name == name
+        if running_here:
             try:
                 running = spawner.option_set.check(spawner.user_options or {}, spawner._user_groups())
             except OptionError:
@@ -98,7 +125,7 @@ class LaunchHandler(BaseHandler):
             if running is None:
                 current = [("Options", "no longer allowed by this hub")]
             elif spawner.ready and all(running.get(key) == checked.get(key) for key in ("image", "repo")):
-                return self.redirect(user.server_url(""))
+                return self.redirect(user.server_url(name))
             else:
                 current = link_summary(running)
             return await self._render(
@@ -107,7 +134,7 @@ class LaunchHandler(BaseHandler):
                 requested=requested,
                 builds=builds,
                 action=self.request.uri,
-                server_url=user.server_url(""),
+                server_url=user.server_url(name),
                 button="Stop my server and start this one",
             )
         await self._render(
@@ -121,9 +148,11 @@ class LaunchHandler(BaseHandler):
     @needs_scope("servers")
     async def _post(self, user_name):
         user = self.current_user
-        spawner = user.spawners[""]
         try:
+            name, spawner = await self._server(user)
             options, _ = spawner.link_options(self._query())
+            if name:
+                name, spawner = await self._server(user, create=True)
         except web.HTTPError as error:
             return await self._refuse(error)
         if spawner.pending:
@@ -132,13 +161,13 @@ class LaunchHandler(BaseHandler):
             )
         if spawner.active:
             # The user pressed "Stop my server and start this one" on this page.
-            await self.stop_single_user(user, "")
+            await self.stop_single_user(user, name)
             deadline = time.monotonic() + 120
             while (spawner.active or spawner.pending) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
         try:
-            await self.spawn_single_user(user, "", options=options)
+            await self.spawn_single_user(user, name, name, options=options)
         except web.HTTPError as error:
             message = _message(error)
             return await self._render(error.status_code, heading="Your server could not start", error=message)
-        self.redirect(url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name))
+        self.redirect(url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name, name))

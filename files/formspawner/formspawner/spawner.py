@@ -17,7 +17,7 @@ import docker.errors
 import docker.types
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, Dict, HasTraits, List, Unicode, default, observe, validate
+from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default, observe, validate
 
 from . import build, cache, git, outbound, schedule
 from .env import merge_environment
@@ -170,6 +170,19 @@ class FormOptionsMixin(HasTraits):
         except OptionError as error:
             raise as_http_error(error) from None
 
+    def server_summary(self) -> list[tuple[str, str]]:
+        """What this server runs or last ran, as (label, value) rows for the home page:
+        the image with its resources and the repository, as the user chose them."""
+        try:
+            checked = self.option_set.check(self.user_options or {}, self._user_groups())
+        except OptionError:
+            return [("Options", "no longer allowed by this hub")]
+        rows = link_summary(checked)
+        image = checked.get("image")
+        if image is not None and image.resources:
+            rows.insert(1, ("Resources", image.resources.summary()))
+        return rows
+
     # -- JupyterHub's hooks ------------------------------------------------------
 
     async def get_options_form(self):
@@ -185,7 +198,22 @@ class FormOptionsMixin(HasTraits):
         if self.launch_links and getattr(self, "hub", None) is not None:
             launch_url = self.hub.base_url.rstrip("/") + "/launch"
         link, self._pending_link = self._pending_link, None
-        return render_form(option_set, previous, self._user_groups(), launch_url, link)
+        return render_form(option_set, previous, self._user_groups(), launch_url, link, self._other_servers())
+
+    def _other_servers(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        """With named servers on: the user's other servers, for the form (name, state, choices)."""
+        user = getattr(self, "user", None)
+        if not getattr(user, "allow_named_servers", False):
+            return []
+        rows = []
+        for row in user.all_spawners(include_default=True):
+            if row.name == self.name:
+                continue
+            spawner = user.spawners[row.name]  # stopped ones are database rows: their spawner
+            if isinstance(spawner, FormOptionsMixin):
+                state = "running" if spawner.active else "stopped"
+                rows.append((row.name or "default", state, spawner.server_summary()))
+        return rows
 
     _pending_form_input = None
     _pending_link = None
@@ -327,6 +355,30 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         policy applies to its subnet); the engine's classic builder takes a network name.""",
     )
 
+    home_volume = Unicode(
+        "",
+        config=True,
+        help="""The entry of `volumes` that holds the user's files (e.g. jupyterhub-user-{username}):
+        the one server_storage='server' gives each named server a copy of its own.""",
+    )
+
+    server_storage = Enum(
+        ["user", "server"],
+        default_value="user",
+        config=True,
+        help="""With named servers (JupyterHub.allow_named_servers): 'user' mounts the user's
+        one home_volume in each of their servers (files shared between them); 'server' gives
+        each named server its own volume, home_volume's name + '--' + the server's name
+        (escaped as container names are). The default server keeps home_volume itself.
+        A named server's volume is kept when the server is deleted.""",
+    )
+
+    def storage_suffix(self) -> str:
+        """What tells this server's storage apart from the user's: '' or '--SERVER'."""
+        if self.server_storage == "server" and self.name:
+            return "--" + self.template_namespace()["servername"]
+        return ""
+
     @validate("ca_bundle", "proxy_env")
     def _check_outbound(self, proposal):
         values = {"ca_bundle": self.ca_bundle, "proxy_env": self.proxy_env, proposal.trait.name: proposal.value}
@@ -352,7 +404,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     @property
     def volume_binds(self):
-        return {**super().volume_binds, **self.outbound_policy.server_binds()}
+        binds = super().volume_binds
+        suffix = self.storage_suffix()
+        if suffix and self.home_volume:
+            home = self.format_volume_name(self.home_volume, self)
+            binds = {(source + suffix if source == home else source): bind for source, bind in binds.items()}
+        return {**binds, **self.outbound_policy.server_binds()}
 
     async def check_allowed(self, image):
         # DockerSpawner.start hands user_options['image'] (a choice's name) to this

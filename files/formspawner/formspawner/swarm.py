@@ -21,6 +21,7 @@ by the placement constraints). What differs from one host:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import posixpath
 from pathlib import Path
@@ -48,6 +49,10 @@ def _hostname(node: dict | None, default: str = "") -> str:
 
 class UnavailableNode(UserFacingError):
     """The node holding a pinned user's files cannot run their server now."""
+
+
+# Swarm's limit on a service's name (it must be a DNS label).
+SERVICE_NAME_MAX = 63
 
 
 class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
@@ -120,14 +125,29 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         "",
         config=True,
         help="""storage='shared': the entry of `volumes` that becomes the user's shared home
-        (its source is replaced by shared_home_root/USER).""",
+        (its source is replaced by shared_home_root/USER). Defaults to home_volume.""",
     )
+
+    @default("shared_volume")
+    def _default_shared_volume(self):
+        return self.home_volume
 
     pids_limit = Int(
         0,
         config=True,
         help="The most processes a user's server may run (0 = no limit).",
     )
+
+    @default("object_name")
+    def _object_name_default(self):
+        """The service's name: DockerSpawner's, shortened with a digest of the whole when it
+        is longer than the 63 characters Swarm allows a service name (a DNS label), which a
+        long user name plus a named server's name would reach."""
+        name = super()._object_name_default()
+        if len(name) <= SERVICE_NAME_MAX:
+            return name
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        return f"{name[: SERVICE_NAME_MAX - 11].rstrip('-')}-{digest}"
 
     pinned_node = Unicode("", help="storage='pin': the swarm node ID holding this user's volume.")
     pinned_hostname = Unicode("", help="That node's hostname, for messages.")
@@ -153,8 +173,9 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     # -- where the user's files are ------------------------------------------------
 
     def home_directory(self) -> str:
-        """storage='shared': this user's directory under shared_home_root."""
-        return posixpath.join(self.shared_home_root, self.escaped_name)
+        """storage='shared': this user's (or with server_storage='server', this named
+        server's) directory under shared_home_root."""
+        return posixpath.join(self.shared_home_root, self.escaped_name + self.storage_suffix())
 
     @property
     def volume_binds(self):
@@ -162,7 +183,8 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         if self.storage != "shared":
             return binds
         shared = self.format_volume_name(self.shared_volume, self)
-        return {(self.home_directory() if source == shared else source): bind for source, bind in binds.items()}
+        homes = {shared, shared + self.storage_suffix()}  # renamed or not by home_volume
+        return {(self.home_directory() if source in homes else source): bind for source, bind in binds.items()}
 
     @property
     def mounts(self):
