@@ -110,3 +110,46 @@ def test_repository_launch_from_the_form_and_from_a_launch_link(repo_hub, git_se
     expect(page.locator("#launch-error")).to_contain_text("A link cannot set 'env'")
     expect(page.locator("#launch-start")).to_have_count(0)
     assert "jhtest/singleuser:minimal" in container_of(docker_client, "brook").image.tags
+
+
+def test_a_student_adds_a_named_server_and_picks_a_choice_with_its_resources(make_hub, docker_client, browser_page):
+    """Named servers and per-choice resources as a student meets them: JupyterHub's home
+    page adds the server, the form shows each choice's resources, the container gets them,
+    and the home page then says what the server runs."""
+    from .hubharness import DOCKER_SETTINGS, IMAGES
+    from .test_named_servers import named_config
+
+    page = browser_page
+    course = {"name": "course", "display_name": "Course (small)", "image": "jhtest/singleuser:minimal",
+              "resources": {"mem_limit": "384M", "cpu_limit": 0.5}}  # fmt: skip
+    hub = make_hub()
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": [*IMAGES, course], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
+        DOCKER_SETTINGS,
+        extra=named_config("server", limit=2),
+    )
+    hub.ensure_user("pia")
+    page.goto(f"{hub.url}/hub/login")
+    login(page, hub, "pia")
+    page.wait_for_url("**/hub/**")
+    page.goto(f"{hub.url}/hub/home")
+    page.fill(".new-server-name", "course1")
+    page.click(".new-server-btn")
+    start = page.locator("#start-course1")
+    expect(start).to_be_visible(timeout=30_000)
+    start.click()
+    page.wait_for_url("**/hub/spawn/pia/course1**")
+    expect(page.locator("label[for=image-course]")).to_contain_text("384 MB memory, 0.5 CPUs")
+    page.check("#image-course")
+    page.screenshot(path=str(SHOTS / "named-server-form.png"), full_page=True)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/user/pia/course1/**", timeout=120_000)
+    host = docker_client.containers.get("fstest-pia--course1").attrs["HostConfig"]
+    assert (host["Memory"], host["CpuQuota"], host["CpuPeriod"]) == (384 * 2**20, 50_000, 100_000)
+    page.goto(f"{hub.url}/hub/home")
+    row = page.locator('#formspawner-servers tr[data-server-name="course1"]')
+    expect(row).to_contain_text("running")
+    expect(row).to_contain_text("Course (small)")
+    expect(row).to_contain_text("384 MB memory, 0.5 CPUs")
+    page.screenshot(path=str(SHOTS / "named-server-home.png"), full_page=True)
