@@ -90,6 +90,13 @@ def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars,
             "Inventory error in jupyterhub_images: 'big' asks for mem_guarantee 64 TB but this host has",
         ),
         (
+            {"jupyterhub_active_server_limit": 100,
+             "jupyterhub_images": [{"name": "ml", "image": "x",
+                                    "resources": {"mem_guarantee": "4G", "mem_limit": "8G"}}]},
+            "Inventory error in jupyterhub_images: 100 servers at once (active_server_limit) of 'ml', which "
+            "guarantees 4 GB each, need 400 GB but this host has",
+        ),
+        (
             {"jupyterhub_user_cpu_limit": 512},
             "Inventory error in jupyterhub_user_cpu_limit: 512 is more than this host's",
         ),

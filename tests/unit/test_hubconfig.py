@@ -423,3 +423,8 @@ def test_a_settings_document_without_the_optional_keys_applies_with_safe_values(
     assert c.Authenticator.admin_users == set() and c.Authenticator.allow_all is False
     assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
     assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan/work"}
+
+
+def test_the_limit_on_servers_at_once_reaches_jupyterhub_only_when_set():
+    assert applied(active_server_limit=40).JupyterHub.active_server_limit == 40
+    assert "active_server_limit" not in applied(active_server_limit=0).JupyterHub

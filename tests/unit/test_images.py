@@ -158,3 +158,18 @@ def test_a_guarantee_above_every_servers_limit_is_refused_unless_the_choice_sets
     guaranteed.check_fits(None, None, "4G")
     own = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"mem_guarantee": "4G", "mem_limit": "8G"}}])
     own.check_fits(None, None, "2G")
+
+
+def test_the_guarantees_of_the_most_servers_at_once_must_fit_the_host():
+    catalog = ImageCatalog.from_config([
+        {"name": "intro", "image": "x", "resources": {"mem_guarantee": "1G", "mem_limit": "2G"}},
+        {**ML, "groups": [], "resources": {"mem_guarantee": "4G", "mem_limit": "8G"}},
+    ])  # fmt: skip
+    message = (r"images: 20 servers at once \(active_server_limit\) of 'ml', which guarantees 4 GB each, "
+               r"need 80 GB but this host has 64 GB of memory")  # fmt: skip
+    with pytest.raises(PolicyError, match=message):
+        catalog.check_total(64 * 1024**3, 20)
+    catalog.check_total(64 * 1024**3, 16)  # exactly the host: allowed
+    catalog.check_total(64 * 1024**3, 0)  # no limit on servers: no total
+    catalog.check_total(None, 20)  # no facts
+    ImageCatalog.from_config([{"name": "plain", "image": "x"}]).check_total(1, 1000)  # no guarantees

@@ -65,6 +65,8 @@ def apply_hub(c: Config, s: dict) -> None:
     c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "jupyterhub-proxy.pid")
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
+    if s.get("active_server_limit"):
+        c.JupyterHub.active_server_limit = s["active_server_limit"]
 
 
 def apply_authenticator(c: Config, s: dict) -> None:

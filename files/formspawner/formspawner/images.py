@@ -265,6 +265,22 @@ class ImageCatalog:
                         f"{_human(memory)} of memory"
                     )
 
+    def check_total(self, memory: int | None, servers: int, setting: str = "images") -> None:
+        """Refuse guarantees the host cannot keep all at once: `servers` (the hub's
+        active_server_limit) servers of the choice guaranteeing the most memory. Without
+        a limit on servers there is no total to check (0: unlimited)."""
+        guaranteed = [c for c in self.choices if c.resources.mem_guarantee]
+        if not (memory and servers and guaranteed):
+            return
+        most = max(guaranteed, key=lambda c: c.resources.mem_guarantee)
+        total = servers * most.resources.mem_guarantee
+        if total > memory:
+            raise PolicyError(
+                f"{setting}: {servers} servers at once (active_server_limit) of {most.name!r}, which "
+                f"guarantees {_human(most.resources.mem_guarantee)} each, need {_human(total)} but this "
+                f"host has {_human(memory)} of memory: lower the limit or the guarantee"
+            )
+
     def visible_to(self, groups: Iterable[str]) -> list[ImageChoice]:
         groups = list(groups)
         return [c for c in self.choices if c.visible_to(groups)]

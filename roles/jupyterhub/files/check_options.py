@@ -4,7 +4,8 @@ Run by the role before any change, so a typo in inventory fails naming the setti
 formspawner's rules are plain Python: nothing beyond the standard library is needed.
 Usage: python3 check_options.py FORMSPAWNER_DIR JSON
 (JSON's "host": the target's memory in bytes, its CPUs and whether it is a swarm manager,
-whose users' servers run on workers; null where the facts were not gathered.)
+whose users' servers run on workers, null where the facts were not gathered; the users'
+limits and the hub's active_server_limit.)
 """
 
 import json
@@ -29,6 +30,7 @@ try:
     if not host.get("swarm"):  # on a swarm, servers run on the workers, whatever their size
         catalog = ImageCatalog.from_config(settings["images"])
         catalog.check_fits(host.get("memory"), host.get("cpus"), host.get("user_mem_limit"))
+        catalog.check_total(host.get("memory"), int(host.get("active_server_limit") or 0))
         cpus, limit = host.get("cpus"), host.get("user_cpu_limit")
         if cpus and limit and float(limit) > cpus:
             raise PolicyError(
