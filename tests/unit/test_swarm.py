@@ -334,6 +334,24 @@ def test_a_choices_resources_go_into_the_service_and_the_configured_ones_come_ba
     assert not [m for m in spec["ContainerSpec"].get("Mounts", []) if m["Target"] == "/dev/shm"]
 
 
-def test_gpu_choices_are_refused_on_swarm_when_the_config_loads():
-    with pytest.raises(PolicyError, match="'ml' asks for GPUs, which this hub's spawner cannot give"):
-        FormSwarmSpawner(images=[{"name": "ml", "image": "x", "resources": {"gpus": 1}}])
+def test_a_gpu_choice_on_swarm_reserves_that_many_of_the_workers_generic_gpu_resources():
+    """Swarm places the task on a worker declaring that many NVIDIA-GPU resources free
+    (the task's Reservations.GenericResources, as `docker service create --generic-resource`
+    sends them); the worker's NVIDIA runtime then hands over the GPUs assigned."""
+    images = [{"name": "ml", "image": "jhtest/singleuser:scipy", "resources": {"gpus": 2, "mem_limit": "8G"}},
+              {"name": "plain", "image": "jhtest/singleuser:minimal"}]  # fmt: skip
+    standin = StandIn(nodes={"n1": node("n1", "worker1")}, tasks=[task("t1", "n1")])
+    s = spawner(standin, images=images)
+    s.option_set.apply(s, s.option_set.check({"image": "ml"}, []))
+    create_service(s, image=s.image)
+    reservations = standin.created["task_template"]["Resources"]["Reservations"]
+    assert reservations["GenericResources"] == [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 2}}]
+    s.option_set.apply(s, s.option_set.check({"image": "plain"}, []))
+    create_service(s, image=s.image)
+    assert "GenericResources" not in standin.created["task_template"]["Resources"].get("Reservations", {})
+
+
+@pytest.mark.parametrize("gpus", ["all", {"device_ids": ["0"]}])
+def test_gpus_by_device_or_all_are_refused_on_swarm_when_the_config_loads(gpus):
+    with pytest.raises(PolicyError, match="'ml' asks for .*GPU.*on a swarm a server asks for a number of GPUs"):
+        FormSwarmSpawner(images=[{"name": "ml", "image": "x", "resources": {"gpus": gpus}}])

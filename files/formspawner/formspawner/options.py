@@ -144,7 +144,7 @@ class OptionSet:
         env_policy: Mapping | None,
         repo_policy: Mapping | None = None,
         supports_image: bool = True,
-        supports_gpus: bool = True,
+        gpus: str = "devices",
     ) -> OptionSet:
         names = list(form_options or [])
         unknown = [n for n in names if n not in PIECES]
@@ -158,13 +158,20 @@ class OptionSet:
         catalog = ImageCatalog.from_config(images)
         policy = EnvPolicy.from_config(env_policy)
         repos = RepoPolicy.from_config(repo_policy)
-        if not supports_gpus:
-            for choice in catalog.choices:
-                if choice.resources.gpus is not None:
-                    raise PolicyError(
-                        f"images: {choice.name!r} asks for GPUs, which this hub's spawner cannot give "
-                        "(GPUs are for servers on one host, FormDockerSpawner)"
-                    )
+        for choice in catalog.choices:
+            wanted = choice.resources.gpus
+            if wanted is None or gpus == "devices":
+                continue
+            if not gpus:
+                raise PolicyError(
+                    f"images: {choice.name!r} asks for GPUs, which this hub's spawner cannot give "
+                    "(GPUs are for servers in containers: FormDockerSpawner, FormSwarmSpawner)"
+                )
+            if wanted.device_ids or wanted.count < 1:
+                raise PolicyError(
+                    f"images: {choice.name!r} asks for {wanted.summary()}, but on a swarm a server asks for a "
+                    "number of GPUs (gpus: 1), which the swarm places on a worker that declares them free"
+                )
         for name in ("image", "repo"):
             if name in names and not supports_image:
                 raise PolicyError(f"form_options: {name!r} needs a container spawner (FormDockerSpawner)")

@@ -108,7 +108,7 @@ class FormOptionsMixin(HasTraits):
             "repo_policy": self.repo_policy,
         }
         values[proposal.trait.name] = proposal.value
-        OptionSet.from_config(supports_image=self._supports_image(), supports_gpus=self._supports_gpus(), **values)
+        OptionSet.from_config(supports_image=self._supports_image(), gpus=self._gpus(), **values)
         return proposal.value
 
     @classmethod
@@ -124,7 +124,7 @@ class FormOptionsMixin(HasTraits):
             section.get("env_policy", {}),
             section.get("repo_policy", {}),
             supports_image=cls._supports_image(),
-            supports_gpus=cls._supports_gpus(),
+            gpus=cls._gpus(),
         )
 
     @classmethod
@@ -132,9 +132,11 @@ class FormOptionsMixin(HasTraits):
         return cls.class_traits().get("image") is not None
 
     @classmethod
-    def _supports_gpus(cls) -> bool:
-        """Whether a choice may ask for GPUs (Docker's device requests on one host)."""
-        return False
+    def _gpus(cls) -> str:
+        """How a choice may ask for GPUs: "devices" (Docker's device requests on one host:
+        a count, all, or device ids), "count" (a number of a swarm's generic resources),
+        "" (not at all)."""
+        return ""
 
     # The chosen image's resources (its `resources` entry), set by the image piece.
     choice_resources = Resources()
@@ -151,7 +153,7 @@ class FormOptionsMixin(HasTraits):
                 self.env_policy,
                 self.repo_policy,
                 supports_image=self._supports_image(),
-                supports_gpus=self._supports_gpus(),
+                gpus=self._gpus(),
             )
         return self._option_set
 
@@ -301,8 +303,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return True
 
     @classmethod
-    def _supports_gpus(cls) -> bool:
-        return True
+    def _gpus(cls) -> str:
+        return "devices"
 
     repo_cache_file = Unicode(
         "formspawner-repo-cache.json",

@@ -64,9 +64,20 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
         return "skip"
 
     @classmethod
-    def _supports_gpus(cls) -> bool:
-        # Not yet: a swarm needs each GPU node's generic resources declared to place them.
-        return False
+    def _gpus(cls) -> str:
+        # A number of GPUs, as the swarm's generic resources (gpu_resource): workers declare
+        # theirs (dockerd's node-generic-resources) and the swarm places the task on one
+        # with that many free. Swarm services have no device requests.
+        return "count"
+
+    gpu_resource = Unicode(
+        "NVIDIA-GPU",
+        config=True,
+        help="""The generic resource a GPU choice's count asks for: the kind GPU workers declare
+        in dockerd's node-generic-resources (["NVIDIA-GPU=GPU-<uuid>", ...]). The worker's
+        NVIDIA runtime hands the task the GPUs the swarm assigned (its swarm-resource setting,
+        DOCKER_RESOURCE_NVIDIA-GPU; the docker role writes both).""",
+    )
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
@@ -328,6 +339,9 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
             "cpu_limit": int(self.cpu_limit * 1e9) if self.cpu_limit else None,
             "cpu_reservation": int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
         }
+        gpus = self.choice_resources.gpus
+        if gpus is not None:
+            limits["generic_resources"] = {self.gpu_resource: gpus.count}
         resources = Resources(**{**limits, **self.extra_resources_spec})
         if self.pids_limit:
             # Swarm's Limits.Pids (API 1.41, Docker 20.10); docker-py has no argument for it.

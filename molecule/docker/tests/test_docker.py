@@ -101,6 +101,7 @@ def test_docker_ce_path_passes_a_check_mode_run(host):
     # runtime in daemon.json (changed in the plan, not on disk).
     assert "TASK [docker : Ensure NVIDIA's container toolkit repository is configured]" in result.stdout
     assert "TASK [docker : Ensure the NVIDIA container toolkit is installed]" in result.stdout
+    assert "TASK [docker : Ensure the NVIDIA runtime gives swarm tasks the GPUs the swarm assigned]" in result.stdout
     assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
     assert "nvidia" not in host.file("/etc/docker/daemon.json").content_string
 

@@ -25,7 +25,7 @@ try:
         settings["images"],
         settings["env_policy"],
         settings["repo_policy"],
-        supports_gpus=not host.get("swarm"),
+        gpus="count" if host.get("swarm") else "devices",
     )
     if not host.get("swarm"):  # on a swarm, servers run on the workers, whatever their size
         catalog = ImageCatalog.from_config(settings["images"])
