@@ -126,6 +126,7 @@ demo-clean: ## Remove the demo container and its Docker volume
 bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs stock DockerSpawner, repo launches
 	mkdir -p artifacts
 	$(BIN)/python benchmarks/spawn.py --out artifacts/bench-spawn.json
+	$(BIN)/python benchmarks/spawn.py --profiles --out artifacts/bench-spawn-profiles.json
 	$(BIN)/python benchmarks/repo.py --out artifacts/bench-repo.json
 	$(BIN)/python benchmarks/lecture.py --out artifacts/bench-lecture.json
 	$(BIN)/python benchmarks/build_flood.py --out artifacts/bench-build-flood.json

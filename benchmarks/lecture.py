@@ -5,6 +5,11 @@ limit (`c.JupyterHub.concurrent_spawn_limit`) should be on this machine.
 Prints JSON: per burst size the successes, failures, median/p95/max seconds to ready and
 the wall time, and a recommended limit: the largest burst in which every spawn was ready
 within half the start timeout (headroom for image pulls and slower students' browsers).
+
+Each burst is printed next to its floor, measured in the same run: as many containers of
+the same image on the same network, without the image's health check (as users' servers
+run), started at once through the Docker API with no hub, each timed from the create call
+until its Jupyter server answers /api. `ratio_median_over_floor` is what the hub adds.
 Usage:
     python benchmarks/lecture.py [--sizes 10,20,30] [--start-timeout 60] [--out FILE]
 """
@@ -24,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
+import requests  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
 from benchmarks.spawn import FORM_BODY, percentile, timed_spawn  # noqa: E402
@@ -31,10 +37,50 @@ from tests.integration.hubharness import (  # noqa: E402
     DOCKER_SETTINGS,
     ENV_POLICY,
     IMAGES,
+    NETWORK,
     Hub,
     network_gateway,
     remove_user_containers,
 )
+
+FLOOR_IMAGE = "jhtest/singleuser:minimal"  # the default choice's image, as FORM_BODY asks
+
+
+def floor_start(client, name: str, timeout: float) -> float | None:
+    """One server without a hub: the create call until its Jupyter server answers /api."""
+    start = time.perf_counter()
+    container = client.containers.run(
+        FLOOR_IMAGE, detach=True, name=name, network=NETWORK, healthcheck={"Test": ["NONE"]},
+    )  # fmt: skip
+    container.reload()
+    address = container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    while time.perf_counter() - start < timeout:
+        try:
+            if requests.get(f"http://{address}:8888/api", timeout=1).status_code == 200:
+                return time.perf_counter() - start
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def floor(client, size: int, timeout: float) -> dict:
+    names = [f"fstest-floor-{i}" for i in range(size)]
+    try:
+        with ThreadPoolExecutor(size) as pool:
+            wall = time.perf_counter()
+            samples = list(pool.map(lambda n: floor_start(client, n, timeout), names))
+            wall = time.perf_counter() - wall
+    finally:
+        for container in client.containers.list(all=True, filters={"name": "fstest-floor-"}):
+            container.remove(force=True)
+    ok = sorted(s for s in samples if s is not None)
+    return {
+        "ready": len(ok),
+        "median_s": round(ok[len(ok) // 2], 3) if ok else None,
+        "max_s": round(ok[-1], 3) if ok else None,
+        "wall_s": round(wall, 3),
+    }
 
 
 def main() -> None:
@@ -83,6 +129,10 @@ def main() -> None:
             with ThreadPoolExecutor(size) as pool:
                 list(pool.map(hub.stop_server, [u for u, s in zip(users, samples, strict=True) if s is not None]))
             remove_user_containers(client)
+            burst = results["bursts"][-1]
+            burst["floor"] = floor(client, size, args.start_timeout + 30)
+            if burst["median_s"] and burst["floor"]["median_s"]:
+                burst["ratio_median_over_floor"] = round(burst["median_s"] / burst["floor"]["median_s"], 3)
         fitting = [
             b["students"]
             for b in results["bursts"]

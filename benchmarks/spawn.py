@@ -2,8 +2,11 @@
 
 Prints JSON: per spawner the median and p95 seconds from the REST call to `ready`, for
 sequential spawns and for a burst of concurrent ones, and the ratios form/stock.
+With --profiles, both hubs run named servers and spawn a named server, and formspawner's
+choice carries resources (memory, CPUs, processes, /dev/shm; stock DockerSpawner gets the
+same memory and CPU limits by its own settings), as a hub with #22's profiles would.
 Needs the test environment (`make testenv`). Usage:
-    python benchmarks/spawn.py [--rounds 5] [--burst 20] [--out FILE]
+    python benchmarks/spawn.py [--rounds 5] [--burst 20] [--profiles] [--out FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from tests.integration.hubharness import (  # noqa: E402
 
 IMAGE = "jhtest/singleuser:minimal"
 FORM_BODY = {"image": "minimal", "env": {"COURSE": "bench", "OMP_NUM_THREADS": "1"}}
+PROFILE = {"name": "course", "display_name": "Course", "image": IMAGE,
+           "resources": {"mem_limit": "512M", "cpu_limit": 1, "pids_limit": 512, "shm_size": "128M"}}
+NAMED = "c.JupyterHub.allow_named_servers = True\n"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,20 +47,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed_spawn(hub: Hub, user: str, body, timeout: float = 180) -> float | None:
+def timed_spawn(hub: Hub, user: str, body, timeout: float = 180, server_name: str = "") -> float | None:
     hub.ensure_user(user)
     start = time.perf_counter()
-    response = hub.spawn(user, body)
+    path = f"/users/{user}/servers/{server_name}" if server_name else f"/users/{user}/server"
+    response = hub.api("POST", path, **({} if body is None else {"json": body}))
     if response.status_code not in (201, 202):
         return None
     while time.perf_counter() - start < timeout:
-        server = hub.api("GET", f"/users/{user}").json().get("servers", {}).get("")
+        server = hub.api("GET", f"/users/{user}").json().get("servers", {}).get(server_name)
         if server and server.get("ready"):
             return time.perf_counter() - start
         if not server:
             return None
         time.sleep(0.05)
     return None
+
+
+def stop(hub: Hub, user: str, server_name: str = "") -> None:
+    if not server_name:
+        return hub.stop_server(user)
+    hub.api("DELETE", f"/users/{user}/servers/{server_name}")
+    deadline = time.monotonic() + 60
+    while hub.api("GET", f"/users/{user}").json().get("servers", {}).get(server_name):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{user}/{server_name} did not stop")
+        time.sleep(0.5)
 
 
 def summary(samples: list[float | None]) -> dict:
@@ -71,27 +89,37 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--profiles", action="store_true", help="named servers and a choice with resources")
     parser.add_argument("--out")
     args = parser.parse_args()
+    server = "lab" if args.profiles else ""
+    form_body = {**FORM_BODY, "image": "course"} if args.profiles else FORM_BODY
+    images = [*IMAGES, PROFILE] if args.profiles else IMAGES
+    limits = {"mem_limit": "512M", "cpu_limit": 1.0} if args.profiles else {}
+    extra = NAMED if args.profiles else ""
 
     client = docker.from_env()
     gateway = network_gateway(client)
 
     hubs = {
         "stock": (Hub(Path(tempfile.mkdtemp(prefix="bench-stock-")), gateway), None),
-        "form": (Hub(Path(tempfile.mkdtemp(prefix="bench-form-")), gateway), FORM_BODY),
+        "form": (Hub(Path(tempfile.mkdtemp(prefix="bench-form-")), gateway), form_body),
     }
     stock_hub, form_hub = hubs["stock"][0], hubs["form"][0]
     # Distinct container prefixes so both hubs can run side by side.
     stock_hub.start(
-        "dockerspawner.DockerSpawner", {"image": IMAGE}, {**DOCKER_SETTINGS, "prefix": "fstest-stock", "remove": True}
+        "dockerspawner.DockerSpawner",
+        {"image": IMAGE},
+        {**DOCKER_SETTINGS, "prefix": "fstest-stock", "remove": True, **limits},
+        extra=extra,
     )
     form_hub.start(
         "formspawner.FormDockerSpawner",
-        {"images": IMAGES, "env_policy": ENV_POLICY},
+        {"images": images, "env_policy": ENV_POLICY},
         {**DOCKER_SETTINGS, "prefix": "fstest-form"},
+        extra=extra,
     )
-    results: dict = {"image": IMAGE, "target_ratio": 1.05}
+    results: dict = {"image": IMAGE, "target_ratio": 1.05, "profiles": args.profiles}
     try:
         sequential = {"stock": [], "form": []}
         for round_number in range(args.rounds):
@@ -102,8 +130,8 @@ def main() -> None:
                 order.reverse()
             for name, (hub, body) in order:
                 user = f"seq{round_number}"
-                sequential[name].append(timed_spawn(hub, user, body))
-                hub.stop_server(user)
+                sequential[name].append(timed_spawn(hub, user, body, server_name=server))
+                stop(hub, user, server)
         # Bursts in A-B-B-A order, each starting only after the previous one's servers
         # are fully stopped, so neither spawner runs beside the other's teardown.
         burst_samples: dict = {"stock": [], "form": []}
@@ -115,10 +143,12 @@ def main() -> None:
                 hub.ensure_user(user)
             with ThreadPoolExecutor(args.burst) as pool:
                 wall = time.perf_counter()
-                burst_samples[name] += list(pool.map(lambda u, hub=hub, body=body: timed_spawn(hub, u, body), users))
+                burst_samples[name] += list(
+                    pool.map(lambda u, hub=hub, body=body: timed_spawn(hub, u, body, server_name=server), users)
+                )
                 burst_walls[name].append(time.perf_counter() - wall)
             with ThreadPoolExecutor(args.burst) as pool:
-                list(pool.map(hub.stop_server, users))
+                list(pool.map(lambda u, hub=hub: stop(hub, u, server), users))
         burst = {
             name: {**summary(burst_samples[name]), "wall_s_each": [round(w, 3) for w in burst_walls[name]]}
             for name in burst_samples

@@ -181,17 +181,19 @@ class Hub:
         kwargs = {} if body is None else {"json": body}
         return self.api("POST", f"/users/{name}/server", **kwargs)
 
-    def wait_ready(self, name: str, timeout: float = 120) -> dict:
+    def wait_ready(self, name: str, timeout: float = 120, server_name: str = "") -> dict:
+        """The user's server (or named server) once ready; a failed spawn fails the test."""
         deadline = time.monotonic() + timeout
+        what = f"{name}/{server_name}" if server_name else name
         while time.monotonic() < deadline:
             model = self.api("GET", f"/users/{name}").json()
-            server = model.get("servers", {}).get("")
+            server = model.get("servers", {}).get(server_name)
             if server and server.get("ready"):
                 return server
             if not server:
-                raise AssertionError(f"spawn of {name} failed:\n{self.log_text()[-3000:]}")
+                raise AssertionError(f"spawn of {what} failed:\n{self.log_text()[-3000:]}")
             time.sleep(0.5)
-        raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log_text()[-3000:]}")
+        raise AssertionError(f"{what} not ready in {timeout} s:\n{self.log_text()[-3000:]}")
 
     def progress_events(self, name: str, timeout: float = 300, server: str = "") -> list[dict]:
         """The spawn page's progress stream of a user's server (or named `server`), read to

@@ -116,19 +116,13 @@ def test_a_student_adds_a_named_server_and_picks_a_choice_with_its_resources(mak
     """Named servers and per-choice resources as a student meets them: JupyterHub's home
     page adds the server, the form shows each choice's resources, the container gets them,
     and the home page then says what the server runs."""
-    from .hubharness import DOCKER_SETTINGS, IMAGES
-    from .test_named_servers import named_config
+    from .hubharness import IMAGES
+    from .test_named_servers import named_hub
 
     page = browser_page
     course = {"name": "course", "display_name": "Course (small)", "image": "jhtest/singleuser:minimal",
               "resources": {"mem_limit": "384M", "cpu_limit": 0.5}}  # fmt: skip
-    hub = make_hub()
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": [*IMAGES, course], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=named_config("server", limit=2),
-    )
+    hub = named_hub(make_hub, "server", limit=2, images=[*IMAGES, course])
     hub.ensure_user("pia")
     page.goto(f"{hub.url}/hub/login")
     login(page, hub, "pia")

@@ -35,21 +35,20 @@ c.JupyterHub.load_roles.extend(culler.JupyterHub.load_roles)
 """
 
 
+def named_hub(make_hub, storage: str, limit: int, cull: int = 0, images=IMAGES) -> Hub:
+    hub = make_hub()
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": images, "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
+        DOCKER_SETTINGS,
+        extra=named_config(storage, limit, cull),
+    )
+    return hub
+
+
 def servers(hub: Hub, user: str, stopped: bool = False) -> dict:
     params = {"include_stopped_servers": "1"} if stopped else {}
     return hub.api("GET", f"/users/{user}", params=params).json().get("servers", {})
-
-
-def wait_named(hub: Hub, user: str, server: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        model = servers(hub, user).get(server)
-        if model and model.get("ready"):
-            return model
-        if not model:
-            raise AssertionError(f"{user}/{server} failed:\n{hub.log_text()[-3000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"{user}/{server} not ready in {timeout} s:\n{hub.log_text()[-3000:]}")
 
 
 def start_named(hub: Hub, user: str, server: str, body: dict) -> requests.Response:
@@ -79,17 +78,11 @@ def volumes(docker_client):
 def test_two_servers_side_by_side_with_their_own_images_and_volumes_and_the_culler_stops_the_idle_one(
     make_hub, docker_client, volumes
 ):
-    hub = make_hub()
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=named_config("server", limit=2, cull=20),
-    )
+    hub = named_hub(make_hub, "server", limit=2, cull=20)
     assert start_named(hub, "nina", "lab", {"image": "minimal"}).status_code in (201, 202)
     assert start_named(hub, "nina", "ml", {"image": "scipy", "env": {"COURSE": "ml"}}).status_code in (201, 202)
-    wait_named(hub, "nina", "lab")
-    wait_named(hub, "nina", "ml")
+    hub.wait_ready("nina", server_name="lab")
+    hub.wait_ready("nina", server_name="ml")
     lab = docker_client.containers.get(f"{PREFIX}-nina--lab")
     ml = docker_client.containers.get(f"{PREFIX}-nina--ml")
     assert "jhtest/singleuser:minimal" in lab.image.tags and "jhtest/singleuser:scipy" in ml.image.tags
@@ -139,13 +132,7 @@ def test_two_servers_side_by_side_with_their_own_images_and_volumes_and_the_cull
 def test_with_per_user_storage_a_users_servers_share_one_volume_and_a_link_opens_a_new_named_server(
     make_hub, docker_client, volumes
 ):
-    hub = make_hub()
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=named_config("user", limit=1),
-    )
+    hub = named_hub(make_hub, "user", limit=1)
     assert hub.spawn("omar", {"image": "minimal"}).status_code in (201, 202)
     hub.wait_ready("omar")
     session = hub.login("omar")
@@ -160,7 +147,7 @@ def test_with_per_user_storage_a_users_servers_share_one_volume_and_a_link_opens
         f"{hub.url}/hub/launch", params=query, data={"_xsrf": xsrf_of(page.text)}, allow_redirects=False
     )
     assert started.status_code == 302 and started.headers["Location"].endswith("/spawn-pending/omar/exam")
-    wait_named(hub, "omar", "exam")
+    hub.wait_ready("omar", server_name="exam")
     default = docker_client.containers.get(f"{PREFIX}-omar")
     exam = docker_client.containers.get(f"{PREFIX}-omar--exam")
     assert "jhtest/singleuser:scipy" in exam.image.tags
