@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import docker
 import pytest
@@ -353,3 +354,26 @@ def test_each_choice_gets_its_own_resources_seen_from_inside_and_users_cannot_as
     assert hub.spawn("rita", {"image": "big"}).status_code in (201, 202)
     hub.wait_ready("rita")
     assert inside("rita")[0] == 2**30
+
+
+def test_a_gpu_choice_reaches_the_engine_as_a_device_request_and_a_host_without_gpus_says_so(make_hub, docker_client):
+    """No GPU host is reachable: this engine has no NVIDIA runtime, so it creates the
+    container with the choice's device request (what `docker run --gpus` sends) and then
+    refuses to start it with its own message, which reaches the user's spawn. The
+    container is kept (remove=False) to be read."""
+    gpu = {"name": "cuda", "image": "jhtest/singleuser:minimal",
+           "resources": {"gpus": {"count": 2, "capabilities": ["gpu", "compute"]}}}  # fmt: skip
+    hub = make_hub()
+    hub.start("formspawner.FormDockerSpawner", {"images": [*IMAGES, gpu]}, {**DOCKER_SETTINGS, "remove": False})
+    response = hub.spawn("gina", {"image": "cuda"})
+    deadline = time.monotonic() + 60
+    while hub.api("GET", "/users/gina").json()["servers"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not hub.api("GET", "/users/gina").json()["servers"], "the start should have failed"
+    assert 'could not select device driver "" with capabilities: [[gpu compute]]' in (
+        response.text + hub.log_text()
+    ), hub.log_text()[-3000:]
+    requests_made = container_of(docker_client, "gina").attrs["HostConfig"]["DeviceRequests"]
+    assert [{k: r[k] for k in ("Driver", "Count", "Capabilities")} for r in requests_made] == [
+        {"Driver": "", "Count": 2, "Capabilities": [["gpu", "compute"]]}
+    ]
