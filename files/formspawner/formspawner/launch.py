@@ -67,22 +67,20 @@ class LaunchHandler(BaseHandler):
         values = self.request.query_arguments.get("server") or [b""]
         return values[-1].decode("utf8", "replace")
 
-    async def _server(self, user, create: bool = False):
-        """The spawner of the server the link asks for. Until `create`, the default one
-        stands in for a named server that does not exist yet (the same policy applies to
-        all of a user's servers): nothing is made by looking, nor by a refused link."""
+    async def _server(self, user):
+        """The spawner of the server the link asks for. The default one stands in for a
+        named server that does not exist yet (the same policy applies to all of a user's
+        servers): nothing is made by looking, nor by a refused link; _post makes it."""
         name = self._server_name()
         if not name:
             return "", user.spawners[""]
         if not self.allow_named_servers:
             raise web.HTTPError(400, "This hub runs one server per user: remove server= from the link.")
-        exists = name in user.orm_spawners
-        if not exists:
-            # JupyterHub's own checks: the user's limit and its rules for server names.
-            await self._check_named_server_request(user, name, name)
-        if create:
-            return name, user.get_or_create_spawner(name, name, replace_failed=True)
-        return name, user.spawners[name] if exists else user.spawners[""]
+        if name in user.orm_spawners:
+            return name, user.spawners[name]
+        # JupyterHub's own checks: the user's limit and its rules for server names.
+        await self._check_named_server_request(user, name, name)
+        return name, user.spawners[""]
 
     async def _render(self, status: int = 200, **ns) -> None:
         template = self.settings["jinja2_env"].from_string(PAGE)
@@ -152,7 +150,7 @@ class LaunchHandler(BaseHandler):
             name, spawner = await self._server(user)
             options, _ = spawner.link_options(self._query())
             if name:
-                name, spawner = await self._server(user, create=True)
+                spawner = user.get_or_create_spawner(name, name, replace_failed=True)
         except web.HTTPError as error:
             return await self._refuse(error)
         if spawner.pending:
