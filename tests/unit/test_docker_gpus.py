@@ -28,4 +28,5 @@ def test_a_gpu_worker_declares_its_gpus_as_the_generic_resource_the_spawner_asks
 
     config = evaluate("_docker_nvidia_swarm_config", docker_nvidia_swarm_gpus=["GPU-aaa", "GPU-bbb"])
     kind = FormSwarmSpawner.class_traits()["gpu_resource"].default()
+    assert evaluate("_docker_nvidia_swarm_kind") == kind  # the runtime's swarm-resource names it too
     assert config == {"node-generic-resources": [f"{kind}=GPU-aaa", f"{kind}=GPU-bbb"], "default-runtime": "nvidia"}
