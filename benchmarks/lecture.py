@@ -10,6 +10,12 @@ Each burst is printed next to its floor, measured in the same run: as many conta
 the same image on the same network, without the image's health check (as users' servers
 run), started at once through the Docker API with no hub, each timed from the create call
 until its Jupyter server answers /api. `ratio_median_over_floor` is what the hub adds.
+
+Each burst and each floor also says where the CPU went while it ran (`cpu_s`, CPU seconds):
+the whole machine (/proc/stat), the users' servers (the Docker containers' cpuacct cgroup,
+which keeps the time of removed containers), and the hub with its proxy and services (the
+hub's process tree, /proc/PID/stat). `per_server_s` is the servers' share divided by their
+number: what one server costs to start, through the hub or without it.
 Usage:
     python benchmarks/lecture.py [--sizes 10,20,30] [--start-timeout 60] [--out FILE]
 """
@@ -44,6 +50,43 @@ from tests.integration.hubharness import (  # noqa: E402
 )
 
 FLOOR_IMAGE = "jhtest/singleuser:minimal"  # the default choice's image, as FORM_BODY asks
+CONTAINERS_CPU = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")  # cgroup v1, dockerd's default parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds of a process and its descendants (their own and their reaped children's)."""
+    parents, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+def cpu_now(hub_pid: int | None) -> dict:
+    busy = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    figures = {"machine": (sum(busy) - busy[3] - busy[4]) / TICKS}  # all but idle and iowait
+    figures["user_servers"] = int(CONTAINERS_CPU.read_text()) / 1e9 if CONTAINERS_CPU.exists() else None
+    figures["hub_and_proxy"] = process_tree_cpu(hub_pid) if hub_pid else None
+    return figures
+
+
+def cpu_since(before: dict, hub_pid: int | None, servers: int) -> dict:
+    after = cpu_now(hub_pid)
+    spent = {k: round(after[k] - before[k], 1) for k in after if after[k] is not None and before[k] is not None}
+    if "user_servers" in spent:
+        spent["per_server_s"] = round(spent["user_servers"] / servers, 2)
+    return spent
 
 
 def floor_start(client, name: str, timeout: float) -> float | None:
@@ -68,9 +111,11 @@ def floor(client, size: int, timeout: float) -> dict:
     names = [f"fstest-floor-{i}" for i in range(size)]
     try:
         with ThreadPoolExecutor(size) as pool:
+            before = cpu_now(None)
             wall = time.perf_counter()
             samples = list(pool.map(lambda n: floor_start(client, n, timeout), names))
             wall = time.perf_counter() - wall
+            cpu = cpu_since(before, None, size)
     finally:
         for container in client.containers.list(all=True, filters={"name": "fstest-floor-"}):
             container.remove(force=True)
@@ -80,6 +125,7 @@ def floor(client, size: int, timeout: float) -> dict:
         "median_s": round(ok[len(ok) // 2], 3) if ok else None,
         "max_s": round(ok[-1], 3) if ok else None,
         "wall_s": round(wall, 3),
+        "cpu_s": cpu,
     }
 
 
@@ -87,6 +133,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10,20,30")
     parser.add_argument("--start-timeout", type=int, default=60)
+    parser.add_argument(
+        "--wait", choices=("progress", "poll"), default="progress",
+        help="how readiness is learnt: the progress stream as a browser (default), or REST polls every 50 ms",
+    )  # fmt: skip
     parser.add_argument("--out")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -102,17 +152,21 @@ def main() -> None:
         # No limit from JupyterHub here: the benchmark finds the machine's.
         extra="c.JupyterHub.concurrent_spawn_limit = 0\n",
     )
-    results: dict = {"start_timeout_s": args.start_timeout, "cpus": os.cpu_count(), "bursts": []}
+    results: dict = {"start_timeout_s": args.start_timeout, "cpus": os.cpu_count(), "wait": args.wait, "bursts": []}
     try:
         for size in sizes:
             users = [f"student{i}" for i in range(size)]
             for user in users:
                 hub.ensure_user(user)
             with ThreadPoolExecutor(size) as pool:
+                before = cpu_now(hub.process.pid)
                 wall = time.perf_counter()
                 wait = args.start_timeout + 30
-                samples = list(pool.map(lambda u, wait=wait: timed_spawn(hub, u, FORM_BODY, timeout=wait), users))
+                samples = list(
+                    pool.map(lambda u, t=wait: timed_spawn(hub, u, FORM_BODY, timeout=t, wait=args.wait), users)
+                )
                 wall = time.perf_counter() - wall
+                cpu = cpu_since(before, hub.process.pid, size)
             ok = [s for s in samples if s is not None]
             results["bursts"].append(
                 {
@@ -124,6 +178,7 @@ def main() -> None:
                     "p95_s": round(percentile(ok, 0.95), 3) if ok else None,
                     "max_s": round(max(ok), 3) if ok else None,
                     "wall_s": round(wall, 3),
+                    "cpu_s": cpu,
                 }
             )
             with ThreadPoolExecutor(size) as pool:
