@@ -110,6 +110,9 @@ def test_two_servers_side_by_side_with_their_own_images_and_volumes_and_the_cull
     home = session.get(f"{hub.url}/hub/home")
     assert home.status_code == 200 and 'id="formspawner-servers"' in home.text
     assert 'data-server-name="lab"' in home.text and "Minimal Python" in home.text and "SciPy" in home.text
+    default = home.text[home.text.index('class="formspawner-server" data-server-name=""'):]
+    default = default[: default.index("</tr>")]
+    assert "not started yet" in default and "Image" not in default, default  # no choice made yet
 
     # The real culler (timeout 20 s, every 5 s): ml stays active, lab is stopped and removed
     # (remove_when_culled); lab's volume, with the student's file, is kept.

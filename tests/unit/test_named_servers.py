@@ -21,8 +21,10 @@ IMAGES = [
 ]  # fmt: skip
 
 
-def docker_spawner(server="", cls=FormDockerSpawner, user="alice", **config):
-    orm = SimpleNamespace(name=server, display_name=server, user_options={}, state=None, server=None)
+def docker_spawner(server="", cls=FormDockerSpawner, user="alice", ran=True, **config):
+    orm = SimpleNamespace(
+        name=server, display_name=server, user_options={}, state=None, server=None, last_activity=ran or None
+    )
     s = cls(volumes=VOLUMES, home_volume="jupyterhub-user-{username}", images=IMAGES, orm_spawner=orm, **config)
     s.user = SimpleNamespace(name=user, groups=[], url=f"/user/{user}/")
     return s
@@ -83,6 +85,13 @@ def test_the_home_page_says_what_each_server_runs_with_its_resources():
     assert s.server_summary() == [("Image", "Minimal")]
     s.user_options = {"image": "gone"}
     assert s.server_summary() == [("Options", "no longer allowed by this hub")]
+    assert s.server_state() == "stopped"
+
+
+def test_a_server_that_never_started_says_so_and_shows_no_choice():
+    s = docker_spawner(ran=False)
+    assert s.server_state() == "not started yet"
+    assert s.server_summary() == []  # not the catalogue's first image, which nobody chose
 
 
 def test_named_servers_are_off_unless_inventory_turns_them_on():

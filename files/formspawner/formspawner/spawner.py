@@ -172,9 +172,20 @@ class FormOptionsMixin(HasTraits):
         except OptionError as error:
             raise as_http_error(error) from None
 
+    def server_state(self) -> str:
+        """For the home page and the form: running, stopped, or never started (JupyterHub
+        records a server's last activity when it stops, so a server without one never ran)."""
+        if self.active:
+            return "running"
+        orm = getattr(self, "orm_spawner", None)
+        return "stopped" if getattr(orm, "last_activity", None) is not None else "not started yet"
+
     def server_summary(self) -> list[tuple[str, str]]:
         """What this server runs or last ran, as (label, value) rows for the home page:
-        the image with its resources and the repository, as the user chose them."""
+        the image with its resources and the repository, as the user chose them; nothing
+        for a server that never started (it has made no choice yet)."""
+        if self.server_state() == "not started yet":
+            return []
         try:
             checked = self.option_set.check(self.user_options or {}, self._user_groups())
         except OptionError:
@@ -213,8 +224,7 @@ class FormOptionsMixin(HasTraits):
                 continue
             spawner = user.spawners[row.name]  # stopped ones are database rows: their spawner
             if isinstance(spawner, FormOptionsMixin):
-                state = "running" if spawner.active else "stopped"
-                rows.append((row.name or "default", state, spawner.server_summary()))
+                rows.append((row.name or "default", spawner.server_state(), spawner.server_summary()))
         return rows
 
     _pending_form_input = None
