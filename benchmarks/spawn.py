@@ -80,13 +80,15 @@ def ready_by_progress(hub: Hub, path: str, start: float, timeout: float) -> floa
     headers = {"Authorization": f"token {TOKEN}", "Accept": "text/event-stream"}
     try:
         with requests.get(f"{hub.url}/hub/api{path}", headers=headers, stream=True, timeout=timeout) as stream:
-            for line in stream.iter_lines(decode_unicode=True):
+            for line in stream.iter_lines(decode_unicode=True):  # the hub's keepalives included
+                if time.perf_counter() - start > timeout:
+                    return None
                 if not line or not line.startswith("data:"):
                     continue
                 event = json.loads(line[len("data:") :])
                 if event.get("ready"):
                     return time.perf_counter() - start
-                if event.get("failed") or time.perf_counter() - start > timeout:
+                if event.get("failed"):
                     return None
     except requests.RequestException:
         return None
