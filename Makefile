@@ -129,6 +129,7 @@ bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs 
 	$(BIN)/python benchmarks/spawn.py --profiles --out artifacts/bench-spawn-profiles.json
 	$(BIN)/python benchmarks/profiles.py --out artifacts/bench-profiles.json
 	$(BIN)/python benchmarks/repo.py --out artifacts/bench-repo.json
+	$(BIN)/python benchmarks/content.py --out artifacts/bench-content.json
 	$(BIN)/python benchmarks/lecture.py --out artifacts/bench-lecture.json
 	$(BIN)/python benchmarks/build_flood.py --out artifacts/bench-build-flood.json
 	$(BIN)/python benchmarks/healthcheck.py --out artifacts/bench-healthcheck.json

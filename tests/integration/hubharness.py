@@ -125,6 +125,7 @@ class Hub:
         extra: str = "",
         env: dict | None = None,
     ):
+        self._started_with = (spawner_class, spawner, docker_settings, extra, env)
         self.settings.update(spawner_class=spawner_class, spawner=spawner, docker=docker_settings or {}, extra=extra)
         config = self.workdir / "jupyterhub_config.py"
         config.write_text(CONFIG_TEMPLATE.format(settings=repr(json.dumps(self.settings))))
@@ -160,6 +161,11 @@ class Hub:
         if self.process:
             self.log.close()
         self.process = None
+
+    def restart(self):
+        """The same hub again: its database, configuration and working directory."""
+        self.stop()
+        self.start(*self._started_with)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

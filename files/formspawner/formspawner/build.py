@@ -149,7 +149,7 @@ def _is_python_package(checkout: Path) -> str:
 # What a base image has that a repository's files may need, asked once per image (an
 # image id never changes) by a short container: no network, the image's user, sh.
 PROBE = (
-    "for tool in mamba conda R julia; do command -v $tool >/dev/null 2>&1 && echo $tool; done; "
+    "for tool in mamba conda R julia git; do command -v $tool >/dev/null 2>&1 && echo $tool; done; "
     "for python in python3 python; do command -v $python >/dev/null 2>&1 && "
     "exec $python -c 'import sys; print(\"python-%d.%d\" % sys.version_info[:2])'; done; true"
 )
@@ -167,7 +167,7 @@ _VERSION_RE = re.compile(r"\d+(?:\.\d+)*")
 
 
 def image_facts(client, base, key: str) -> frozenset[str]:
-    """{"mamba", "conda", "R", "julia", "python-3.11"}: what the base image has, of these."""
+    """{"mamba", "conda", "R", "julia", "git", "python-3.11"}: what the base image has, of these."""
     if base.id in _image_facts:
         return _image_facts[base.id]
     container = client.create_container(
@@ -271,6 +271,27 @@ def check_against_image(
             f"or change {path.rpartition('/')[2]}."
         )
     return {path: f"{CHECKED}: {path} asks for Python {version}, which it has"}
+
+
+def checked_notes(
+    checkout: Path, files: RepoFiles, policy: RepoPolicy, facts_of_image: Callable[[], frozenset[str]]
+) -> list[str]:
+    """check_against_image, then what the log and the spawn page say of the repository's
+    files: those the image satisfies, and those this hub does not use."""
+    notes = []
+    for path, note in check_against_image(checkout, files, facts_of_image).items():
+        notes.append(note)
+        if path in files.unused:
+            files.unused.remove(path)
+    winner, outranked = files.outranked
+    if outranked:
+        notes.append(f"{NOT_USED}: {', '.join(outranked)} ({winner} comes first, as on Binder)")
+    if files.unused:
+        notes.append(
+            f"{NOT_USED}: {', '.join(files.unused)} (it uses only "
+            f"{', '.join(policy.config_files) or 'the repository itself'}; see the launch page)"
+        )
+    return notes
 
 
 def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
@@ -459,18 +480,8 @@ def run_build(
                 or "no build files (repository only)"
             )
         )
-        for path, note in check_against_image(checkout, files, lambda: image_facts(client, base, key)).items():
-            say(note)
-            if path in files.unused:
-                files.unused.remove(path)
-        winner, outranked = files.outranked
-        if outranked:
-            say(f"{NOT_USED}: {', '.join(outranked)} ({winner} comes first, as on Binder)")
-        if files.unused:
-            say(
-                f"{NOT_USED}: {', '.join(files.unused)} (it uses only "
-                f"{', '.join(policy.config_files) or 'the repository itself'}; see the launch page)"
-            )
+        for line in checked_notes(checkout, files, policy, lambda: image_facts(client, base, key)):
+            say(line)
         share_with_group(checkout)
         outbound = outbound or Outbound()
         outbound.add_to_context(workdir)

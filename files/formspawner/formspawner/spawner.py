@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import json
 import os
+import posixpath
 import re
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default, observe, validate
 
-from . import build, cache, git, outbound, schedule
+from . import build, cache, content, contentsync, git, outbound, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, as_http_error
 from .events import EventLog
@@ -471,7 +472,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return folder
 
     async def _launch_repo(self) -> None:
-        """Point this start at the repository's image, building it unless it exists."""
+        """Point this start at the repository: its files in the user's storage (merged by
+        nbgitpuller's rules) when there is storage and the image can run the merge, and
+        its environment built into an image when it declares one."""
         policy = self.repo_policy_checked
         request = self.repo_request
         commit, ref_name = self._repo_commit
@@ -481,7 +484,71 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             base = BaseImage.from_inspect(await self.docker("inspect_image", base_reference))
         except ValueError as error:
             raise build.BuildError(f"The image {base_reference} cannot take a repository: {error}.") from None
-        folder = self._repo_folder(base, request.name)
+        storage = self._content_storage()
+        if storage is not None:
+            facts = await asyncio.to_thread(build.image_facts, self.client, base, "probe")
+            if "git" not in facts or not any(fact.startswith("python-") for fact in facts):
+                self.emit_progress(
+                    5,
+                    f"{base_reference} has no git or Python: the repository's files live in the server only "
+                    "and are not kept when it stops (an image with git keeps them in your storage)",
+                )
+                storage = None
+        if storage is None:
+            # The repository's files in the image, as on Binder: not kept.
+            folder = self._repo_folder(base, request.name)
+            self.image = await self._built_image(request, commit, ref_name, base, policy, folder)
+            self.notebook_dir = base.home
+            self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
+            return
+        self.emit_progress(4, f"Fetching {request.url} at {commit[:12]}")
+        copy, files, notes = await asyncio.to_thread(
+            content.fetch_and_record,
+            request, commit, ref_name, policy, self.repo_work_dir, self._content_root(),
+            lambda: build.image_facts(self.client, base, "probe"),
+        )  # fmt: skip
+        for note in notes:
+            self.emit_progress(6, note)
+        if files.present:
+            # The build's own copy (REPO_DIR, for pip install . and postBuild) stays in the image.
+            folder = self._repo_folder(base, request.name)
+            self.image = await self._built_image(request, commit, ref_name, base, policy, folder)
+        else:
+            self.emit_progress(50, f"Nothing to build in {request.url}: starting {base_reference} as it is")
+        # The merge runs while the server's container starts (start() waits for both): the
+        # folder is the repository's name unless that name holds something else.
+        self._content_sync = asyncio.ensure_future(self._sync_content(copy, storage, request, commit, base))
+        self._content_place = (storage, base.home, request)
+        self._open_content(request.name)
+
+    def _open_content(self, folder: str) -> None:
+        storage, home, request = self._content_place
+        inside_home = storage == home or storage.startswith(home.rstrip("/") + "/")
+        self.notebook_dir = home if inside_home else storage
+        where = posixpath.relpath(f"{storage}/{folder}", self.notebook_dir)
+        self.default_url = f"/lab/tree/{quote(where)}" + (f"/{quote(request.path)}" if request.path else "")
+        self._content_folder = folder
+
+    async def _content_synchronised(self, started):
+        """After the container started: wait for the merge; a failed merge stops the server,
+        a folder other than the one the server was told to open restarts it there."""
+        try:
+            folder = await self._content_sync
+        except BaseException:
+            await self._discard_container()
+            raise
+        if folder == self._content_folder:
+            return started
+        self._open_content(folder)
+        await self._discard_container()
+        return await self._start_container()
+
+    async def _discard_container(self) -> None:
+        await self.stop_object()
+        await self.remove_object()
+
+    async def _built_image(self, request, commit, ref_name, base, policy, folder) -> str:
+        """The reference of the repository's image, built unless it exists."""
         key = cache_key(request, commit, policy.builder_fingerprint(base.id) + folder)
         tag = image_tag(request, commit, key)
         cache.launch_started(tag)
@@ -499,9 +566,78 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 await asyncio.to_thread(cache.make_room, self.client, policy, record, cache.in_launch(), self.log)
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
         await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
-        self.image = await self._publish_image(tag)
-        self.notebook_dir = base.home
-        self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
+        return await self._publish_image(tag)
+
+    # -- course content in the user's storage ------------------------------------
+
+    def _content_storage(self) -> str | None:
+        """Where the server mounts the user's storage (home_volume), if it has one there."""
+        if not self.home_volume:
+            return None
+        name = self.format_volume_name(self.home_volume, self)
+        binds = self.volume_binds
+        for source in (name + self.storage_suffix(), name):
+            bind = binds.get(source)
+            if bind and bind.get("mode", "rw") == "rw" and bind.get("bind", "").startswith("/"):
+                return bind["bind"].rstrip("/") or "/"
+        return None
+
+    def _content_root(self) -> str:
+        return os.path.abspath(os.path.join(self.repo_work_dir, "content"))
+
+    async def _sync_content(self, copy, storage, request, commit, base) -> str:
+        """Merge the repository into the user's folder in a short container of the server's
+        image, as its user, with no network; the folder's name."""
+        extra_binds, command = content.sync_command(copy, storage, request, commit)
+        binds = {**self.volume_binds, **extra_binds}
+        self.emit_progress(62, f"Synchronising {request.name} into your storage")
+        loop = asyncio.get_running_loop()
+        name = self.user.name
+
+        def run() -> tuple[int, list[str]]:
+            container = self.client.create_container(
+                self.image,
+                command=command,
+                entrypoint=["python3"],
+                user=base.user,
+                network_disabled=True,
+                labels={USER_LABEL: name},
+                host_config=self.client.create_host_config(
+                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256
+                ),
+            )
+            lines: list[str] = []
+            try:
+                self.client.start(container)
+                for chunk in self.client.logs(container, stream=True, follow=True):
+                    for line in chunk.decode(errors="replace").splitlines():
+                        lines.append(line)
+                        if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
+                            loop.call_soon_threadsafe(self.emit_progress, 64, line[:500])
+                code = self.client.wait(container, timeout=SYNC_TIMEOUT)["StatusCode"]
+            finally:
+                self.client.remove_container(container, force=True)
+            return code, lines
+
+        try:
+            code, lines = await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
+        except (TimeoutError, docker.errors.APIError) as error:
+            raise build.BuildError(f"Synchronising {request.name} into your storage failed: {error}") from None
+        results = [line for line in lines if line.startswith(contentsync.RESULT)]
+        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
+        if code != 0 or "folder" not in result:
+            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
+            raise build.BuildError(f"Synchronising {request.name} into your storage failed: {why}")
+        self.log.info("Synchronised %s at %s into %s for %s", request.url, commit, result["folder"], self._log_name)
+        for path, copy_path in result["conflicts"]:
+            self.emit_progress(
+                66,
+                f"Kept your changes to {path}: the instructor changed it too; their version is "
+                f"{copy_path} (see {contentsync.REPORT} in {result['folder']})",
+            )
+        for path in result["restored"]:
+            self.emit_progress(66, f"Brought back {path}, which you had deleted")
+        return result["folder"]
 
     async def _publish_image(self, tag: str) -> str:
         """The reference the server runs a repository image as (here: where it was built)."""
@@ -612,15 +748,23 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
     _launch_tag = None
+    _content_sync = None
 
     async def start(self):
         try:
             if self.repo_request is not None:
                 await self._launch_repo()
-            return await self._start_container()
+            started = await self._start_container()
+            if self._content_sync is not None:
+                started = await self._content_synchronised(started)
+            return started
         finally:
             cache.launch_ended(self._launch_tag)
             self._launch_tag = None
+            if self._content_sync is not None and not self._content_sync.done():
+                # The start failed first: the merge's container ends and is removed on its own.
+                self._content_sync.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._content_sync = None
 
     async def _start_container(self):
         if not self.remove:
@@ -760,3 +904,5 @@ def _split_reference(image: str) -> tuple[str, str | None]:
         repo, tag = image.rsplit(":", 1)
         return repo, tag
     return image, "latest"
+# How long the merge of a repository into the user's storage may take.
+SYNC_TIMEOUT = 300

@@ -287,6 +287,11 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
 
     _published: tuple[str, str] | None = None  # (reference, digest) of the last push
 
+    def _content_storage(self) -> str | None:
+        """Not on a swarm yet: the merge would run on the hub's engine, not on the node that
+        holds the user's storage. A launched repository's files live in the server, as on Binder."""
+        return None
+
     async def _publish_image(self, tag: str) -> str:
         """Push a repository image built here to the registry; the reference nodes pull."""
         if not (self.registry_push and self.registry_pull):

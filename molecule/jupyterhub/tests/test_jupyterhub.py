@@ -181,7 +181,8 @@ def test_refused_spawns_get_400_and_leave_no_container(host, body, message):
 
 def test_a_repository_launch_builds_on_the_target_and_opens_in_the_repository(host):
     """The deployed hub (git from the role, its sandboxed unit, the CA from inventory)
-    resolves, fetches and builds a repository from the Git server the side effect runs."""
+    resolves, fetches and builds a repository from the Git server the side effect runs,
+    and keeps its files in the user's volume (merged by nbgitpuller's rules at each launch)."""
     ensure_user(host, "carol")
     body = {"image": "minimal", "repo": {"url": "https://localhost:8443/course.git", "ref": "main"}}
     status, answer = api(host, "POST", "/users/carol/server", body)
@@ -189,8 +190,14 @@ def test_a_repository_launch_builds_on_the_target_and_opens_in_the_repository(ho
     wait_ready(host, "carol", timeout=400)
     run = "docker exec --user 1000 jupyter-carol"
     assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
+    # postBuild's output is in the build's own copy (REPO_DIR); the user's copy is in the volume.
     assert host.check_output(f"{run} cat /home/jovyan/course/built-by-postbuild") == "postBuild"
-    assert container_env(host, "carol")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/course"
+    assert host.check_output(f"{run} cat /home/jovyan/work/course/README.md") == "# course"
+    assert host.check_output(f"{run} git -C /home/jovyan/work/course status --short") == ""
+    assert container_env(host, "carol")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/work/course"
+    # The hub's copy, written by the sandboxed unit (UMask 0077) and read by the image's user.
+    copies = host.check_output("ls /var/lib/jupyterhub/formspawner-builds/content")
+    assert copies.endswith(".git"), copies
     assert host.file("/var/lib/jupyterhub/formspawner-repo-cache.json").exists
     # A missing branch is refused before anything starts.
     ensure_user(host, "dave")

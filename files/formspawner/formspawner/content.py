@@ -1,0 +1,147 @@
+"""A launched repository's files in the user's storage: the hub's side.
+
+At every launch the hub fetches the commit (git.fetch_commit: checked and bounded as for
+a build) and records its files in its own copy of the repository, a bare repository per
+repository URL under `repo_work_dir/content/`. That copy has one branch, BRANCH, whose
+history is the sequence of versions launched on this hub: launching a commit whose files
+differ from the branch's tip adds a commit holding exactly that commit's files, whose
+parent is the previous tip. The user's folder is a clone of that branch, merged at each
+start by nbgitpuller's rules in a short container of the server's image (contentsync.py).
+
+Why not the repository's own history: the hub fetches one commit, shallow, and never the
+history (unbounded in size); nbgitpuller's merge needs the version the folder last had
+as an ancestor of the new one, which this chain gives whatever happened upstream (a
+force-push, a link to an older tag). The commit message names the upstream commit.
+
+Blocking; the spawner runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .build import RepoFiles, checked_notes, read_repository
+from .errors import BuildError
+from .git import fetch_commit
+from .repo import RepoPolicy, RepoRequest
+
+BRANCH = "launched"
+# Where the short container sees the hub's copy, nbgitpuller's files and the script.
+SOURCE_ROOT = "/srv/formspawner/content"
+VENDOR_MOUNT = "/opt/formspawner/vendor"
+SCRIPT_MOUNT = "/opt/formspawner/contentsync.py"
+VENDOR_DIR = str(Path(__file__).with_name("vendor"))
+SCRIPT = str(Path(__file__).with_name("contentsync.py"))
+
+_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+
+_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_TERMINAL_PROMPT": "0",
+    # Only the hub's own checkout is fetched from here.
+    "GIT_ALLOW_PROTOCOL": "file",
+    "GIT_AUTHOR_NAME": "formspawner",
+    "GIT_AUTHOR_EMAIL": "formspawner@localhost",
+    "GIT_COMMITTER_NAME": "formspawner",
+    "GIT_COMMITTER_EMAIL": "formspawner@localhost",
+    "LC_ALL": "C",
+}
+
+
+def copy_name(request: RepoRequest) -> str:
+    """The hub's copy of a repository: one per URL (`x` and `x.git` are one repository)."""
+    return hashlib.sha256(request.cache_url.encode()).hexdigest()[:32] + ".git"
+
+
+def _git(*args: str, cwd: str) -> str:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_ENV}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        message = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BuildError(f"Recording the repository's files failed: git {args[0]}: {message}")
+    return done.stdout.strip()
+
+
+def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> str:
+    """Add `commit`'s files (fetched in `checkout`) to the hub's copy of the repository;
+    the copy's path. Readable by every user (its files come from a public fetch): the
+    short container reads it as the image's user."""
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    copy = os.path.join(root, copy_name(request))
+    with _locks[copy]:
+        if not os.path.isdir(os.path.join(copy, "objects")):
+            shutil.rmtree(copy, ignore_errors=True)
+            _git("init", "-q", "--bare", "--shared=0644", copy, cwd=root)
+            _git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}", cwd=copy)
+        # The checkout's HEAD is the commit (fetch_commit detaches there).
+        _git("fetch", "-q", "--no-tags", "--depth", "1", "--", str(checkout.resolve()), "HEAD", cwd=copy)
+        if _git("rev-parse", "FETCH_HEAD", cwd=copy) != commit:
+            raise BuildError(f"Recording the repository's files failed: the checkout is not at {commit}")
+        tree = _git("rev-parse", f"{commit}^{{tree}}", cwd=copy)
+        tip = ""
+        try:
+            tip = _git("rev-parse", "--verify", "-q", f"refs/heads/{BRANCH}", cwd=copy)
+        except BuildError:
+            pass
+        if tip and _git("rev-parse", f"{tip}^{{tree}}", cwd=copy) == tree:
+            return copy
+        parent = ["-p", tip] if tip else []
+        made = _git("commit-tree", tree, *parent, "-m", f"{request.url} at {commit}", cwd=copy)
+        _git("update-ref", f"refs/heads/{BRANCH}", made, *([tip] if tip else []), cwd=copy)
+    return copy
+
+
+def fetch_and_record(
+    request: RepoRequest,
+    commit: str,
+    ref_name: str | None,
+    policy: RepoPolicy,
+    workroot: str,
+    root: str,
+    facts_of_image: Callable[[], frozenset[str]],
+) -> tuple[str, RepoFiles, list[str]]:
+    """Fetch `commit`, read what the repository declares, record its files in the hub's
+    copy: (the copy's path, its files, the notes for the spawn page). When it declares
+    nothing to build, what the chosen image cannot do for it is refused here, as a build
+    would refuse it."""
+    os.makedirs(workroot, mode=0o700, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="formspawner-content-", dir=workroot)
+    try:
+        checkout = Path(workdir, "repo")
+        fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout)
+        files = read_repository(checkout, policy)
+        # A build checks and names these itself, in its log.
+        notes = [] if files.present else checked_notes(checkout, files, policy, facts_of_image)
+        return record(checkout, commit, request, root), files, notes
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sync_command(copy: str, storage: str, request: RepoRequest, commit: str) -> tuple[dict, list[str]]:
+    """The short container's extra binds and command (its entry point is python3)."""
+    source = f"{SOURCE_ROOT}/{os.path.basename(copy)}"
+    binds = {
+        copy: {"bind": source, "mode": "ro"},
+        VENDOR_DIR: {"bind": VENDOR_MOUNT, "mode": "ro"},
+        SCRIPT: {"bind": SCRIPT_MOUNT, "mode": "ro"},
+    }
+    command = [
+        SCRIPT_MOUNT,
+        "--source", f"file://{source}",
+        "--branch", BRANCH,
+        "--storage", storage,
+        "--name", request.name,
+        "--vendor", VENDOR_MOUNT,
+        "--note", f"{request.url} at {commit[:12]}",
+    ]  # fmt: skip
+    return binds, command

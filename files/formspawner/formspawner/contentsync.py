@@ -1,0 +1,202 @@
+"""Keep a launched repository in the user's storage, merged as nbgitpuller merges it.
+
+Runs inside the user's image, never in the hub: the hub starts a short container of the
+image the server will run (as the image's user, no network) with the user's storage
+mounted where the server has it, the hub's copy of the repository (a bare repository,
+read-only, see content.py) and nbgitpuller's pull.py (vendor/, unchanged). It needs git
+and the image's Python with traitlets (every Jupyter image has it); standard library
+otherwise, and nothing from formspawner.
+
+nbgitpuller's rules: the first launch clones; later ones update files the student did not
+change, bring back files the student deleted, keep the student's changes (`merge
+-Xours`), and rename a file the student made where the instructor now adds one of that
+name. What nbgitpuller does silently is reported here: files both changed get the
+instructor's version saved beside them and a report file in the folder.
+
+Output: progress lines on stdout, then one line `FORMSPAWNER-RESULT {json}`. Exit 0 when
+the folder is up to date, 1 when the merge failed (the folder is left as it was before
+the merge), 2 when the image cannot do it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+
+RESULT = "FORMSPAWNER-RESULT "
+REPORT = "CONFLICTS-FROM-UPDATE.txt"
+REPORT_HEADER = "Changes kept from your copy of this folder"
+MAX_OTHER_FOLDERS = 9
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def git(*args: str, cwd: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=check)
+
+
+def names(output: bytes) -> set[str]:
+    return {name.decode("utf-8", "surrogateescape") for name in output.split(b"\0") if name}
+
+
+def revision(folder: str, ref: str) -> str:
+    done = git("rev-parse", "--verify", "-q", ref + "^{commit}", cwd=folder, check=False)
+    return done.stdout.decode().strip() if done.returncode == 0 else ""
+
+
+def is_this_repository(folder: str, source: str) -> bool:
+    if not os.path.isdir(os.path.join(folder, ".git")):
+        return False
+    done = git("config", "--get", "remote.origin.url", cwd=folder, check=False)
+    return done.returncode == 0 and done.stdout.decode().strip() == source
+
+
+def choose_folder(storage: str, name: str, source: str) -> str:
+    """The folder named after the repository, or NAME-2 ... when that name holds something else."""
+    for number in range(1, MAX_OTHER_FOLDERS + 1):
+        candidate = name if number == 1 else f"{name}-{number}"
+        path = os.path.join(storage, candidate)
+        if not os.path.lexists(path) or is_this_repository(path, source):
+            if number > 1:
+                say(f"{name} in your storage is not this repository's folder: using {candidate}")
+            return candidate
+    raise SystemExit(fail(f"{name} and {name}-2 to -{MAX_OTHER_FOLDERS} in your storage all hold other files", 2))
+
+
+def fail(message: str, code: int) -> int:
+    say(RESULT + json.dumps({"error": message}))
+    return code
+
+
+def instructor_copy(path: str) -> str:
+    head, tail = os.path.split(path)
+    stem, ext = os.path.splitext(tail)
+    return os.path.join(head, f"{stem}.from-instructor{ext}")
+
+
+def load_puller(vendor: str):
+    """nbgitpuller's GitPuller from pull.py, without the package's __init__ (which loads
+    its Jupyter server extension)."""
+    package = types.ModuleType("nbgitpuller")
+    package.__path__ = [os.path.join(vendor, "nbgitpuller")]
+    sys.modules["nbgitpuller"] = package
+    from nbgitpuller.pull import GitPuller  # noqa: PLC0415
+
+    return GitPuller
+
+
+def changes_before(folder: str, branch: str) -> tuple[str, set[str], set[str]]:
+    """Before the merge: the commit last synchronised, the files the student changed since
+    (committed by an earlier merge or not) and the files they deleted."""
+    old = revision(folder, f"refs/remotes/origin/{branch}")
+    if not old:
+        return "", set(), set()
+    changed = names(git("diff", "--name-only", "-z", "--diff-filter=M", old, cwd=folder).stdout)
+    deleted = names(git("ls-files", "--deleted", "-z", cwd=folder).stdout)
+    return old, changed, deleted
+
+
+def write_report(folder: str, conflicts: list[tuple[str, str]], renamed: list[str], commit_note: str) -> None:
+    # An earlier report stays until a later update has something to report (it names its version).
+    if not conflicts and not renamed:
+        return
+    report = os.path.join(folder, REPORT)
+    lines = [f"{REPORT_HEADER} ({commit_note})", ""]
+    if conflicts:
+        lines += [
+            "You and the instructor both changed these files. Your version is kept (where you changed",
+            "the same lines, your lines win; the instructor's other changes are merged in).",
+            "The instructor's new version is saved beside each one:",
+            "",
+            *(f"  {path}  ->  instructor's version: {copy}" for path, copy in conflicts),
+            "",
+        ]
+    if renamed:
+        lines += ["The instructor added files with the names of files you had made; yours were renamed:", ""]
+        lines += [f"  {line}" for line in renamed] + [""]
+    with open(report, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="the hub's copy, a file:// URL")
+    parser.add_argument("--branch", required=True)
+    parser.add_argument("--storage", required=True, help="where the user's storage is mounted")
+    parser.add_argument("--name", required=True, help="the folder's name (the repository's)")
+    parser.add_argument("--vendor", required=True, help="the folder holding nbgitpuller/pull.py")
+    parser.add_argument("--note", default="", help="what is being synchronised, for the report")
+    args = parser.parse_args(argv)
+
+    if shutil.which("git") is None:
+        return fail("this image has no git", 2)
+    try:
+        GitPuller = load_puller(args.vendor)
+    except ImportError as error:
+        return fail(f"this image's Python cannot run nbgitpuller ({error})", 2)
+    # The hub's copy belongs to the hub's user: trust it (and only it) for git's ownership
+    # check, which reads safe.directory from the global config only (git 2.39).
+    config_dir = tempfile.mkdtemp(prefix="formspawner-git-")
+    global_config = os.path.join(config_dir, "gitconfig")
+    with open(global_config, "w", encoding="utf-8") as out:
+        out.write(f"[safe]\n\tdirectory = {args.source.removeprefix('file://')}\n")
+    os.environ.update(GIT_CONFIG_GLOBAL=global_config, GIT_TERMINAL_PROMPT="0")
+    name = choose_folder(args.storage, args.name, args.source)
+    folder = os.path.join(args.storage, name)
+    result: dict = {"folder": name, "cloned": not os.path.exists(folder)}
+    result.update(conflicts=[], renamed=[], restored=[])
+    old = ""
+    changed: set[str] = set()
+    if not result["cloned"]:
+        old, changed, deleted = changes_before(folder, args.branch)
+        result["restored"] = sorted(deleted)
+        say(f"Bringing the repository's changes into {name}, keeping yours")
+    else:
+        say(f"Copying the repository into {name}")
+    before_merge = revision(folder, "HEAD") if not result["cloned"] else ""
+    try:
+        # depth 0: the folder keeps the hub's whole chain of launched versions, so a later
+        # merge always finds the version it last had.
+        for line in GitPuller(args.source, folder, branch=args.branch, depth=0).pull():
+            line = line.rstrip()
+            if line.startswith("Renamed "):
+                result["renamed"].append(line.replace(folder + "/", ""))
+            if line:
+                say(line)
+    except Exception as error:  # git's CalledProcessError, and nbgitpuller's bare Exceptions
+        if before_merge and os.path.isdir(os.path.join(folder, ".git")):
+            git("merge", "--abort", cwd=folder, check=False)
+        said = getattr(error, "stderr", None) or ""
+        said = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+        detail = f"{error}" + (f": {said.strip().splitlines()[-1]}" if said.strip() else "")
+        return fail(f"the merge failed ({detail}); your files are as they were before it", 1)
+    new = revision(folder, f"refs/remotes/origin/{args.branch}")
+    if old and new and old != new:
+        theirs = names(git("diff", "--name-only", "-z", "--diff-filter=M", old, new, cwd=folder).stdout)
+        for path in sorted(changed & theirs):
+            instructor = git("show", f"{new}:{path}", cwd=folder).stdout
+            try:
+                with open(os.path.join(folder, path), "rb") as mine:
+                    if mine.read() == instructor:
+                        continue  # the same change on both sides: nothing to tell
+            except OSError:
+                pass
+            copy = instructor_copy(path)
+            with open(os.path.join(folder, copy), "wb") as out:
+                out.write(instructor)
+            result["conflicts"].append([path, copy])
+    write_report(folder, [tuple(pair) for pair in result["conflicts"]], result["renamed"], args.note)
+    say(RESULT + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Course content students keep: a launched repository's files in the user's volume,
+merged by nbgitpuller's rules at every launch. A real hub, the real Docker engine, the
+real Git server (gitserver.py), the docker-stacks-faithful image; the student's edits are
+made inside their container as their user, and read back from a new container."""
+
+from __future__ import annotations
+
+import io
+
+import docker
+import pytest
+
+from .hubharness import (
+    ANSWER_AT_ONCE,
+    DOCKER_SETTINGS,
+    ENV_POLICY,
+    IMAGES,
+    LAUNCH_PAGE,
+    container_env,
+    container_of,
+    package_repo,
+    remove_user_containers,
+)
+from .test_repo_launches import builds_logged, repo_body, run_as_user
+
+VOLUME = "fstest-content-{username}"
+STORAGE = {**DOCKER_SETTINGS, "volumes": {VOLUME: "/home/jovyan/work"}}
+FOLDER = "/home/jovyan/work/fstest-course"
+
+# Lines apart, so that git merges the instructor's and the student's changes to one file.
+WEEK1 = "# Week 1\n\n---\n\nanswer = None  # TODO\n"
+WEEK1_V2 = "# Week 1 (revised)\n\n---\n\nanswer = None  # TODO\n"
+ANSWERED = "# Week 1\n\n---\n\nanswer = 42\n"
+
+
+NOGIT_IMAGE = "jhtest/singleuser:nogit"
+
+
+@pytest.fixture
+def content_hub(make_hub, git_server, docker_client):
+    """A hub whose users have a volume (home_volume), as the role configures them, and an
+    image without git (the stand-in with git removed, built once per machine)."""
+    try:
+        docker_client.images.get(NOGIT_IMAGE)
+    except docker.errors.ImageNotFound:
+        dockerfile = b"FROM jhtest/singleuser:minimal\nUSER root\nRUN rm /usr/bin/git\nUSER 1000\n"
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=NOGIT_IMAGE, rm=True)
+    images = [*IMAGES, {"name": "nogit", "display_name": "No git", "image": NOGIT_IMAGE}]
+
+    def start():
+        hub = make_hub()
+        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
+        hub.start(
+            "formspawner.FormDockerSpawner",
+            {"images": images, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
+             "repo_policy": repo_policy, "home_volume": VOLUME},
+            STORAGE,
+            extra=LAUNCH_PAGE + ANSWER_AT_ONCE,
+            env={"GIT_SSL_CAINFO": str(git_server.cert)},
+        )  # fmt: skip
+        return hub
+
+    yield start
+    remove_user_containers(docker_client)
+    for volume in docker_client.volumes.list(filters={"name": "fstest-content-"}):
+        volume.remove(force=True)
+    for image in docker_client.images.list(filters={"label": "org.formspawner.repo=1"}):
+        if any("fstest-envcourse" in tag for tag in image.tags):
+            docker_client.images.remove(image.id, force=True)
+
+
+def messages(events) -> list[str]:
+    return [event.get("message", "") for event in events]
+
+
+def launch(hub, user, body) -> list[str]:
+    assert hub.spawn(user, body).status_code in (201, 202)
+    events = hub.progress_events(user)
+    assert events[-1].get("ready"), events[-5:]
+    return messages(events)
+
+
+def test_a_students_work_survives_stops_hub_restarts_and_the_instructors_updates(
+    content_hub, git_server, docker_client
+):
+    hub = content_hub()
+    git_server.commit(
+        "fstest-course", {"lab1/week1.py": WEEK1, "lab1/data.csv": "x\n1\n", "lab1/notes.md": "v1\n"}
+    )
+    repo = {"url": git_server.url("fstest-course"), "ref": "main", "path": "lab1/week1.py"}
+    body = {"image": "minimal", "repo": repo}
+
+    # A repository with nothing to build: no build, the chosen image as it is.
+    shown = launch(hub, "ada", body)
+    assert any("Nothing to build" in m for m in shown), shown
+    assert any("Synchronising fstest-course into your storage" in m for m in shown), shown
+    assert builds_logged(hub, git_server.url("fstest-course")) == 0
+    assert "jhtest/singleuser:minimal" in container_of(docker_client, "ada").image.tags
+    assert container_env(docker_client, "ada")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/work/fstest-course/lab1/week1.py"
+    assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/week1.py") == WEEK1.strip()
+
+    # The student works, and deletes a file.
+    run_as_user(docker_client, "ada", f"printf '{ANSWERED}' > {FOLDER}/lab1/week1.py && rm {FOLDER}/lab1/data.csv")
+    hub.stop_server("ada")
+    hub.restart()
+
+    # The instructor publishes: the notebook the student edited, another file, a new file.
+    git_server.commit("fstest-course", {"lab1/week1.py": WEEK1_V2, "lab1/notes.md": "v2\n", "lab2/week2.py": "w2\n"})
+    shown = launch(hub, "ada", body)
+    assert any("Kept your changes to lab1/week1.py" in m for m in shown), shown
+    assert any("Brought back lab1/data.csv" in m for m in shown), shown
+    # The student's answer and the instructor's revised title, both; the rest updated.
+    merged = "# Week 1 (revised)\n\n---\n\nanswer = 42"
+    assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/week1.py") == merged
+    assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/week1.from-instructor.py") == WEEK1_V2.strip()
+    assert "lab1/week1.py" in run_as_user(docker_client, "ada", f"cat {FOLDER}/CONFLICTS-FROM-UPDATE.txt")
+    assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/notes.md {FOLDER}/lab2/week2.py") == "v2\nw2"
+    assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/data.csv") == "x\n1"
+    # The files are the student's, in their volume, as the server sees them.
+    owners = run_as_user(docker_client, "ada", f"stat -c %u {FOLDER}/lab1/week1.py {FOLDER}/lab2/week2.py")
+    assert owners == "1000\n1000"
+
+    # Another student's launch starts from the instructor's version, not from ada's.
+    launch(hub, "grace", body)
+    assert run_as_user(docker_client, "grace", f"cat {FOLDER}/lab1/week1.py") == WEEK1_V2.strip()
+
+
+def test_a_repository_with_an_environment_is_built_and_its_files_kept(content_hub, git_server, docker_client):
+    hub = content_hub()
+    package_repo(git_server, "fstest-envcourse", "first")
+    shown = launch(hub, "lin", repo_body(git_server, "fstest-envcourse"))
+    assert any(m.startswith("Step ") for m in shown), shown
+    assert run_as_user(docker_client, "lin", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "first"
+    kept = "/home/jovyan/work/fstest-envcourse"
+    assert run_as_user(docker_client, "lin", f"cat {kept}/README.md") == "# fstest-envcourse"
+    assert container_env(docker_client, "lin")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/work/fstest-envcourse"
+    run_as_user(docker_client, "lin", f"echo mine >> {kept}/README.md")
+    hub.stop_server("lin")
+    package_repo(git_server, "fstest-envcourse", "second")
+    launch(hub, "lin", repo_body(git_server, "fstest-envcourse"))
+    assert run_as_user(docker_client, "lin", "python -c 'import fsdemo; print(fsdemo.VALUE)'") == "second"
+    assert run_as_user(docker_client, "lin", f"cat {kept}/README.md") == "# fstest-envcourse\nmine"
+    assert builds_logged(hub, git_server.url("fstest-envcourse")) == 2
+
+
+def test_an_image_without_git_runs_the_repository_unkept_and_says_so(content_hub, git_server, docker_client):
+    hub = content_hub()
+    git_server.commit("fstest-nogit", {"a.txt": "a"})
+    shown = launch(hub, "noor", repo_body(git_server, "fstest-nogit", image="nogit"))
+    assert any("has no git or Python" in m for m in shown), shown
+    assert run_as_user(docker_client, "noor", "cat /home/jovyan/fstest-nogit/a.txt") == "a"
+
+
+
+def test_a_folder_of_the_repositorys_name_holding_the_students_files_is_left_alone(
+    content_hub, git_server, docker_client
+):
+    hub = content_hub()
+    git_server.commit("fstest-taken", {"lab.py": "x = 1\n"})
+    launch(hub, "kim", {"image": "minimal"})
+    taken = "/home/jovyan/work/fstest-taken"
+    run_as_user(docker_client, "kim", f"mkdir -p {taken} && echo thesis > {taken}/mine.txt")
+    hub.stop_server("kim")
+    shown = launch(hub, "kim", repo_body(git_server, "fstest-taken"))
+    assert any("using fstest-taken-2" in m for m in shown), shown
+    # The server was started before the merge chose the folder: it opens in the right one.
+    assert container_env(docker_client, "kim")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/work/fstest-taken-2"
+    assert run_as_user(docker_client, "kim", f"ls {taken}") == "mine.txt"
+    assert run_as_user(docker_client, "kim", "cat /home/jovyan/work/fstest-taken-2/lab.py") == "x = 1"
