@@ -167,3 +167,82 @@ def test_a_folder_of_the_repositorys_name_holding_the_students_files_is_left_alo
     assert container_env(docker_client, "kim")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/work/fstest-taken-2"
     assert run_as_user(docker_client, "kim", f"ls {taken}") == "mine.txt"
     assert run_as_user(docker_client, "kim", "cat /home/jovyan/work/fstest-taken-2/lab.py") == "x = 1"
+
+
+def notebook(*sources: str) -> str:
+    """A notebook as nbformat writes it (JupyterLab saves the same layout)."""
+    import nbformat
+
+    book = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}})  # fmt: skip
+    book.cells = [nbformat.v4.new_code_cell(source, id=f"cell-{n}") for n, source in enumerate(sources)]
+    return nbformat.writes(book) + "\n"
+
+
+@pytest.mark.integration
+def test_in_the_browser_a_students_notebook_edit_survives_the_instructors_next_commit(
+    content_hub, git_server, docker_client
+):
+    """Follow a launch link, edit the notebook in JupyterLab, delete a file; the instructor
+    publishes; the same link again: the student's edit, the instructor's change to another
+    cell, the new file, the deleted file back, all in a notebook that is still valid."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from tests.studentflow import SHOTS, chromium_page
+
+    hub = content_hub()
+    git_server.commit("fstest-lab", {"week1.ipynb": notebook("# exercise 1", "# exercise 2"), "data.csv": "x\n1\n"})
+    link = f"{hub.url}/hub/launch?image=minimal&repo={git_server.url('fstest-lab')}&ref=main&path=week1.ipynb"
+    folder = "/home/jovyan/work/fstest-lab"
+    hub.ensure_user("zoe")
+    with chromium_page() as page:
+        page.goto(link)
+        page.wait_for_url("**/hub/login**")
+        page.fill("#username_input", "zoe")
+        page.fill("#password_input", hub.password)
+        page.click("#login_submit")
+        page.wait_for_url("**/hub/launch**")
+        page.click("#launch-start")
+        page.wait_for_url("**/user/zoe/lab/tree/work/fstest-lab/week1.ipynb**", timeout=180_000)
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        expect(editor).to_contain_text("# exercise 1", timeout=90_000)
+        editor.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("\nanswer = 42")
+        page.keyboard.press("Control+s")
+        run = f"grep -c 'answer = 42' {folder}/week1.ipynb || true"
+        for _ in range(60):
+            if run_as_user(docker_client, "zoe", run) == "1":
+                break
+            page.wait_for_timeout(500)
+        assert run_as_user(docker_client, "zoe", run) == "1", "JupyterLab did not save the edit"
+        # The student deletes a file, through the server's API as JupyterLab's file browser does.
+        status = page.evaluate(
+            """async () => {
+                const xsrf = document.cookie.split('; ').find(c => c.startsWith('_xsrf=')).slice(6);
+                const r = await fetch('/user/zoe/api/contents/work/fstest-lab/data.csv',
+                                      {method: 'DELETE', headers: {'X-XSRFToken': xsrf}});
+                return r.status;
+            }"""
+        )
+        assert status == 204
+        page.screenshot(path=str(SHOTS / "content-edited.png"))
+        hub.stop_server("zoe")
+
+        git_server.commit("fstest-lab", {"week1.ipynb": notebook("# exercise 1", "# exercise 2, revised"),
+                                         "week2.ipynb": notebook("# week 2")})  # fmt: skip
+        page.goto(link)
+        page.click("#launch-start")
+        page.wait_for_url("**/user/zoe/lab/tree/work/fstest-lab/week1.ipynb**", timeout=180_000)
+        listing = page.locator(".jp-DirListing-content")
+        for name in ("week2.ipynb", "data.csv", "week1.from-instructor.ipynb", "CONFLICTS-FROM-UPDATE.txt"):
+            expect(listing).to_contain_text(name, timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-Cell .cm-content")
+        expect(cells.nth(0)).to_contain_text("answer = 42", timeout=90_000)
+        expect(cells.nth(1)).to_contain_text("# exercise 2, revised")
+        page.screenshot(path=str(SHOTS / "content-relaunched.png"))
+    merged = json.loads(run_as_user(docker_client, "zoe", f"cat {folder}/week1.ipynb"))
+    sources = ["".join(cell["source"]) for cell in merged["cells"]]
+    assert sources == ["# exercise 1\nanswer = 42", "# exercise 2, revised"], sources

@@ -212,3 +212,25 @@ def test_an_image_without_git_is_named(tmp_path):
     )
     assert done.returncode == 2
     assert json.loads(done.stdout.splitlines()[-1].removeprefix(RESULT)) == {"error": "this image has no git"}
+
+
+def test_a_hub_copy_made_anew_still_merges_from_the_version_the_student_had(tmp_path):
+    """The hub's copies are not in the backup: one lost (or a restore without it) starts
+    a new chain, unrelated to the student's folder; the merge must still keep the
+    student's edit and bring the instructor's changes."""
+    course = Course(tmp_path)
+    storage = tmp_path / "work"
+    storage.mkdir()
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_1, "notes.md": "v1\n"}))
+    assert sync(copy, storage)["returncode"] == 0
+    folder = storage / "lab1"
+    (folder / "week1.ipynb").write_text(STUDENT)
+    subprocess.run(["rm", "-rf", course.root], check=True)
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_2, "notes.md": "v2\n"}))
+    result = sync(copy, storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert any("made anew" in line for line in result["lines"])
+    assert (folder / "notes.md").read_text() == "v2\n"
+    assert "my answer" in (folder / "week1.ipynb").read_text()
+    assert "better instructions" in (folder / "week1.ipynb").read_text()
+    assert result["conflicts"] == [["week1.ipynb", "week1.from-instructor.ipynb"]]

@@ -104,6 +104,24 @@ def changes_before(folder: str, branch: str) -> tuple[str, set[str], set[str]]:
     return old, changed, deleted
 
 
+def connect_histories(folder: str, branch: str, old: str) -> None:
+    """When the hub's copy was made anew (lost, or restored without it), its versions do
+    not descend from the one this folder last had, and git would find no base to merge
+    from. Graft the new chain's first version onto the old one, in this folder only
+    (refs/replace): the merge then compares with what the student last received, as
+    nbgitpuller's rules need."""
+    fetched = git("fetch", "-q", "origin", cwd=folder, check=False)
+    new = revision(folder, f"refs/remotes/origin/{branch}")
+    if fetched.returncode != 0 or not new or old == new:
+        return
+    if git("merge-base", "--is-ancestor", old, new, cwd=folder, check=False).returncode == 0:
+        return
+    roots = git("rev-list", "--max-parents=0", new, cwd=folder).stdout.decode().split()
+    for root in roots:
+        git("replace", "-f", "--graft", root, old, cwd=folder)
+    say("The hub's copy of the repository was made anew: merging from the version you last had")
+
+
 def write_report(folder: str, conflicts: list[tuple[str, str]], renamed: list[str], commit_note: str) -> None:
     # An earlier report stays until a later update has something to report (it names its version).
     if not conflicts and not renamed:
@@ -158,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if not result["cloned"]:
         old, changed, deleted = changes_before(folder, args.branch)
         result["restored"] = sorted(deleted)
+        if old:
+            connect_histories(folder, args.branch, old)
         say(f"Bringing the repository's changes into {name}, keeping yours")
     else:
         say(f"Copying the repository into {name}")
