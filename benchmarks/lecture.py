@@ -38,7 +38,7 @@ import docker  # noqa: E402
 import requests  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
-from benchmarks.spawn import FORM_BODY, percentile, timed_spawn  # noqa: E402
+from benchmarks.spawn import FORM_BODY, burst, percentile  # noqa: E402
 from tests.integration.hubharness import (  # noqa: E402
     DOCKER_SETTINGS,
     ENV_POLICY,
@@ -158,15 +158,9 @@ def main() -> None:
             users = [f"student{i}" for i in range(size)]
             for user in users:
                 hub.ensure_user(user)
-            with ThreadPoolExecutor(size) as pool:
-                before = cpu_now(hub.process.pid)
-                wall = time.perf_counter()
-                wait = args.start_timeout + 30
-                samples = list(
-                    pool.map(lambda u, t=wait: timed_spawn(hub, u, FORM_BODY, timeout=t, wait=args.wait), users)
-                )
-                wall = time.perf_counter() - wall
-                cpu = cpu_since(before, hub.process.pid, size)
+            before = cpu_now(hub.process.pid)
+            samples, wall = burst(hub, users, FORM_BODY, timeout=args.start_timeout + 30, wait=args.wait)
+            cpu = cpu_since(before, hub.process.pid, size)
             ok = [s for s in samples if s is not None]
             results["bursts"].append(
                 {
@@ -184,10 +178,10 @@ def main() -> None:
             with ThreadPoolExecutor(size) as pool:
                 list(pool.map(hub.stop_server, [u for u, s in zip(users, samples, strict=True) if s is not None]))
             remove_user_containers(client)
-            burst = results["bursts"][-1]
-            burst["floor"] = floor(client, size, args.start_timeout + 30)
-            if burst["median_s"] and burst["floor"]["median_s"]:
-                burst["ratio_median_over_floor"] = round(burst["median_s"] / burst["floor"]["median_s"], 3)
+            measured = results["bursts"][-1]
+            measured["floor"] = floor(client, size, args.start_timeout + 30)
+            if measured["median_s"] and measured["floor"]["median_s"]:
+                measured["ratio_median_over_floor"] = round(measured["median_s"] / measured["floor"]["median_s"], 3)
         fitting = [
             b["students"]
             for b in results["bursts"]

@@ -18,7 +18,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
-from benchmarks.spawn import FORM_BODY, NAMED, PROFILE, stop, summary, timed_spawn  # noqa: E402
+from benchmarks.spawn import FORM_BODY, NAMED, PROFILE, burst, stop_all, summary  # noqa: E402
 from tests.integration.hubharness import (  # noqa: E402
     DOCKER_SETTINGS,
     ENV_POLICY,
@@ -68,12 +67,10 @@ def main() -> None:
         for round_number in range(args.rounds):
             for kind in list(KINDS) if round_number % 2 == 0 else list(reversed(KINDS)):
                 body, server = KINDS[kind]
-                with ThreadPoolExecutor(args.burst) as pool:
-                    got = list(pool.map(lambda u, b=body, s=server: timed_spawn(hub, u, b, server_name=s), users))
+                got, _ = burst(hub, users, body, server)
                 samples[kind] += got
                 rounds[kind].append(summary(got)["median_s"])
-                with ThreadPoolExecutor(args.burst) as pool:
-                    list(pool.map(lambda u, s=server: stop(hub, u, s), users))
+                stop_all(hub, users, server)
     finally:
         hub.stop()
         shutil.rmtree(hub.workdir, ignore_errors=True)

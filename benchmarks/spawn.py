@@ -106,6 +106,24 @@ def stop(hub: Hub, user: str, server_name: str = "") -> None:
         time.sleep(0.5)
 
 
+def burst(
+    hub: Hub, users: list[str], body, server_name: str = "", timeout: float = 180, wait: str = "progress"
+) -> tuple[list[float | None], float]:
+    """Every user's spawn at once, each followed as a browser follows it (`wait`): the
+    seconds each took (None: failed) and the burst's wall time. Users must exist."""
+    with ThreadPoolExecutor(len(users)) as pool:
+        start = time.perf_counter()
+        samples = list(
+            pool.map(lambda user: timed_spawn(hub, user, body, timeout, server_name, wait), users)
+        )
+        return samples, time.perf_counter() - start
+
+
+def stop_all(hub: Hub, users: list[str], server_name: str = "") -> None:
+    with ThreadPoolExecutor(max(1, len(users))) as pool:
+        list(pool.map(lambda user: stop(hub, user, server_name), users))
+
+
 def summary(samples: list[float | None]) -> dict:
     ok = [s for s in samples if s is not None]
     return {
@@ -172,20 +190,16 @@ def main() -> None:
             users = [f"burst{i}" for i in range(args.burst)]
             for user in users:
                 hub.ensure_user(user)
-            with ThreadPoolExecutor(args.burst) as pool:
-                wall = time.perf_counter()
-                burst_samples[name] += list(
-                    pool.map(lambda u, hub=hub, body=body: timed_spawn(hub, u, body, server_name=server), users)
-                )
-                burst_walls[name].append(time.perf_counter() - wall)
-            with ThreadPoolExecutor(args.burst) as pool:
-                list(pool.map(lambda u, hub=hub: stop(hub, u, server), users))
-        burst = {
+            samples, wall = burst(hub, users, body, server)
+            burst_samples[name] += samples
+            burst_walls[name].append(wall)
+            stop_all(hub, users, server)
+        bursts = {
             name: {**summary(burst_samples[name]), "wall_s_each": [round(w, 3) for w in burst_walls[name]]}
             for name in burst_samples
         }
         results["sequential"] = {name: summary(samples) for name, samples in sequential.items()}
-        results["burst"] = {"concurrent": args.burst, **burst}
+        results["burst"] = {"concurrent": args.burst, "wait": "progress", **bursts}
         for kind in ("sequential", "burst"):
             stock, form = results[kind]["stock"]["median_s"], results[kind]["form"]["median_s"]
             results[kind]["ratio_median_form_over_stock"] = round(form / stock, 3) if stock and form else None
