@@ -246,3 +246,58 @@ def test_in_the_browser_a_students_notebook_edit_survives_the_instructors_next_c
     merged = json.loads(run_as_user(docker_client, "zoe", f"cat {folder}/week1.ipynb"))
     sources = ["".join(cell["source"]) for cell in merged["cells"]]
     assert sources == ["# exercise 1\nanswer = 42", "# exercise 2, revised"], sources
+
+
+def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(make_hub, git_server, docker_client):
+    """A deployment with work/ volumes switches to whole-home volumes (as Zero to
+    JupyterHub keeps them): a returning student finds every file at its old path, the
+    image's dotfiles arrive, `pip install --user`-style files persist; a new student's
+    volume is the image's home from the start; a launched repository lands in the home."""
+    volume = "fstest-content-{username}"
+
+    def start(mount: str, moved_into: str = ""):
+        hub = make_hub()
+        spawner = {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
+                   "repo_policy": {"allowed_hosts": [git_server.host], "allow_private_hosts": True},
+                   "home_volume": volume, "home_volume_moved_into": moved_into}  # fmt: skip
+        hub.start("formspawner.FormDockerSpawner", spawner, {**DOCKER_SETTINGS, "volumes": {volume: mount}},
+                  extra=ANSWER_AT_ONCE, env={"GIT_SSL_CAINFO": str(git_server.cert)})  # fmt: skip
+        return hub
+
+    try:
+        before = start("/home/jovyan/work")
+        launch(before, "sam", {"image": "minimal"})
+        work = "mkdir -p ~/work/lab1 ~/work/work && echo answer > ~/work/lab1/week1.py"
+        run_as_user(docker_client, "sam", f"{work} && echo mine > ~/work/.hidden && echo n > ~/work/work/n")
+        before.stop_server("sam")
+        before.stop()
+
+        after = start("/home/jovyan", moved_into="work")
+        shown = launch(after, "sam", {"image": "minimal"})
+        assert any("now holds your whole home" in m for m in shown), shown
+        kept = run_as_user(docker_client, "sam", "cat ~/work/lab1/week1.py ~/work/.hidden ~/work/work/n")
+        assert kept == "answer\nmine\nn"
+        assert run_as_user(docker_client, "sam", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
+        run_as_user(docker_client, "sam", "mkdir -p ~/.local/lib && echo pkg > ~/.local/lib/installed")
+        after.stop_server("sam")
+        after.restart()
+        shown = launch(after, "sam", {"image": "minimal"})
+        assert not any("whole home" in m for m in shown), shown  # moved once
+        assert run_as_user(docker_client, "sam", "cat ~/.local/lib/installed ~/work/lab1/week1.py") == "pkg\nanswer"
+        assert run_as_user(docker_client, "sam", "ls ~/work/work") == "n"
+
+        # A new student: the image's home, marked, nothing nested.
+        launch(after, "new", {"image": "minimal"})
+        assert run_as_user(docker_client, "new", "ls -A ~/work") == ""
+        assert run_as_user(docker_client, "new", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
+
+        # A launched repository's folder is in the home now.
+        git_server.commit("fstest-homecourse", {"a.py": "a = 1\n"})
+        after.stop_server("new")
+        launch(after, "new", repo_body(git_server, "fstest-homecourse"))
+        assert container_env(docker_client, "new")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-homecourse"
+        assert run_as_user(docker_client, "new", "cat ~/fstest-homecourse/a.py") == "a = 1"
+    finally:
+        remove_user_containers(docker_client)
+        for leftover in docker_client.volumes.list(filters={"name": "fstest-content-"}):
+            leftover.remove(force=True)

@@ -101,8 +101,23 @@ def test_the_hubs_copy_is_a_chain_of_launched_versions(tmp_path):
     t3 = tip(copy)
     assert git("rev-parse", f"{t3}^", cwd=copy) == t2
     assert git("rev-parse", f"{t3}^{{tree}}", cwd=copy) == git("rev-parse", f"{t1}^{{tree}}", cwd=copy)
-    # Readable by the image's user, who is not the hub's.
-    assert os.stat(os.path.join(copy, "HEAD")).st_mode & 0o004
+
+def test_the_hubs_copy_is_readable_by_the_images_user_under_the_units_umask(tmp_path):
+    """The role's unit runs the hub with UMask=0077 (and RestrictSUIDSGID: no setgid)."""
+    course = Course(tmp_path)
+    previous = os.umask(0o077)
+    try:
+        copy = course.launch(course.commit({"a/b.txt": "1"}))
+        course.launch(course.commit({"a/b.txt": "2"}))
+    finally:
+        os.umask(previous)
+    for folder, dirs, files in os.walk(copy):
+        for name in dirs:
+            mode = os.stat(os.path.join(folder, name)).st_mode
+            assert mode & 0o005 == 0o005 and not mode & 0o2000, (folder, name, oct(mode))
+        for name in files:
+            if name != "FETCH_HEAD":
+                assert os.stat(os.path.join(folder, name)).st_mode & 0o004, (folder, name)
 
 
 def test_a_checkout_at_another_commit_is_refused(tmp_path):
@@ -234,3 +249,72 @@ def test_a_hub_copy_made_anew_still_merges_from_the_version_the_student_had(tmp_
     assert "my answer" in (folder / "week1.ipynb").read_text()
     assert "better instructions" in (folder / "week1.ipynb").read_text()
     assert result["conflicts"] == [["week1.ipynb", "week1.from-instructor.ipynb"]]
+
+
+# -- whole-home storage from a work-folder volume (homemigrate.py) -----------------------
+
+from formspawner import homemigrate  # noqa: E402
+
+
+def old_layout(tmp_path):
+    volume, home = tmp_path / "volume", tmp_path / "image-home"
+    (volume / "lab1").mkdir(parents=True)
+    (volume / "lab1" / "week1.ipynb").write_text("my work")
+    (volume / "work").mkdir()  # the student's own folder named work, inside work/
+    (volume / "work" / "x.txt").write_text("nested")
+    (volume / ".bashrc").write_text("the student's own")  # a dotfile in work/
+    (home / ".local").mkdir(parents=True)
+    (home / ".bashrc").write_text("the image's")
+    (home / ".profile").write_text("profile")
+    (home / "work").mkdir()
+    return volume, home
+
+
+def test_a_work_volume_becomes_a_whole_home_with_every_path_kept(tmp_path):
+    volume, home = old_layout(tmp_path)
+    result = homemigrate.migrate(str(volume), str(home), "work")
+    assert result == {"moved": 3, "copied": 3, "already": False}
+    assert (volume / "work" / "lab1" / "week1.ipynb").read_text() == "my work"
+    assert (volume / "work" / "work" / "x.txt").read_text() == "nested"
+    assert (volume / "work" / ".bashrc").read_text() == "the student's own"
+    assert (volume / ".bashrc").read_text() == "the image's"  # the home's own dotfiles arrive
+    assert (volume / ".local").is_dir() and (volume / ".profile").exists()
+    assert sorted(p.name for p in volume.iterdir()) == [".bashrc", ".formspawner-home", ".local", ".profile", "work"]
+    assert not (volume / "work" / homemigrate.MOVED).exists()
+    # Again: nothing moves twice.
+    assert homemigrate.migrate(str(volume), str(home), "work")["already"]
+    assert (volume / "work" / "lab1" / "week1.ipynb").exists() and not (volume / "work" / "work" / "lab1").exists()
+
+
+def test_a_move_stopped_half_way_resumes_without_nesting(tmp_path):
+    volume, home = old_layout(tmp_path)
+    # Stopped after moving one entry.
+    (volume / homemigrate.MOVING).mkdir()
+    (volume / "lab1").rename(volume / homemigrate.MOVING / "lab1")
+    homemigrate.migrate(str(volume), str(home), "work")
+    assert (volume / "work" / "lab1" / "week1.ipynb").read_text() == "my work"
+    assert (volume / "work" / "work" / "x.txt").read_text() == "nested"
+    assert not (volume / homemigrate.MOVING).exists()
+
+
+def test_a_move_stopped_after_the_rename_is_only_finished(tmp_path):
+    volume, home = old_layout(tmp_path)
+    moving = volume / homemigrate.MOVING
+    moving.mkdir()
+    for entry in [p for p in volume.iterdir() if p.name != homemigrate.MOVING]:
+        entry.rename(moving / entry.name)
+    (moving / homemigrate.MOVED).touch()
+    moving.rename(volume / "work")
+    homemigrate.migrate(str(volume), str(home), "work")
+    assert (volume / "work" / "lab1" / "week1.ipynb").read_text() == "my work"
+    assert not (volume / "work" / "work" / "lab1").exists()
+    assert (volume / homemigrate.DONE).exists()
+
+
+def test_a_new_volume_is_only_marked(tmp_path):
+    volume, home = tmp_path / "volume", tmp_path / "home"
+    volume.mkdir()
+    home.mkdir()
+    (volume / ".bashrc").write_text("copied by Docker")
+    assert homemigrate.migrate(str(volume), str(home), "work", new=True)["already"]
+    assert sorted(p.name for p in volume.iterdir()) == [".bashrc", ".formspawner-home"]

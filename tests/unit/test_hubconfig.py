@@ -143,6 +143,19 @@ def test_shared_mounts_are_read_only():
     assert c.DockerSpawner.volumes["/srv/course"] == {"bind": "/home/jovyan/shared", "mode": "ro"}
 
 
+def test_whole_home_volumes_mount_at_the_home_and_move_the_old_files_into_work():
+    c = applied(data_dir="/var/lib/jupyterhub", user={**BASE["user"], "volume_whole_home": True})
+    assert c.DockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan"}
+    assert c.FormDockerSpawner.home_volume == "jupyterhub-user-{username}"
+    assert c.FormDockerSpawner.home_volume_moved_into == "work"
+    assert c.FormDockerSpawner.home_volume_record == "/var/lib/jupyterhub/formspawner-whole-home.txt"
+    assert "home_volume_moved_into" not in applied().FormDockerSpawner
+    with pytest.raises(PolicyError, match="not available on a swarm"):
+        applied(swarm=SWARM, user={**BASE["user"], "volume_whole_home": True})
+    with pytest.raises(PolicyError, match="a folder of the home"):
+        applied(user={**BASE["user"], "volume_whole_home": True, "volume_mount": "/work"})
+
+
 def test_a_swarm_confines_users_services_by_their_container_spec_and_resources():
     c = applied(swarm=SWARM)
     assert c.JupyterHub.spawner_class == "formspawner.FormSwarmSpawner"

@@ -41,6 +41,9 @@ VENDOR_MOUNT = "/opt/formspawner/vendor"
 SCRIPT_MOUNT = "/opt/formspawner/contentsync.py"
 VENDOR_DIR = str(Path(__file__).with_name("vendor"))
 SCRIPT = str(Path(__file__).with_name("contentsync.py"))
+# Whole-home storage from a work-folder volume (FormDockerSpawner.home_volume_moved_into).
+MIGRATE_MOUNT = "/opt/formspawner/homemigrate.py"
+MIGRATE = str(Path(__file__).with_name("homemigrate.py"))
 
 _locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
@@ -65,7 +68,12 @@ def copy_name(request: RepoRequest) -> str:
 
 def _git(*args: str, cwd: str) -> str:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_ENV}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    # World-readable files (the short container reads them as the image's user), whatever
+    # the hub's own umask (the role's unit has UMask=0077). Not git's --shared: it sets
+    # setgid on folders, which the unit's RestrictSUIDSGID refuses.
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, umask=0o022
+    )
     if done.returncode != 0:
         message = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise BuildError(f"Recording the repository's files failed: git {args[0]}: {message}")
@@ -81,7 +89,7 @@ def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> str:
     with _locks[copy]:
         if not os.path.isdir(os.path.join(copy, "objects")):
             shutil.rmtree(copy, ignore_errors=True)
-            _git("init", "-q", "--bare", "--shared=0644", copy, cwd=root)
+            _git("init", "-q", "--bare", copy, cwd=root)
             _git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}", cwd=copy)
         # The checkout's HEAD is the commit (fetch_commit detaches there).
         _git("fetch", "-q", "--no-tags", "--depth", "1", "--", str(checkout.resolve()), "HEAD", cwd=copy)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -138,6 +139,23 @@ def apply_spawner(c: Config, s: dict) -> None:
     user = s["user"]
     c.DockerSpawner.remove = True
     c.DockerSpawner.volumes = {user["volume_name"]: user["volume_mount"]}
+    if user.get("volume_whole_home"):
+        # The volume at the mount's parent (the home); what it held moves into the mount's
+        # folder at each user's next start, so every path stays.
+        if s.get("swarm"):
+            raise PolicyError(
+                "jupyterhub_user_volume_whole_home is not available on a swarm: the move of each "
+                "volume's files would run on the hub's engine, not on the node that holds the volume."
+            )
+        home, folder = posixpath.split(user["volume_mount"].rstrip("/"))
+        if not home.startswith("/") or home == "/" or not folder:
+            raise PolicyError(
+                f"jupyterhub_user_volume_whole_home needs jupyterhub_user_volume_mount to be a folder of "
+                f"the home, such as /home/jovyan/work, not {user['volume_mount']!r}"
+            )
+        c.DockerSpawner.volumes = {user["volume_name"]: home}
+        c.FormDockerSpawner.home_volume_moved_into = folder
+        c.FormDockerSpawner.home_volume_record = os.path.join(s["data_dir"], "formspawner-whole-home.txt")
     c.FormDockerSpawner.home_volume = user["volume_name"]
     for source, target in user.get("shared_mounts", {}).items():
         c.DockerSpawner.volumes[source] = {"bind": target, "mode": "ro"}

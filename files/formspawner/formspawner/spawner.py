@@ -386,6 +386,27 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         A named server's volume is kept when the server is deleted.""",
     )
 
+    home_volume_moved_into = Unicode(
+        "",
+        config=True,
+        help="""Whole-home storage, switched to from a volume mounted at a folder of the home:
+        that folder's name (e.g. 'work'), with home_volume now mounted at the image's home.
+        Before a user's first start after the switch, a short container of their image moves
+        what the volume holds into that folder (every path stays: work/lab1 is still
+        work/lab1) and copies the image's home where the volume has nothing of that name
+        (dotfiles); nothing is overwritten or removed, and a stopped move resumes at the
+        next start (homemigrate.py). Volumes done are recorded in home_volume_record.
+        "" = no switch.""",
+    )
+
+    home_volume_record = Unicode(
+        "formspawner-whole-home.txt",
+        config=True,
+        help="""The volumes home_volume_moved_into has moved, one a line (relative to the hub's
+        working directory). Losing it costs one short container per user: a moved volume
+        is marked inside too, and is never moved twice.""",
+    )
+
     def storage_suffix(self) -> str:
         """What tells this server's storage apart from the user's: '' or '--SERVER'."""
         if self.server_storage == "server" and self.name:
@@ -543,6 +564,76 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await self._discard_container()
         return await self._start_container()
 
+    async def _run_helper(self, image, user, command, binds, percent) -> tuple[int, list[str]]:
+        """A short container of `image` running python3 `command` as `user`, with no network:
+        its exit status and output lines (shown as progress, but for the result line)."""
+        loop = asyncio.get_running_loop()
+        name = self.user.name
+
+        def run() -> tuple[int, list[str]]:
+            container = self.client.create_container(
+                image,
+                command=command,
+                entrypoint=["python3"],
+                user=user,
+                network_disabled=True,
+                labels={USER_LABEL: name},
+                host_config=self.client.create_host_config(
+                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256
+                ),
+            )
+            lines: list[str] = []
+            try:
+                self.client.start(container)
+                for chunk in self.client.logs(container, stream=True, follow=True):
+                    for line in chunk.decode(errors="replace").splitlines():
+                        lines.append(line)
+                        if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
+                            loop.call_soon_threadsafe(self.emit_progress, percent, line[:500])
+                code = self.client.wait(container, timeout=SYNC_TIMEOUT)["StatusCode"]
+            finally:
+                self.client.remove_container(container, force=True)
+            return code, lines
+
+        return await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
+
+    async def _move_volume_into_home(self) -> None:
+        """home_volume_moved_into: the user's volume turned into a whole home, once."""
+        storage = self._content_storage()
+        if storage is None:
+            return
+        source = next(s for s, b in self.volume_binds.items() if b.get("bind", "").rstrip("/") == storage)
+        record = os.path.abspath(self.home_volume_record)
+        done = await asyncio.to_thread(_read_lines, record)
+        if source in done:
+            return
+        await self.pull_image(self.image)
+        try:
+            base = BaseImage.from_inspect(await self.docker("inspect_image", self.image))
+        except ValueError as error:
+            raise build.BuildError(f"The image {self.image} cannot be used: {error}.") from None
+        try:
+            await self.docker("inspect_volume", source)
+            new, mount = [], "/mnt/formspawner-volume"
+        except docker.errors.NotFound:
+            # A new user: mounted at the home, Docker copies the image's home into the new
+            # volume (with its owners, so the image's user may write there); only marked.
+            new, mount = ["--new"], base.home
+        binds = {source: {"bind": mount, "mode": "rw"}, content.MIGRATE: {"bind": content.MIGRATE_MOUNT, "mode": "ro"}}
+        folder = self.home_volume_moved_into
+        command = [content.MIGRATE_MOUNT, "--volume", mount, "--home", base.home, "--folder", folder, *new]
+        try:
+            code, lines = await self._run_helper(self.image, base.user, command, binds, 3)
+        except (TimeoutError, docker.errors.APIError) as error:
+            raise build.BuildError(f"Moving your storage to your whole home failed: {error}") from None
+        results = [line for line in lines if line.startswith(contentsync.RESULT)]
+        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
+        if code != 0 or "error" in result or not results:
+            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
+            raise build.BuildError(f"Moving your storage to your whole home failed (nothing was lost): {why}")
+        self.log.info("Volume %s holds the whole home now (%s)", source, result)
+        await asyncio.to_thread(_append_line, record, source)
+
     async def _discard_container(self) -> None:
         await self.stop_object()
         await self.remove_object()
@@ -591,36 +682,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         extra_binds, command = content.sync_command(copy, storage, request, commit)
         binds = {**self.volume_binds, **extra_binds}
         self.emit_progress(62, f"Synchronising {request.name} into your storage")
-        loop = asyncio.get_running_loop()
-        name = self.user.name
-
-        def run() -> tuple[int, list[str]]:
-            container = self.client.create_container(
-                self.image,
-                command=command,
-                entrypoint=["python3"],
-                user=base.user,
-                network_disabled=True,
-                labels={USER_LABEL: name},
-                host_config=self.client.create_host_config(
-                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256
-                ),
-            )
-            lines: list[str] = []
-            try:
-                self.client.start(container)
-                for chunk in self.client.logs(container, stream=True, follow=True):
-                    for line in chunk.decode(errors="replace").splitlines():
-                        lines.append(line)
-                        if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
-                            loop.call_soon_threadsafe(self.emit_progress, 64, line[:500])
-                code = self.client.wait(container, timeout=SYNC_TIMEOUT)["StatusCode"]
-            finally:
-                self.client.remove_container(container, force=True)
-            return code, lines
-
         try:
-            code, lines = await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
+            code, lines = await self._run_helper(self.image, base.user, command, binds, 64)
         except (TimeoutError, docker.errors.APIError) as error:
             raise build.BuildError(f"Synchronising {request.name} into your storage failed: {error}") from None
         results = [line for line in lines if line.startswith(contentsync.RESULT)]
@@ -752,6 +815,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     async def start(self):
         try:
+            if self.home_volume_moved_into:
+                await self._move_volume_into_home()
             if self.repo_request is not None:
                 await self._launch_repo()
             started = await self._start_container()
@@ -906,3 +971,16 @@ def _split_reference(image: str) -> tuple[str, str | None]:
     return image, "latest"
 # How long the merge of a repository into the user's storage may take.
 SYNC_TIMEOUT = 300
+
+
+def _read_lines(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return {line.strip() for line in lines if line.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def _append_line(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
