@@ -564,9 +564,10 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await self._discard_container()
         return await self._start_container()
 
-    async def _run_helper(self, image, user, command, binds, percent) -> tuple[int, list[str]]:
-        """A short container of `image` running python3 `command` as `user`, with no network:
-        its exit status and output lines (shown as progress, but for the result line)."""
+    async def _run_helper(self, what: str, image, user, command, binds, percent) -> dict:
+        """A short container of `image` running python3 `command` as `user`, with no network;
+        its output lines are progress (but for the result line); the result it printed, or
+        BuildError "`what` failed: why"."""
         loop = asyncio.get_running_loop()
         name = self.user.name
 
@@ -595,7 +596,16 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 self.client.remove_container(container, force=True)
             return code, lines
 
-        return await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
+        try:
+            code, lines = await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
+        except (TimeoutError, docker.errors.APIError) as error:
+            raise build.BuildError(f"{what} failed: {error}") from None
+        results = [line for line in lines if line.startswith(contentsync.RESULT)]
+        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
+        if code != 0 or not result or "error" in result:
+            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
+            raise build.BuildError(f"{what} failed: {why}")
+        return result
 
     async def _move_volume_into_home(self) -> None:
         """home_volume_moved_into: the user's volume turned into a whole home, once."""
@@ -622,15 +632,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         binds = {source: {"bind": mount, "mode": "rw"}, content.MIGRATE: {"bind": content.MIGRATE_MOUNT, "mode": "ro"}}
         folder = self.home_volume_moved_into
         command = [content.MIGRATE_MOUNT, "--volume", mount, "--home", base.home, "--folder", folder, *new]
-        try:
-            code, lines = await self._run_helper(self.image, base.user, command, binds, 3)
-        except (TimeoutError, docker.errors.APIError) as error:
-            raise build.BuildError(f"Moving your storage to your whole home failed: {error}") from None
-        results = [line for line in lines if line.startswith(contentsync.RESULT)]
-        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
-        if code != 0 or "error" in result or not results:
-            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
-            raise build.BuildError(f"Moving your storage to your whole home failed (nothing was lost): {why}")
+        what = "Moving your storage to your whole home"
+        result = await self._run_helper(what, self.image, base.user, command, binds, 3)
         self.log.info("Volume %s holds the whole home now (%s)", source, result)
         await asyncio.to_thread(_append_line, record, source)
 
@@ -682,15 +685,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         extra_binds, command = content.sync_command(copy, storage, request, commit)
         binds = {**self.volume_binds, **extra_binds}
         self.emit_progress(62, f"Synchronising {request.name} into your storage")
-        try:
-            code, lines = await self._run_helper(self.image, base.user, command, binds, 64)
-        except (TimeoutError, docker.errors.APIError) as error:
-            raise build.BuildError(f"Synchronising {request.name} into your storage failed: {error}") from None
-        results = [line for line in lines if line.startswith(contentsync.RESULT)]
-        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
-        if code != 0 or "folder" not in result:
-            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
-            raise build.BuildError(f"Synchronising {request.name} into your storage failed: {why}")
+        what = f"Synchronising {request.name} into your storage"
+        result = await self._run_helper(what, self.image, base.user, command, binds, 64)
         self.log.info("Synchronised %s at %s into %s for %s", request.url, commit, result["folder"], self._log_name)
         for path, copy_path in result["conflicts"]:
             self.emit_progress(
