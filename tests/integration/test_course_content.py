@@ -24,7 +24,12 @@ from .hubharness import (
 from .test_repo_launches import builds_logged, repo_body, run_as_user
 
 VOLUME = "fstest-content-{username}"
-STORAGE = {**DOCKER_SETTINGS, "volumes": {VOLUME: "/home/jovyan/work"}}
+# Confined as the role confines servers: the merge's short container takes the same.
+STORAGE = {
+    **DOCKER_SETTINGS,
+    "volumes": {VOLUME: "/home/jovyan/work"},
+    "extra_host_config": {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]},
+}
 FOLDER = "/home/jovyan/work/fstest-course"
 
 # Lines apart, so that git merges the instructor's and the student's changes to one file.

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES, LAUNCH_PAGE, PREFIX, Hub
+from .hubharness import ANSWER_AT_ONCE, DOCKER_SETTINGS, ENV_POLICY, IMAGES, LAUNCH_PAGE, PREFIX, Hub
 from .test_repo_launches import xsrf_of
 
 pytestmark = pytest.mark.integration
@@ -170,3 +170,49 @@ def test_with_per_user_storage_a_users_servers_share_one_volume_and_a_link_opens
     form = session.get(f"{hub.url}/hub/spawn/omar/exam").text
     other = form[form.index('id="formspawner-other-servers"'):]
     assert "default</strong> (running)" in other and "Minimal Python" in other[: other.index("</ul>")]
+
+
+def test_the_move_to_whole_home_storage_waits_for_the_users_other_servers(make_hub, docker_client, volumes):
+    """With one volume shared by a user's servers, the move of its files (whole-home
+    storage) must not happen under a server that still runs with the old mount."""
+    # As the role sets it, servers outlive the hub; every spawn answered at once (202), so
+    # that a refusal arrives on the progress stream, as the spawn page shows it.
+    keep = "c.JupyterHub.cleanup_servers = False\n" + ANSWER_AT_ONCE
+    before = make_hub()
+    before.start(
+        "formspawner.FormDockerSpawner",
+        {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
+        DOCKER_SETTINGS,
+        extra=named_config("user", 2) + keep,
+    )
+    assert start_named(before, "pia", "lab", {"image": "minimal"}).status_code in (201, 202)
+    before.wait_ready("pia", server_name="lab")
+    sh(docker_client.containers.get(f"{PREFIX}-pia--lab"), "echo kept > /home/jovyan/work/notes.txt")
+    before.stop()  # the hub goes; the server keeps running, as on an upgrade
+
+    # The same hub (its database: it finds pia's running server), now with whole-home volumes.
+    after = before
+    whole_home = named_config("user", 2).replace('"/home/jovyan/work"}', '"/home/jovyan"}') + keep
+    after.start(
+        "formspawner.FormDockerSpawner",
+        {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env"],
+         "home_volume_moved_into": "work"},
+        DOCKER_SETTINGS,
+        extra=whole_home,
+    )  # fmt: skip
+    assert start_named(after, "pia", "ml", {"image": "minimal"}).status_code in (201, 202)
+    events = after.progress_events("pia", server="ml")
+    assert events[-1].get("failed") and "other servers stopped first" in events[-1]["message"], events[-2:]
+    assert "lab" in events[-1]["message"]
+    lab = docker_client.containers.get(f"{PREFIX}-pia--lab")
+    assert sh(lab, "cat /home/jovyan/work/notes.txt") == "kept\n"  # nothing moved under it
+
+    assert after.api("DELETE", "/users/pia/servers/lab").status_code in (202, 204)
+    for _ in range(60):
+        if "lab" not in servers(after, "pia"):
+            break
+        time.sleep(0.5)
+    assert start_named(after, "pia", "ml", {"image": "minimal"}).status_code in (201, 202)
+    after.wait_ready("pia", server_name="ml")
+    ml = docker_client.containers.get(f"{PREFIX}-pia--ml")
+    assert sh(ml, "cat /home/jovyan/work/notes.txt") == "kept\n"

@@ -570,6 +570,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         BuildError "`what` failed: why"."""
         loop = asyncio.get_running_loop()
         name = self.user.name
+        # Confined as the user's server is (the role: every capability dropped, no privilege
+        # gain through setuid programs), and more: no network, its own limits.
+        confinement = {key: value for key, value in self.extra_host_config.items() if key in HELPER_CONFINEMENT}
 
         def run() -> tuple[int, list[str]]:
             container = self.client.create_container(
@@ -580,7 +583,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 network_disabled=True,
                 labels={USER_LABEL: name},
                 host_config=self.client.create_host_config(
-                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256
+                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256, **confinement
                 ),
             )
             lines: list[str] = []
@@ -617,6 +620,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         done = await asyncio.to_thread(_read_lines, record)
         if source in done:
             return
+        sharing = self._running_servers_sharing_storage()
+        if sharing:
+            raise build.BuildError(
+                "Your storage is being moved to your whole home, which needs your other servers "
+                f"stopped first (they use the same storage): {', '.join(sharing)}. Stop them, then start this one."
+            )
         await self.pull_image(self.image)
         try:
             base = BaseImage.from_inspect(await self.docker("inspect_image", self.image))
@@ -636,6 +645,18 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         result = await self._run_helper(what, self.image, base.user, command, binds, 3)
         self.log.info("Volume %s holds the whole home now (%s)", source, result)
         await asyncio.to_thread(_append_line, record, source)
+
+    def _running_servers_sharing_storage(self) -> list[str]:
+        """The user's other running servers that mount this server's volume (named servers
+        with server_storage 'user')."""
+        user = getattr(self, "user", None)
+        if self.server_storage != "user" or not getattr(user, "allow_named_servers", False):
+            return []
+        return sorted(
+            name or "default"
+            for name, spawner in user.spawners.items()
+            if name != self.name and spawner is not self and (spawner.active or spawner.pending)
+        )
 
     async def _discard_container(self) -> None:
         await self.stop_object()
@@ -967,6 +988,8 @@ def _split_reference(image: str) -> tuple[str, str | None]:
     return image, "latest"
 # How long the merge of a repository into the user's storage may take.
 SYNC_TIMEOUT = 300
+# What the short containers (the merge, the whole-home move) take from extra_host_config.
+HELPER_CONFINEMENT = ("cap_drop", "cap_add", "security_opt")
 
 
 def _read_lines(path: str) -> set[str]:
