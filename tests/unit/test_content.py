@@ -318,3 +318,22 @@ def test_a_new_volume_is_only_marked(tmp_path):
     (volume / ".bashrc").write_text("copied by Docker")
     assert homemigrate.migrate(str(volume), str(home), "work", new=True)["already"]
     assert sorted(p.name for p in volume.iterdir()) == [".bashrc", ".formspawner-home"]
+
+
+def test_a_merge_that_cannot_run_fails_naming_why_and_changes_nothing(tmp_path):
+    """nbgitpuller refuses to work beside a recent git lock (another git at work in the
+    folder): the launch fails with the reason, and the student's files are as they were."""
+    course = Course(tmp_path)
+    storage = tmp_path / "work"
+    storage.mkdir()
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_1, "notes.md": "v1\n"}))
+    assert sync(copy, storage)["returncode"] == 0
+    folder = storage / "lab1"
+    (folder / "week1.ipynb").write_text(STUDENT)
+    (folder / ".git" / "index.lock").touch()
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_2, "notes.md": "v2\n"}))
+    result = sync(copy, storage)
+    assert result["returncode"] == 1
+    assert "index.lock" in result["error"] and "your files are as they were" in result["error"]
+    assert (folder / "week1.ipynb").read_text() == STUDENT
+    assert (folder / "notes.md").read_text() == "v1\n"
