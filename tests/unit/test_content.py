@@ -229,10 +229,8 @@ def test_an_image_without_git_is_named(tmp_path):
     assert json.loads(done.stdout.splitlines()[-1].removeprefix(RESULT)) == {"error": "this image has no git"}
 
 
-def test_a_hub_copy_made_anew_still_merges_from_the_version_the_student_had(tmp_path):
-    """The hub's copies are not in the backup: one lost (or a restore without it) starts
-    a new chain, unrelated to the student's folder; the merge must still keep the
-    student's edit and bring the instructor's changes."""
+def student_answered_week1(tmp_path):
+    """Week 1 launched into a student's storage, and the student's answer in it."""
     course = Course(tmp_path)
     storage = tmp_path / "work"
     storage.mkdir()
@@ -240,6 +238,14 @@ def test_a_hub_copy_made_anew_still_merges_from_the_version_the_student_had(tmp_
     assert sync(copy, storage)["returncode"] == 0
     folder = storage / "lab1"
     (folder / "week1.ipynb").write_text(STUDENT)
+    return course, storage, folder
+
+
+def test_a_hub_copy_made_anew_still_merges_from_the_version_the_student_had(tmp_path):
+    """The hub's copies are not in the backup: one lost (or a restore without it) starts
+    a new chain, unrelated to the student's folder; the merge must still keep the
+    student's edit and bring the instructor's changes."""
+    course, storage, folder = student_answered_week1(tmp_path)
     subprocess.run(["rm", "-rf", course.root], check=True)
     copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_2, "notes.md": "v2\n"}))
     result = sync(copy, storage)
@@ -323,13 +329,7 @@ def test_a_new_volume_is_only_marked(tmp_path):
 def test_a_merge_that_cannot_run_fails_naming_why_and_changes_nothing(tmp_path):
     """nbgitpuller refuses to work beside a recent git lock (another git at work in the
     folder): the launch fails with the reason, and the student's files are as they were."""
-    course = Course(tmp_path)
-    storage = tmp_path / "work"
-    storage.mkdir()
-    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_1, "notes.md": "v1\n"}))
-    assert sync(copy, storage)["returncode"] == 0
-    folder = storage / "lab1"
-    (folder / "week1.ipynb").write_text(STUDENT)
+    course, storage, folder = student_answered_week1(tmp_path)
     (folder / ".git" / "index.lock").touch()
     copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_2, "notes.md": "v2\n"}))
     result = sync(copy, storage)
