@@ -320,3 +320,53 @@ def test_repository_launches_without_per_user_subdomains_are_warned_about(tmp_pa
     subdomains = {**launches, "jupyterhub_subdomain_host": "https://hub.example.edu"}
     assert "WARNING: repository launches are on" not in preflight(tmp_path, subdomains)
     assert "WARNING: repository launches are on" not in preflight(tmp_path, {})
+
+
+ACME = {"jupyterhub_tls_acme": {"email": "admin@example.edu", "domains": ["hub.example.edu"]}}
+
+
+def test_acme_mode_puts_the_proxy_behind_nginx_on_loopback_without_a_capability(tmp_path):
+    config = render(tmp_path, ACME)
+    assert load(config)["bind_url"] == "http://127.0.0.1:8000"
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["tls_cert"] == ""  # nginx serves TLS
+    assert settings["served_cert"] == f"{tmp_path}/tls/cert.pem"  # the metric's file
+    unit = tmp_path / "jupyterhub.service"
+    template = {"src": str(ROLE / "templates" / "jupyterhub.service.j2"), "dest": str(unit), "mode": "0644"}
+    run_role_tasks(tmp_path, [{"name": "render", "ansible.builtin.template": template}], ACME)
+    assert "CapabilityBoundingSet=" in unit.read_text().splitlines()
+    assert "AmbientCapabilities" not in unit.read_text()
+    # Without ACME the proxy serves TLS on 443 itself, with the one capability it needs.
+    config = render(tmp_path, {})
+    assert load(config)["bind_url"] == "https://:443"
+    run_role_tasks(tmp_path, [{"name": "render", "ansible.builtin.template": template}], {})
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "inventory, message",
+    [
+        ({"jupyterhub_tls_acme": {"domains": ["*.hub.example.edu"]}}, "no wildcards"),
+        ({"jupyterhub_tls_acme": {"domains": "hub.example.edu"}}, "a list of lower-case DNS names"),
+        ({"jupyterhub_tls_acme": {"domains": ["hub.example.edu"], "directory": "http://ca.example.edu/dir"}},
+         "an https:// ACME directory URL"),
+        ({"jupyterhub_tls_acme": {"domains": ["hub.example.edu"], "mail": "a@b.c"}}, "takes email, domains"),
+        ({"jupyterhub_tls_acme": {"domains": ["hub.example.edu"], "email": "not an address"}}, "takes email"),
+        ({**ACME, "jupyterhub_tls_cert_src": "/x.pem", "jupyterhub_tls_key_src": "/x.key"},
+         "choose the certificate from the ACME CA or your own file"),
+        ({**ACME, "jupyterhub_subdomain_host": "https://hub.example.edu"},
+         "a wildcard that Let's Encrypt issues only through the DNS-01 challenge"),
+        ({**ACME, "jupyterhub_port": 80}, "cannot be 80"),
+        ({**ACME, "jupyterhub_tls_acme_backend_port": 8081}, "must differ from 80, jupyterhub_port"),
+    ],
+)
+def test_acme_settings_that_cannot_work_are_refused_naming_why(tmp_path, inventory, message):
+    output = preflight(tmp_path, inventory, succeed=False)
+    assert message in output, output[-2000:]
+
+
+def test_acme_settings_that_work_pass_preflight(tmp_path):
+    preflight(tmp_path, ACME)
+    preflight(tmp_path, {"jupyterhub_tls_acme": {
+        "domains": ["hub.example.edu", "jupyter.example.edu"],
+        "directory": "https://acme.campus.example.edu/directory", "ca_file": "/etc/campus-ca.pem"}})

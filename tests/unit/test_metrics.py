@@ -116,3 +116,31 @@ def test_a_failing_engine_keeps_the_last_figures_and_their_age_grows(tmp_path):
         scrape(registry)
         time.sleep(0.05)
     assert len(calls) >= 3 and "formspawner_docker_images_bytes 5.36870912e+09" in scrape(registry)
+
+
+def test_the_served_certificate_days_left_come_from_the_file(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from formspawner.metrics import ServedCertificate, certificate_days_left
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub.example.edu")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=35))
+                   .sign(key, hashes.SHA256()))
+    served = tmp_path / "cert.pem"
+    served.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    assert 34.99 < certificate_days_left(str(served)) <= 35
+    assert -1.01 < certificate_days_left(str(served), now=(now + datetime.timedelta(days=36)).timestamp()) < -0.99
+    [family] = ServedCertificate(str(served)).collect()
+    assert family.name == "formspawner_tls_certificate_expiry_days" and 34.99 < family.samples[0].value <= 35
+    # A missing or broken file: no figure (and a warning), never an error on /hub/metrics.
+    assert certificate_days_left(str(tmp_path / "missing.pem")) is None
+    (tmp_path / "broken.pem").write_text("not a certificate")
+    assert list(ServedCertificate(str(tmp_path / "broken.pem")).collect()) == []

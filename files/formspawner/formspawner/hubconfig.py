@@ -263,12 +263,15 @@ def check(c: Config) -> None:
 
 
 def register_metrics(settings: dict) -> None:
-    """The Docker host's figures on /hub/metrics, read at most every `interval` seconds."""
+    """The Docker host's figures on /hub/metrics, read at most every `interval` seconds,
+    and the days left on the certificate the hub serves."""
     metrics = settings.get("metrics") or {}
     if metrics.get("enabled"):
-        from .metrics import DockerFigures
+        from .metrics import DockerFigures, ServedCertificate
 
         DockerFigures.register(interval=metrics["interval"])
+        if settings.get("served_cert"):
+            ServedCertificate.register(settings["served_cert"])
 
 
 def load_config_files(directory: str, load_subconfig) -> list[str]:

@@ -128,3 +128,43 @@ def _docker_client():
     import docker
 
     return docker.APIClient(version="auto", timeout=600)
+
+
+class ServedCertificate:
+    """Days until the hub's TLS certificate (the file the proxy or nginx serves) expires,
+    read from the file at each scrape: a renewal that failed shows as days running out."""
+
+    name = "formspawner_tls_certificate_expiry_days"
+    text = "Days until the certificate the hub serves expires (negative: expired)"
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def register(cls, path: str, registry=REGISTRY) -> ServedCertificate:
+        collector = cls(path)
+        registry.register(collector)
+        return collector
+
+    def describe(self):
+        yield GaugeMetricFamily(self.name, self.text)
+
+    def collect(self):
+        days = certificate_days_left(self.path)
+        if days is not None:
+            yield GaugeMetricFamily(self.name, self.text, value=days)
+
+
+def certificate_days_left(path: str, now: float | None = None) -> float | None:
+    """Days from `now` until the first certificate in the PEM file `path` expires; None
+    (logged) when the file cannot be read or parsed."""
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as stream:
+            certificate = x509.load_pem_x509_certificate(stream.read())
+    except (OSError, ValueError) as error:
+        log.warning("Could not read the served certificate %s: %s", path, error)
+        return None
+    now = time.time() if now is None else now
+    return (certificate.not_valid_after_utc.timestamp() - now) / 86400
