@@ -54,6 +54,9 @@ Ask for help or search for solutions at https://community.letsencrypt.org. See t
         ("An unexpected error occurred:\nrequests.exceptions.ConnectionError: HTTPSConnectionPool(host='localhost',"
          " port=14000): Max retries exceeded with url: /dir (Caused by NewConnectionError(': Failed to establish a "
          "new connection: [Errno 111] Connection refused'))", "directory could not be reached", "directory"),
+        # certbot 2.1's words with the directory's port refusing (seen with pebble's port blocked).
+        ("An unexpected error occurred:\nRequesting localhost/dir: Connection refused",
+         "directory could not be reached", "directory"),
         ("Something else entirely", "certbot could not obtain the certificate", "read certbot's text"),
     ],
 )

@@ -330,7 +330,8 @@ def test_acme_mode_puts_the_proxy_behind_nginx_on_loopback_without_a_capability(
     assert load(config)["bind_url"] == "http://127.0.0.1:8000"
     settings = json.loads((tmp_path / "settings.json").read_text())
     assert settings["tls_cert"] == ""  # nginx serves TLS
-    assert settings["served_cert"] == f"{tmp_path}/tls/cert.pem"  # the metric's file
+    # The metric's file: outside the config directory, whose changes restart the hub.
+    assert settings["served_cert"] == "/var/lib/jupyterhub/acme-served-cert.pem"
     unit = tmp_path / "jupyterhub.service"
     template = {"src": str(ROLE / "templates" / "jupyterhub.service.j2"), "dest": str(unit), "mode": "0644"}
     run_role_tasks(tmp_path, [{"name": "render", "ansible.builtin.template": template}], ACME)

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import egress  # noqa: E402  (molecule/shared, beside the scenarios)
+import scenario  # noqa: E402
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PROJECT = Path(__file__).resolve().parents[3]
@@ -59,20 +59,7 @@ def container_env(host, name):
 
 
 def run_playbook(host, playbook):
-    """ansible-playbook on this target only, with the scenario's inventory."""
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "--limit",
-            host.backend.get_hostname(),
-            str(Path(__file__).resolve().parent.parent / playbook),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return scenario.run_playbook(host, playbook, __file__)
 
 
 def test_service_is_active_enabled_and_its_unit_verifies(host):
@@ -334,6 +321,8 @@ def test_metrics_need_their_token_and_carry_the_docker_hosts_figures(host):
     assert values["formspawner_docker_user_containers_per_user_max"] >= 1
     assert values["formspawner_docker_repo_images"] >= 1
     assert values["jupyterhub_running_servers"] >= 2
+    # The served certificate's days left (pebble's certificates live 35 days here).
+    assert 30 < values["formspawner_tls_certificate_expiry_days"] <= 35
 
 
 def test_servers_survive_a_hub_restart(host):

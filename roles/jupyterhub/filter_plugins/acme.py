@@ -18,7 +18,7 @@ CAUSES = [
     (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLError",
      "the ACME directory's own HTTPS certificate is not trusted",
      "a CA that is not public needs its CA certificate in jupyterhub_tls_acme.ca_file"),
-    (r"HTTPSConnectionPool|Max retries exceeded|Failed to establish a new connection",
+    (r"HTTPSConnectionPool|Max retries exceeded|Failed to establish a new connection|Requesting \S+: ",
      "the ACME directory could not be reached from this host",
      "check jupyterhub_tls_acme.directory and this host's way out to it (proxy, firewall)"),
     (r"rateLimited|too many (certificates|failed authori[sz]ations|new orders|registrations|requests)|rate limit",
