@@ -50,9 +50,9 @@ def verifies(host):
 
 
 @pytest.fixture
-def issued_by_running_pebble(host):
-    pebble_root(host)
-    return ROOT
+def pebble_ca(host):
+    """The file with the root of the pebble that issued the served certificate."""
+    return pebble_root(host)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def renewal_due(host):
     host.check_output(f"cat > {RENEWAL} <<'EOF'\n{original}EOF")
 
 
-def test_certificate_from_the_acme_ca_is_served_and_verifies(host, issued_by_running_pebble):
+def test_certificate_from_the_acme_ca_is_served_and_verifies(host, pebble_ca):
     result = verifies(host)
     assert result.stdout == "200", result.stderr
     issuer = host.check_output(f"{SERVED} | openssl x509 -noout -issuer")
@@ -92,7 +92,7 @@ def test_http_redirects_to_https(host):
     host.check_output("rm /var/lib/jupyterhub-acme/.well-known/acme-challenge/jhtest")
 
 
-def test_renewal_is_served_without_restarts_and_an_open_websocket_stays(host, issued_by_running_pebble, renewal_due):
+def test_renewal_is_served_without_restarts_and_an_open_websocket_stays(host, pebble_ca, renewal_due):
     if api(host, "GET", "/users/acmeuser")[0] == 404:
         assert api(host, "POST", "/users/acmeuser")[0] == 201
     if not api(host, "GET", "/users/acmeuser")[1]["servers"].get(""):
@@ -119,7 +119,7 @@ def test_renewal_is_served_without_restarts_and_an_open_websocket_stays(host, is
     assert "renewed certificate for hub.acme.test served" in journal
 
 
-def test_failed_renewal_keeps_the_certificate_and_shows(host, issued_by_running_pebble, renewal_due):
+def test_failed_renewal_keeps_the_certificate_and_shows(host, pebble_ca, renewal_due):
     before = served_serial(host)
     block = "OUTPUT -p tcp -d 127.0.0.1 --dport 14000 -j REJECT --reject-with tcp-reset"
     host.check_output(f"iptables -I {block}")
@@ -143,7 +143,7 @@ def test_failed_renewal_keeps_the_certificate_and_shows(host, issued_by_running_
     assert served_serial(host) != before and verifies(host).stdout == "200"
 
 
-def test_a_run_whose_domain_port_80_is_blocked_stops_naming_it_and_changes_nothing(host, issued_by_running_pebble):
+def test_a_run_whose_domain_port_80_is_blocked_stops_naming_it_and_changes_nothing(host, pebble_ca):
     """blocked.acme.test points at 127.0.0.3, where a rule rejects port 80: the CA's
     validation is refused as behind a firewall. The role's ACME tasks stop with the cause;
     the certificate served and its renewal settings stay."""
