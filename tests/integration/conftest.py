@@ -87,7 +87,14 @@ def repo_hub(make_hub, git_server, docker_client):
 
     def start(answer_at_once=True, extra="", **policy):
         hub = make_hub()
-        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
+        # Git's answers get resolve_timeout's 30 s in production; 90 here, where a Molecule lane
+        # shares the two cores (a CI run saw ls-remote of this loopback server pass 30 s).
+        repo_policy = {
+            "allowed_hosts": [git_server.host],
+            "allow_private_hosts": True,
+            "build_timeout": 240,
+            "resolve_timeout": 90,
+        }
         repo_policy.update(policy)
         hub.start(
             "formspawner.FormDockerSpawner",

@@ -82,6 +82,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _backend
     do_POST = _backend
 
+    def setup(self):
+        # The TLS handshake in this connection's own thread (not in the accepting one, where a
+        # slow client would hold up every other), with a bound on a client that stalls.
+        self.request.settimeout(60)
+        self.request.do_handshake()
+        super().setup()
+
+
+class _TLSServer(ThreadingHTTPServer):
+    context: ssl.SSLContext
+
+    def get_request(self):
+        connection, address = self.socket.accept()
+        return self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
 
 class GitServer:
     """Bare repositories under `root`, served at https://localhost:PORT/NAME.git."""
@@ -96,10 +111,9 @@ class GitServer:
             make_certificate(self.cert, key)
         handler = type("Handler", (_Handler,), {"root": str(self.root), "requests_seen": []})
         self.requests_seen = handler.requests_seen
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = _TLSServer(("127.0.0.1", port), handler)
+        self.server.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server.context.load_cert_chain(self.cert, key)
         self.port = self.server.server_address[1]
         self.host = f"localhost:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
