@@ -71,7 +71,7 @@ for s in $(1); do \
   $(TIMED) molecule-$$s $(BIN)/molecule test -s $$s $$only || exit 1; \
 done
 endef
-INTEGRATION := $(TIMED) integration $(BIN)/pytest -q tests/integration
+INTEGRATION := $(TIMED) integration $(BIN)/pytest -q --durations=15 tests/integration
 DEMO := $(TIMED) demo bash -c '$(BIN)/ansible-playbook playbooks/demo.yml && $(BIN)/ansible-playbook -i inventory/demo site.yml'
 DEMO_TEST := $(TIMED) demo-test $(BIN)/pytest -q tests/demo
 
