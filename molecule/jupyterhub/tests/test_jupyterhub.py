@@ -13,44 +13,16 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import egress  # noqa: E402  (molecule/shared, beside the scenarios)
 import scenario  # noqa: E402
+from hubapi import API, TOKEN, api, wait_ready  # noqa: E402
 
-TOKEN = "0123456789abcdef0123456789abcdef"
 PROJECT = Path(__file__).resolve().parents[3]
 PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
-API = "https://localhost/hub/api"
-
-
-def api(host, method, path, body=None):
-    """Call the hub's REST API from inside the target; returns (status, parsed body)."""
-    data = f"-d {json.dumps(json.dumps(body))}" if body is not None else ""
-    cmd = (
-        f"curl -sk -o /tmp/api-body -w '%{{http_code}}' -X {method} "
-        f"-H 'Authorization: token {TOKEN}' -H 'Content-Type: application/json' {data} {API}{path}"
-    )
-    status = int(host.check_output(cmd))
-    text = host.file("/tmp/api-body").content_string
-    try:
-        return status, json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return status, text
 
 
 def ensure_user(host, name):
     status, _ = api(host, "GET", f"/users/{name}")
     if status == 404:
         assert api(host, "POST", f"/users/{name}")[0] == 201
-
-
-def wait_ready(host, name, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, model = api(host, "GET", f"/users/{name}")
-        server = model.get("servers", {}).get("")
-        if server and server.get("ready"):
-            return server
-        assert server, host.run("journalctl -u jupyterhub --no-pager -n 60").stdout
-        time.sleep(1)
-    raise AssertionError(f"{name} not ready: " + host.run("journalctl -u jupyterhub --no-pager -n 60").stdout)
 
 
 def container_env(host, name):

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import api, wait_ready  # noqa: E402
+from hubapi import TOKEN, api, wait_ready  # noqa: E402
 
 WORK = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -103,7 +103,7 @@ def test_the_users_server_kept_running_with_its_options_and_files_and_restarts_w
     env = host.check_output("docker exec jupyter-keeper printenv BEFORE_UPGRADE")
     assert env == "yes"
     status = host.check_output(
-        "curl -sk -o /dev/null -w '%{http_code}' -H 'Authorization: token 0123456789abcdef0123456789abcdef' "
+        f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' "
         "https://localhost/user/keeper/api/status"
     )
     assert status == "200"
