@@ -18,6 +18,10 @@ bin=$root/.venv/bin
 mkdir -p "$work"
 cd "$work"
 export PYTHONPATH=$work/mutants/src
+# The workspace lies inside the project's clone: a mutant that drops git's working directory
+# (content.py's `cwd=`) must find no repository, not commit into the project's own (one did:
+# six commits and a branch switch on main). Git looks no higher than the workspace.
+export GIT_CEILING_DIRECTORIES=$(dirname "$work")
 # The unit tests find the upstream docker-stacks files beside the clone, not the workspace.
 export JHTEST_DOCKER_STACKS=${JHTEST_DOCKER_STACKS:-$(cd "$root/.." && pwd)/shared/upstream/docker-stacks}
 if [ $# -gt 0 ]; then
