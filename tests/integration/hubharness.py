@@ -30,6 +30,8 @@ PREFIX = "fstest"
 
 
 TOKEN = secrets.token_hex(24)
+# Seconds a started hub has to answer its API (Hub.start).
+HUB_START_TIMEOUT = 120
 
 
 IMAGES = [
@@ -292,7 +294,6 @@ def container_env(client, user: str) -> dict[str, str]:
 
 
 # -- Repository launches: a Git server and hubs that use it ------------------------------
-HUB_START_TIMEOUT = 120
 ANSWER_AT_ONCE = 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}\n'
 
 
