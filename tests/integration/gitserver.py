@@ -91,7 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _TLSServer(ThreadingHTTPServer):
-    context: ssl.SSLContext
+    def __init__(self, address, handler, context: ssl.SSLContext):
+        super().__init__(address, handler)
+        self.context = context
 
     def get_request(self):
         connection, address = self.socket.accept()
@@ -111,9 +113,9 @@ class GitServer:
             make_certificate(self.cert, key)
         handler = type("Handler", (_Handler,), {"root": str(self.root), "requests_seen": []})
         self.requests_seen = handler.requests_seen
-        self.server = _TLSServer(("127.0.0.1", port), handler)
-        self.server.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.server.context.load_cert_chain(self.cert, key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, key)
+        self.server = _TLSServer(("127.0.0.1", port), handler, context)
         self.port = self.server.server_address[1]
         self.host = f"localhost:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -211,8 +211,9 @@ class Hub:
         events = []
         path = f"/users/{name}/servers/{server}/progress" if server else f"/users/{name}/server/progress"
         # JupyterHub answers 400 "... is not starting" while it cleans up after a start that
-        # failed at once (its stop clears the pending flag before the spawn's future ends,
-        # jupyterhub/jupyterhub#4244); once the cleanup ends it serves the failure as an event.
+        # failed at once (its stop clears the pending flag before the spawn's future ends; a
+        # related upstream report: jupyterhub/jupyterhub#4244); after the cleanup it serves the
+        # failure as an event.
         # Asked again a few times, so a fast refusal is read as the spawn page would after a reload.
         for _ in range(20):
             response = self.api("GET", path, stream=True)
