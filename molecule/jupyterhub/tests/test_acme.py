@@ -3,8 +3,9 @@ the certificate obtained by the converge is served by nginx and verifies against
 root; http:// redirects; certbot.service (what certbot.timer runs) renews it and nginx
 serves the new one to new connections without a hub restart while a user's kernel
 websocket opened before stays usable; with the CA unreachable a renewal fails visibly and
-the old certificate stays served. The idempotence step checks that a rerun requests
-nothing (the role's certbot task reports a change only when a certificate was received);
+the old certificate stays served. test_jupyterhub.py's full rerun (changed=0) checks that a
+rerun requests nothing (the role's certbot task reports a change only when a certificate
+was received);
 test_jupyterhub.py's metrics test reads the certificate's days left.
 
 Pebble issues 35-day certificates here (certificateValidityPeriod), just outside certbot's
