@@ -6,9 +6,10 @@ import subprocess
 from pathlib import Path
 
 
-def run_playbook(host, playbook, tests_file):
+def run_playbook(host, playbook, tests_file, *options):
     """ansible-playbook of `playbook` (beside the scenario's tests directory, found from
-    the calling test's `tests_file`) on this target only, with the scenario's inventory."""
+    the calling test's `tests_file`) on this target only, with the scenario's inventory
+    and any further `options` (`--check`, `--tags`)."""
     return subprocess.run(
         [
             "ansible-playbook",
@@ -16,6 +17,7 @@ def run_playbook(host, playbook, tests_file):
             os.environ["MOLECULE_INVENTORY_FILE"],
             "--limit",
             host.backend.get_hostname(),
+            *options,
             str(Path(tests_file).resolve().parent.parent / playbook),
         ],
         capture_output=True,

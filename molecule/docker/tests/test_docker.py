@@ -1,11 +1,14 @@
 """The docker role's real state inside each target."""
 
 import json
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from scenario import run_playbook  # noqa: E402
 
 IMAGE = "jhtest/debian:bookworm"
 
@@ -78,20 +81,9 @@ def test_python_docker_library_is_there_for_ansible(host):
     assert host.run("python3 -c 'import docker, requests'").rc == 0
 
 
-def run_playbook(host, playbook, *options):
-    """ansible-playbook, from the controller, on this target only with the scenario's inventory."""
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", host.backend.get_hostname(),
-         *options, str(Path(__file__).resolve().parent.parent / playbook)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_docker_ce_path_passes_a_check_mode_run(host):
     """The docker_ce option, planned with ansible-playbook --check against this target."""
-    result = run_playbook(host, "check_docker_ce.yml", "--check")
+    result = run_playbook(host, "check_docker_ce.yml", __file__, "--check")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "Ensure Docker's apt repository is configured" in result.stdout
     assert "failed=0" in result.stdout
@@ -109,7 +101,7 @@ def test_docker_ce_path_passes_a_check_mode_run(host):
 def test_a_tagged_run_executes_the_tasks_inside_the_roles_task_files(host):
     """--tags docker_install reaches the tasks of setup-<source>.yml (a dynamic include),
     --tags docker_configure those of main.yml; nothing else runs and nothing changes."""
-    result = run_playbook(host, "converge.yml", "--tags", "docker_install,docker_configure")
+    result = run_playbook(host, "converge.yml", __file__, "--tags", "docker_install,docker_configure")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "TASK [docker : Ensure the distribution's Docker engine is installed]" in result.stdout
     assert "TASK [docker : Ensure daemon.json matches the inventory]" in result.stdout
