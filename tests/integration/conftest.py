@@ -83,9 +83,11 @@ def git_server():
 
 @pytest.fixture
 def repo_hub(make_hub, git_server, docker_client):
-    """A hub with the repo option, trusting the Git server's certificate."""
+    """A hub with the repo option, trusting the Git server's certificate. `images`,
+    `settings` (the DockerSpawner traits) and `spawner` (more of FormDockerSpawner's
+    settings) change it for a test; keyword arguments beyond those are repo_policy's."""
 
-    def start(answer_at_once=True, extra="", **policy):
+    def start(answer_at_once=True, extra="", images=IMAGES, settings=DOCKER_SETTINGS, spawner=None, **policy):
         hub = make_hub()
         # Git's answers get resolve_timeout's 30 s in production; 90 here, where a Molecule lane
         # shares the two cores (a CI run saw ls-remote of this loopback server pass 30 s).
@@ -98,9 +100,9 @@ def repo_hub(make_hub, git_server, docker_client):
         repo_policy.update(policy)
         hub.start(
             "formspawner.FormDockerSpawner",
-            {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
-             "repo_policy": repo_policy},
-            DOCKER_SETTINGS,
+            {"images": images, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
+             "repo_policy": repo_policy, **(spawner or {})},
+            settings,
             # Answer every spawn request at once (202), so the test reads the whole progress stream.
             extra=LAUNCH_PAGE + (ANSWER_AT_ONCE if answer_at_once else "") + extra,
             env={"GIT_SSL_CAINFO": str(git_server.cert)},

@@ -11,11 +11,8 @@ import docker
 import pytest
 
 from .hubharness import (
-    ANSWER_AT_ONCE,
     DOCKER_SETTINGS,
-    ENV_POLICY,
     IMAGES,
-    LAUNCH_PAGE,
     container_env,
     container_of,
     package_repo,
@@ -42,8 +39,8 @@ NOGIT_IMAGE = "jhtest/singleuser:nogit"
 
 
 @pytest.fixture
-def content_hub(make_hub, git_server, docker_client):
-    """A hub whose users have a volume (home_volume), as the role configures them, and an
+def content_hub(repo_hub, docker_client):
+    """repo_hub with users' volumes (home_volume), as the role configures them, and an
     image without git (the stand-in with git removed, built once per machine)."""
     try:
         docker_client.images.get(NOGIT_IMAGE)
@@ -51,27 +48,11 @@ def content_hub(make_hub, git_server, docker_client):
         dockerfile = b"FROM jhtest/singleuser:minimal\nUSER root\nRUN rm /usr/bin/git\nUSER 1000\n"
         docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=NOGIT_IMAGE, rm=True)
     images = [*IMAGES, {"name": "nogit", "display_name": "No git", "image": NOGIT_IMAGE}]
-
-    def start():
-        hub = make_hub()
-        repo_policy = {"allowed_hosts": [git_server.host], "allow_private_hosts": True, "build_timeout": 240}
-        hub.start(
-            "formspawner.FormDockerSpawner",
-            {"images": images, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
-             "repo_policy": repo_policy, "home_volume": VOLUME},
-            STORAGE,
-            extra=LAUNCH_PAGE + ANSWER_AT_ONCE,
-            env={"GIT_SSL_CAINFO": str(git_server.cert)},
-        )  # fmt: skip
-        return hub
-
-    yield start
+    yield lambda: repo_hub(images=images, settings=STORAGE, spawner={"home_volume": VOLUME})
+    # Before repo_hub's own cleanup (its launched images): the servers, then their volumes.
     remove_user_containers(docker_client)
     for volume in docker_client.volumes.list(filters={"name": "fstest-content-"}):
         volume.remove(force=True)
-    for image in docker_client.images.list(filters={"label": "org.formspawner.repo=1"}):
-        if any("fstest-envcourse" in tag for tag in image.tags):
-            docker_client.images.remove(image.id, force=True)
 
 
 def messages(events) -> list[str]:
@@ -253,7 +234,7 @@ def test_in_the_browser_a_students_notebook_edit_survives_the_instructors_next_c
     assert sources == ["# exercise 1\nanswer = 42", "# exercise 2, revised"], sources
 
 
-def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(make_hub, git_server, docker_client):
+def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(repo_hub, git_server, docker_client):
     """A deployment with work/ volumes switches to whole-home volumes (as Zero to
     JupyterHub keeps them): a returning student finds every file at its old path, the
     image's dotfiles arrive, `pip install --user`-style files persist; a new student's
@@ -261,13 +242,8 @@ def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(make
     volume = "fstest-content-{username}"
 
     def start(mount: str, moved_into: str = ""):
-        hub = make_hub()
-        spawner = {"images": IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env", "repo"],
-                   "repo_policy": {"allowed_hosts": [git_server.host], "allow_private_hosts": True},
-                   "home_volume": volume, "home_volume_moved_into": moved_into}  # fmt: skip
-        hub.start("formspawner.FormDockerSpawner", spawner, {**DOCKER_SETTINGS, "volumes": {volume: mount}},
-                  extra=ANSWER_AT_ONCE, env={"GIT_SSL_CAINFO": str(git_server.cert)})  # fmt: skip
-        return hub
+        return repo_hub(settings={**DOCKER_SETTINGS, "volumes": {volume: mount}},
+                        spawner={"home_volume": volume, "home_volume_moved_into": moved_into})
 
     try:
         before = start("/home/jovyan/work")
