@@ -89,8 +89,8 @@ TEST_BUDGET_MIN ?= 84
 # scenario's targets carry its name (.config/molecule/config.yml), so any scenario can go
 # in either lane; the lanes are balanced by their last measured times (docs/development.md).
 # Every line a lane prints starts with its name.
-LANE_A ?= swarm jupyterhub backup images docker
-LANE_B ?= upgrade offline default
+LANE_A ?= swarm jupyterhub backup images docker default
+LANE_B ?= upgrade offline
 
 # The quick tier runs while the test images build (CPU-bound tests beside a mostly waiting
 # build); then the two lanes: A = LANE_A's scenarios, the demo and its browser test;
