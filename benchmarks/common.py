@@ -1,8 +1,11 @@
-"""What every benchmark shares: the JSON output."""
+"""What the benchmarks share: the JSON output, and the hub with repository launches."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -12,3 +15,57 @@ def emit(results: dict, out: str | None) -> None:
     print(text)
     if out:
         Path(out).write_text(text + "\n")
+
+
+def ratios_over(results: dict, base: str, names: tuple[str, ...]) -> None:
+    """Each of `names`' median over `base`'s, as `ratio_median_over_<base>`."""
+    median = results[base]["median_s"]
+    for name in names:
+        mine = results[name]["median_s"]
+        results[name][f"ratio_median_over_{base}"] = round(mine / median, 3) if median and mine else None
+
+
+@contextmanager
+def repo_hub(name: str, spawner: dict | None = None, settings: dict | None = None):
+    """A hub with the repository option (servers named fstest-bench-USER) and the integration
+    tests' Git server on loopback, yielded as (docker client, Git server, hub); `spawner` and
+    `settings` add to FormDockerSpawner's and DockerSpawner's settings. Afterwards both are
+    stopped, and every server and repository image they made is removed."""
+    import docker
+
+    from tests.integration.gitserver import GitServer
+    from tests.integration.hubharness import (
+        DOCKER_SETTINGS,
+        ENV_POLICY,
+        IMAGES,
+        Hub,
+        network_gateway,
+        remove_user_containers,
+    )
+
+    client = docker.from_env()
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    git = GitServer(workdir / "git")
+    hub = Hub(workdir, network_gateway(client))
+    try:
+        hub.start(
+            "formspawner.FormDockerSpawner",
+            {
+                "images": IMAGES,
+                "env_policy": ENV_POLICY,
+                "form_options": ["image", "env", "repo"],
+                "repo_policy": {"allowed_hosts": [git.host], "allow_private_hosts": True, "build_timeout": 300},
+                **(spawner or {}),
+            },
+            {**DOCKER_SETTINGS, "prefix": "fstest-bench", **(settings or {})},
+            env={"GIT_SSL_CAINFO": str(git.cert)},
+        )
+        yield client, git, hub
+    finally:
+        hub.stop()
+        git.close()
+        remove_user_containers(client)
+        for image in client.images.list(filters={"label": "org.formspawner.repo=1"}):
+            if any("-fstest-bench" in tag for tag in image.tags):
+                client.images.remove(image.id, force=True)
+        shutil.rmtree(workdir, ignore_errors=True)

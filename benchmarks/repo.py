@@ -12,27 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import docker  # noqa: E402
-
-from benchmarks.common import emit  # noqa: E402
+from benchmarks.common import emit, ratios_over, repo_hub  # noqa: E402
 from benchmarks.spawn import summary, timed_spawn  # noqa: E402
-from tests.integration.gitserver import GitServer, make_wheel  # noqa: E402
-from tests.integration.hubharness import (  # noqa: E402
-    DOCKER_SETTINGS,
-    ENV_POLICY,
-    IMAGES,
-    Hub,
-    network_gateway,
-    remove_user_containers,
-)
+from tests.integration.gitserver import make_wheel  # noqa: E402
 
 
 def main() -> None:
@@ -41,27 +29,10 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    client = docker.from_env()
-    gateway = network_gateway(client)
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-repo-"))
-    git = GitServer(workdir / "git")
-    hub = Hub(workdir, gateway)
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {
-            "images": IMAGES,
-            "env_policy": ENV_POLICY,
-            "form_options": ["image", "env", "repo"],
-            "repo_policy": {"allowed_hosts": [git.host], "allow_private_hosts": True, "build_timeout": 300},
-        },
-        {**DOCKER_SETTINGS, "prefix": "fstest-bench"},
-        env={"GIT_SSL_CAINFO": str(git.cert)},
-    )
-    plain = {"image": "minimal"}
-    repo = {"image": "minimal", "repo": {"url": git.url("fstest-bench"), "ref": "main"}}
-    samples: dict = {"plain": [], "first_launch": [], "cached": []}
-    try:
+    with repo_hub("repo") as (_, git, hub):
+        plain = {"image": "minimal"}
+        repo = {"image": "minimal", "repo": {"url": git.url("fstest-bench"), "ref": "main"}}
+        samples: dict = {"plain": [], "first_launch": [], "cached": []}
         for round_number in range(args.rounds):
             wheel, data = make_wheel("fsbench", f"round {round_number}")
             # A new commit each round: its first launch builds, the second finds the image.
@@ -76,21 +47,10 @@ def main() -> None:
                 user = f"{name.replace('_', '')}{round_number}"
                 samples[name].append(timed_spawn(hub, user, body, timeout=400))
                 hub.stop_server(user)
-        results = {name: summary(values) for name, values in samples.items()}
-        base = results["plain"]["median_s"]
-        for name in ("first_launch", "cached"):
-            median = results[name]["median_s"]
-            results[name]["ratio_median_over_plain"] = round(median / base, 3) if base and median else None
-        results["target"] = "cached <= 1.1 x plain"
-        results["cpus"] = os.cpu_count()
-    finally:
-        hub.stop()
-        git.close()
-        remove_user_containers(client)
-        for image in client.images.list(filters={"label": "org.formspawner.repo=1"}):
-            if any("-fstest-bench:" in tag for tag in image.tags):
-                client.images.remove(image.id, force=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+    results = {name: summary(values) for name, values in samples.items()}
+    ratios_over(results, "plain", ("first_launch", "cached"))
+    results["target"] = "cached <= 1.1 x plain"
+    results["cpus"] = os.cpu_count()
     emit(results, args.out)
 
 
