@@ -16,10 +16,8 @@ before/after comparison, e.g. a `git worktree` of an older commit). Usage:
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,20 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import docker  # noqa: E402
 import requests  # noqa: E402
 
-from benchmarks.common import emit  # noqa: E402
-from tests.integration.gitserver import GitServer  # noqa: E402
+from benchmarks.common import emit, repo_hub  # noqa: E402
 from tests.integration.hubharness import (  # noqa: E402
     ANSWER_AT_ONCE,
-    DOCKER_SETTINGS,
-    ENV_POLICY,
-    IMAGES,
     TOKEN,
     Hub,
-    network_gateway,
-    remove_user_containers,
 )
 
 TARGET_P99_S = 0.100
@@ -107,63 +98,43 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    client = docker.from_env()
-    gateway = network_gateway(client)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
-    git = GitServer(workdir / "git")
-    hub = Hub(workdir, gateway)
-    env = {"GIT_SSL_CAINFO": str(git.cert)}
-    if args.formspawner:
-        env["PYTHONPATH"] = str(Path(args.formspawner).resolve())
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {
-            "images": IMAGES,
-            "env_policy": ENV_POLICY,
-            "form_options": ["image", "env", "repo"],
-            "repo_policy": {"allowed_hosts": [git.host], "allow_private_hosts": True, "build_timeout": 900},
-        },
-        {**DOCKER_SETTINGS, "prefix": "fstest-flood"},
-        # The spawn request is answered at once (202); the build goes on while probed.
-        extra=ANSWER_AT_ONCE,
-        env=env,
-    )
+    env = {"PYTHONPATH": str(Path(args.formspawner).resolve())} if args.formspawner else {}
+    # The spawn request is answered at once (202); the build goes on while probed.
+    flood_hub = repo_hub("flood", policy={"build_timeout": 900}, prefix="fstest-flood", extra=ANSWER_AT_ONCE, env=env)
+    with flood_hub as (_, git, hub):
+        results = run_cases(git, hub, args)
+    emit(results, args.out)
+
+
+def run_cases(git, hub, args) -> dict:
     hub.ensure_user("probe")
     results: dict = {"megabytes": args.megabytes, "target_p99_ms": TARGET_P99_S * 1000, "cases": {}}
-    try:
-        idle = latency(measure(hub, seconds=10))
-        results["idle"] = idle
-        for number, case in enumerate(args.cases.split(",")):
-            name = f"flood{number}"
-            git.commit(name, {"postBuild": postbuild(case, args.megabytes)}, executable=("postBuild",))
-            hub.ensure_user(name)
-            started = time.monotonic()
+    idle = latency(measure(hub, seconds=10))
+    results["idle"] = idle
+    for number, case in enumerate(args.cases.split(",")):
+        name = f"flood{number}"
+        git.commit(name, {"postBuild": postbuild(case, args.megabytes)}, executable=("postBuild",))
+        hub.ensure_user(name)
+        started = time.monotonic()
 
-            def spawn(name=name) -> None:
-                response = hub.spawn(name, {"image": "minimal", "repo": {"url": git.url(name), "ref": "main"}})
-                assert response.status_code in (201, 202), response.text
+        def spawn(name=name) -> None:
+            response = hub.spawn(name, {"image": "minimal", "repo": {"url": git.url(name), "ref": "main"}})
+            assert response.status_code in (201, 202), response.text
 
-            def finished(name=name) -> bool:
-                servers = hub.api("GET", f"/users/{name}").json().get("servers", {})
-                server = servers.get("")
-                return not server or server.get("ready") or not server.get("pending")
+        def finished(name=name) -> bool:
+            servers = hub.api("GET", f"/users/{name}").json().get("servers", {})
+            server = servers.get("")
+            return not server or server.get("ready") or not server.get("pending")
 
-            samples = measure(hub, until=finished, first=spawn)
-            result = latency(samples)
-            result["build_and_start_s"] = round(time.monotonic() - started, 1)
-            result["ready"] = bool(hub.api("GET", f"/users/{name}").json().get("servers", {}).get("", {}).get("ready"))
-            result["p99_over_idle_p99"] = round(result["p99_ms"] / max(idle["p99_ms"], 0.1), 2)
-            result["within_target"] = result["p99_ms"] <= TARGET_P99_S * 1000
-            results["cases"][case] = result
-            hub.stop_server(name)
-    finally:
-        hub.stop()
-        remove_user_containers(client)
-        for image in client.images.list(filters={"label": "org.formspawner.repo=1"}):
-            if any("flood" in tag for tag in image.tags):
-                client.images.remove(image.id, force=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-    emit(results, args.out)
+        samples = measure(hub, until=finished, first=spawn)
+        result = latency(samples)
+        result["build_and_start_s"] = round(time.monotonic() - started, 1)
+        result["ready"] = bool(hub.api("GET", f"/users/{name}").json().get("servers", {}).get("", {}).get("ready"))
+        result["p99_over_idle_p99"] = round(result["p99_ms"] / max(idle["p99_ms"], 0.1), 2)
+        result["within_target"] = result["p99_ms"] <= TARGET_P99_S * 1000
+        results["cases"][case] = result
+        hub.stop_server(name)
+    return results
 
 
 if __name__ == "__main__":

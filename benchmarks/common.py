@@ -26,11 +26,21 @@ def ratios_over(results: dict, base: str, names: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def repo_hub(name: str, spawner: dict | None = None, settings: dict | None = None):
-    """A hub with the repository option (servers named fstest-bench-USER) and the integration
-    tests' Git server on loopback, yielded as (docker client, Git server, hub); `spawner` and
-    `settings` add to FormDockerSpawner's and DockerSpawner's settings. Afterwards both are
-    stopped, and every server and repository image they made is removed."""
+def repo_hub(
+    name: str,
+    spawner: dict | None = None,
+    settings: dict | None = None,
+    *,
+    policy: dict | None = None,
+    prefix: str = "fstest-bench",
+    extra: str = "",
+    env: dict | None = None,
+):
+    """A hub with the repository option (servers named PREFIX-USER) and the integration
+    tests' Git server on loopback, yielded as (docker client, Git server, hub); `spawner`,
+    `settings` and `policy` add to FormDockerSpawner's, DockerSpawner's and repo_policy's
+    settings, `extra` to the hub's config, `env` to its environment. Afterwards both are
+    stopped, and every server and every image built from this Git server are removed."""
     import docker
 
     from tests.integration.gitserver import GitServer
@@ -54,11 +64,17 @@ def repo_hub(name: str, spawner: dict | None = None, settings: dict | None = Non
                 "images": IMAGES,
                 "env_policy": ENV_POLICY,
                 "form_options": ["image", "env", "repo"],
-                "repo_policy": {"allowed_hosts": [git.host], "allow_private_hosts": True, "build_timeout": 300},
+                "repo_policy": {
+                    "allowed_hosts": [git.host],
+                    "allow_private_hosts": True,
+                    "build_timeout": 300,
+                    **(policy or {}),
+                },
                 **(spawner or {}),
             },
-            {**DOCKER_SETTINGS, "prefix": "fstest-bench", **(settings or {})},
-            env={"GIT_SSL_CAINFO": str(git.cert)},
+            {**DOCKER_SETTINGS, "prefix": prefix, **(settings or {})},
+            extra=extra,
+            env={"GIT_SSL_CAINFO": str(git.cert), **(env or {})},
         )
         yield client, git, hub
     finally:
@@ -66,6 +82,7 @@ def repo_hub(name: str, spawner: dict | None = None, settings: dict | None = Non
         git.close()
         remove_user_containers(client)
         for image in client.images.list(filters={"label": "org.formspawner.repo=1"}):
-            if any("-fstest-bench" in tag for tag in image.tags):
+            # A repository image's name starts with its Git server's host: localhost-PORT-.
+            if any(f"/localhost-{git.port}-" in tag for tag in image.tags):
                 client.images.remove(image.id, force=True)
         shutil.rmtree(workdir, ignore_errors=True)
