@@ -39,7 +39,17 @@ NOGIT_IMAGE = "jhtest/singleuser:nogit"
 
 
 @pytest.fixture
-def content_hub(repo_hub, docker_client):
+def content_volumes(docker_client):
+    """Users' volumes (fstest-content-*): after the test, its servers, then their volumes
+    (set up after repo_hub, so removed before repo_hub's own cleanup)."""
+    yield
+    remove_user_containers(docker_client)
+    for volume in docker_client.volumes.list(filters={"name": "fstest-content-"}):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def content_hub(repo_hub, docker_client, content_volumes):
     """repo_hub with users' volumes (home_volume), as the role configures them, and an
     image without git (the stand-in with git removed, built once per machine)."""
     try:
@@ -48,11 +58,7 @@ def content_hub(repo_hub, docker_client):
         dockerfile = b"FROM jhtest/singleuser:minimal\nUSER root\nRUN rm /usr/bin/git\nUSER 1000\n"
         docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=NOGIT_IMAGE, rm=True)
     images = [*IMAGES, {"name": "nogit", "display_name": "No git", "image": NOGIT_IMAGE}]
-    yield lambda: repo_hub(images=images, settings=STORAGE, spawner={"home_volume": VOLUME})
-    # Before repo_hub's own cleanup (its launched images): the servers, then their volumes.
-    remove_user_containers(docker_client)
-    for volume in docker_client.volumes.list(filters={"name": "fstest-content-"}):
-        volume.remove(force=True)
+    return lambda: repo_hub(images=images, settings=STORAGE, spawner={"home_volume": VOLUME})
 
 
 def messages(events) -> list[str]:
@@ -234,7 +240,9 @@ def test_in_the_browser_a_students_notebook_edit_survives_the_instructors_next_c
     assert sources == ["# exercise 1\nanswer = 42", "# exercise 2, revised"], sources
 
 
-def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(repo_hub, git_server, docker_client):
+def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(
+    repo_hub, git_server, docker_client, content_volumes
+):
     """A deployment with work/ volumes switches to whole-home volumes (as Zero to
     JupyterHub keeps them): a returning student finds every file at its old path, the
     image's dotfiles arrive, `pip install --user`-style files persist; a new student's
@@ -245,40 +253,35 @@ def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(repo
         return repo_hub(settings={**DOCKER_SETTINGS, "volumes": {volume: mount}},
                         spawner={"home_volume": volume, "home_volume_moved_into": moved_into})
 
-    try:
-        before = start("/home/jovyan/work")
-        launch(before, "sam", {"image": "minimal"})
-        work = "mkdir -p ~/work/lab1 ~/work/work && echo answer > ~/work/lab1/week1.py"
-        run_as_user(docker_client, "sam", f"{work} && echo mine > ~/work/.hidden && echo n > ~/work/work/n")
-        before.stop_server("sam")
-        before.stop()
+    before = start("/home/jovyan/work")
+    launch(before, "sam", {"image": "minimal"})
+    work = "mkdir -p ~/work/lab1 ~/work/work && echo answer > ~/work/lab1/week1.py"
+    run_as_user(docker_client, "sam", f"{work} && echo mine > ~/work/.hidden && echo n > ~/work/work/n")
+    before.stop_server("sam")
+    before.stop()
 
-        after = start("/home/jovyan", moved_into="work")
-        shown = launch(after, "sam", {"image": "minimal"})
-        assert any("now holds your whole home" in m for m in shown), shown
-        kept = run_as_user(docker_client, "sam", "cat ~/work/lab1/week1.py ~/work/.hidden ~/work/work/n")
-        assert kept == "answer\nmine\nn"
-        assert run_as_user(docker_client, "sam", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
-        run_as_user(docker_client, "sam", "mkdir -p ~/.local/lib && echo pkg > ~/.local/lib/installed")
-        after.stop_server("sam")
-        after.restart()
-        shown = launch(after, "sam", {"image": "minimal"})
-        assert not any("whole home" in m for m in shown), shown  # moved once
-        assert run_as_user(docker_client, "sam", "cat ~/.local/lib/installed ~/work/lab1/week1.py") == "pkg\nanswer"
-        assert run_as_user(docker_client, "sam", "ls ~/work/work") == "n"
+    after = start("/home/jovyan", moved_into="work")
+    shown = launch(after, "sam", {"image": "minimal"})
+    assert any("now holds your whole home" in m for m in shown), shown
+    kept = run_as_user(docker_client, "sam", "cat ~/work/lab1/week1.py ~/work/.hidden ~/work/work/n")
+    assert kept == "answer\nmine\nn"
+    assert run_as_user(docker_client, "sam", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
+    run_as_user(docker_client, "sam", "mkdir -p ~/.local/lib && echo pkg > ~/.local/lib/installed")
+    after.stop_server("sam")
+    after.restart()
+    shown = launch(after, "sam", {"image": "minimal"})
+    assert not any("whole home" in m for m in shown), shown  # moved once
+    assert run_as_user(docker_client, "sam", "cat ~/.local/lib/installed ~/work/lab1/week1.py") == "pkg\nanswer"
+    assert run_as_user(docker_client, "sam", "ls ~/work/work") == "n"
 
-        # A new student: the image's home, marked, nothing nested.
-        launch(after, "new", {"image": "minimal"})
-        assert run_as_user(docker_client, "new", "ls -A ~/work") == ""
-        assert run_as_user(docker_client, "new", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
+    # A new student: the image's home, marked, nothing nested.
+    launch(after, "new", {"image": "minimal"})
+    assert run_as_user(docker_client, "new", "ls -A ~/work") == ""
+    assert run_as_user(docker_client, "new", "test -f ~/.bashrc && test -f ~/.formspawner-home && echo ok") == "ok"
 
-        # A launched repository's folder is in the home now.
-        git_server.commit("fstest-homecourse", {"a.py": "a = 1\n"})
-        after.stop_server("new")
-        launch(after, "new", repo_body(git_server, "fstest-homecourse"))
-        assert container_env(docker_client, "new")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-homecourse"
-        assert run_as_user(docker_client, "new", "cat ~/fstest-homecourse/a.py") == "a = 1"
-    finally:
-        remove_user_containers(docker_client)
-        for leftover in docker_client.volumes.list(filters={"name": "fstest-content-"}):
-            leftover.remove(force=True)
+    # A launched repository's folder is in the home now.
+    git_server.commit("fstest-homecourse", {"a.py": "a = 1\n"})
+    after.stop_server("new")
+    launch(after, "new", repo_body(git_server, "fstest-homecourse"))
+    assert container_env(docker_client, "new")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-homecourse"
+    assert run_as_user(docker_client, "new", "cat ~/fstest-homecourse/a.py") == "a = 1"
