@@ -151,7 +151,7 @@ ensure_registry() {
     curl -fsS "http://127.0.0.1:$registry_port/v2/" >/dev/null || die "registry did not answer"
     # Push what the registry lacks or holds in an older build (docker is localhost-insecure).
     local name local_id remote_tag
-    for name in minimal scipy hub5; do
+    for name in minimal scipy hub5 vanilla; do
         local_id=$(image_id "jhtest/singleuser:$name")
         remote_tag=127.0.0.1:$registry_port/jhtest/singleuser:$name
         if [ "$(cat "$state_dir/pushed-$name" 2>/dev/null)" != "$local_id" ] \

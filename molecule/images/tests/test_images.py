@@ -1,6 +1,14 @@
 """The images role's real state inside each target."""
 
+import json
+import re
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from scenario import run_playbook  # noqa: E402
 
 PULLED = ["jhtest-registry:5000/jhtest/singleuser:minimal", "jhtest-registry:5000/jhtest/singleuser:scipy"]
 
@@ -42,3 +50,17 @@ def test_refresh_skips_pulls_that_would_eat_into_the_free_disk_budget(host):
     assert "MB free where Docker keeps images" in result.stderr
     for image in PULLED:
         assert host.run(f"docker image inspect {image}").rc == 0, "nothing is removed to make room"
+
+
+def test_an_image_that_starts_slowly_is_named_with_the_fix(host):
+    """The docker-stacks-faithful stand-in (vanilla) has rfc3987-syntax and not rfc3987, as
+    upstream's images do; minimal has rfc3987 (tests/env/images/singleuser-campus)."""
+    vanilla = "jhtest-registry:5000/jhtest/singleuser:vanilla"
+    chosen = {"images_prepull": [vanilla, PULLED[0]], "images_archives": []}
+    result = run_playbook(host, "converge.yml", __file__, "--tags", "images_install", "-e", json.dumps(chosen))
+    assert result.returncode == 0, result.stdout[-3000:]
+    text = " ".join(result.stdout.split())  # as printed, long messages are wrapped
+    note = re.search(r"NOTE: (.*?): each server started from (this image|these images) spends 1.2-1.5 CPU", text)
+    assert note, result.stdout[-3000:]
+    assert note.group(1) == vanilla  # minimal, with rfc3987, is not named
+    assert "Install rfc3987 in the image (pip install rfc3987, as the notebook user)" in text
