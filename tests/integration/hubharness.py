@@ -270,7 +270,10 @@ def network_gateway(client) -> str:
 
 def remove_user_containers(client):
     for container in client.containers.list(all=True, filters={"name": f"{PREFIX}-"}):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # the hub removed it meanwhile (a server that failed to start)
 
 
 DOCKER_SETTINGS = {

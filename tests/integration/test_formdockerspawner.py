@@ -267,19 +267,39 @@ def test_progress_reports_the_pull_and_the_start(docker_client, make_hub):
     hub.ensure_user("pat")
     response = hub.spawn("pat", {"image": "remote"})
     assert response.status_code in (201, 202), response.text
-    events = []
-    with hub.api("GET", "/users/pat/server/progress", stream=True) as stream:
-        for line in stream.iter_lines():
-            if line.startswith(b"data:"):
-                events.append(json.loads(line[5:]))
-                if events[-1].get("ready") or events[-1].get("failed"):
-                    break
+    events = hub.progress_events("pat")
     messages = [e.get("message", "") for e in events]
     assert any(m.startswith(f"Pulling image {local}") for m in messages), messages
     assert any("Starting your container" in m for m in messages), messages
     assert events[-1].get("ready"), messages
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress)
+
+
+def test_with_one_start_slot_the_second_server_waits_its_turn_and_both_start(docker_client, make_hub):
+    """start_slots: a server beyond the limit waits until the one before it answers; its
+    spawn page says so. Both servers run and answer through the proxy."""
+    hub = make_hub()
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": IMAGES, "env_policy": ENV_POLICY, "start_slots": 1},
+        DOCKER_SETTINGS,
+        extra="c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}",
+    )
+    for user in ("ann", "bob"):
+        hub.ensure_user(user)
+    for user in ("ann", "bob"):
+        response = hub.spawn(user)
+        assert response.status_code in (201, 202), response.text
+    events = {user: hub.progress_events(user) for user in ("ann", "bob")}
+    messages = {user: [e.get("message", "") for e in events[user]] for user in events}
+    assert events["ann"][-1].get("ready") and events["bob"][-1].get("ready"), messages
+    assert not any(m.startswith("Waiting for your turn") for m in messages["ann"]), messages
+    waited = "Waiting for your turn to start: number 1 in line (servers start 1 at a time, so that each is ready"
+    assert any(m.startswith(waited) for m in messages["bob"]), messages
+    for user in ("ann", "bob"):
+        assert hub.api("GET", f"/users/{user}").json()["servers"][""]["ready"]
+        assert container_of(docker_client, user).status == "running"
 
 
 # Run inside a server: its limits as the kernel applies them (cgroup v2 or v1).

@@ -6,6 +6,7 @@ renders the real template and loads it with JupyterHub; these test the functions
 
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ BASE = {
     },
     "outbound": {"ca_bundle": "", "proxy": {}},
     "start_timeout": 300,
+    "start_slots": "auto",
     "http_timeout": 120,
     "swarm": None,
     "extra_config": {},
@@ -287,6 +289,7 @@ USERS_SERVERS = {
         "proxy_env": {},
         "build_network": "",
         "home_volume": "jupyterhub-user-{username}",
+        "start_slots": max(2, os.cpu_count() or 1),
     },
     "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
 }
@@ -378,6 +381,8 @@ def test_a_swarms_whole_config_is_what_the_settings_say_and_nothing_else():
             "load_roles": [CULLER_ROLE],
         },
         **USERS_SERVERS,
+        # The servers start on the workers' cores: no limit from the hub's host.
+        "FormDockerSpawner": {**USERS_SERVERS["FormDockerSpawner"], "start_slots": 0},
     })
 
 
@@ -441,3 +446,13 @@ def test_a_settings_document_without_the_optional_keys_applies_with_safe_values(
 def test_the_limit_on_servers_at_once_reaches_jupyterhub_only_when_set():
     assert applied(active_server_limit=40).JupyterHub.active_server_limit == 40
     assert "active_server_limit" not in applied(active_server_limit=0).JupyterHub
+
+
+def test_servers_start_one_per_core_at_once_unless_inventory_says_otherwise_and_not_limited_on_a_swarm():
+    assert applied().FormDockerSpawner.start_slots == max(2, os.cpu_count() or 1)
+    assert applied(swarm=SWARM).FormDockerSpawner.start_slots == 0
+    assert applied(start_slots=3).FormDockerSpawner.start_slots == 3
+    assert applied(start_slots=0).FormDockerSpawner.start_slots == 0
+    for wrong in ("four", -1, True, 2.5):
+        with pytest.raises(PolicyError, match=r"jupyterhub_start_slots: 'auto' or a whole number"):
+            applied(start_slots=wrong)

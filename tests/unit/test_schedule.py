@@ -6,11 +6,12 @@ tests/integration/test_repo_launches.py (test_builds_wait_in_line_one_per_user_a
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 
 import pytest
 
-from formspawner.schedule import BuildSlots
+from formspawner.schedule import BuildSlots, Slots
 
 
 class Job:
@@ -187,6 +188,50 @@ def test_a_build_cancelled_in_line_when_a_slot_opens_takes_no_slot_with_it():
         assert slots.running == 1 and not slots.line, "only a's build holds a slot"
         gate.set()
         await first
+        assert slots.running == 0
+
+    asyncio.run(scenario())
+
+
+async def hold(slots, job, events: list, gate: asyncio.Event):
+    async with slots.held(job):
+        events.append(("in", job.name))
+        await gate.wait()
+    events.append(("out", job.name))
+
+
+def test_servers_starting_beyond_the_limit_wait_their_turn_in_order_and_hear_their_place():
+    """The servers' line (FormDockerSpawner.start_slots) is the builds' line held for a time."""
+
+    async def scenario():
+        slots = Slots(limit=2)
+        events, gates = [], {name: asyncio.Event() for name in "abcd"}
+        jobs = {name: Job(name) for name in "abcd"}
+        tasks = [asyncio.ensure_future(hold(slots, jobs[name], events, gates[name])) for name in "abcd"]
+        await until(lambda: len(events) == 2 and len(slots.line) == 2)
+        assert events == [("in", "a"), ("in", "b")] and jobs["c"].places == [(1, 2)] and jobs["d"].places == [(2, 2)]
+        tasks[3].cancel()  # d's start is cancelled in line (its start_timeout, a stop)
+        gates["b"].set()
+        await until(lambda: ("in", "c") in events)
+        assert slots.line == collections.deque() and slots.running == 2
+        for gate in gates.values():
+            gate.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert ("in", "d") not in events and slots.running == 0
+        return events
+
+    asyncio.run(scenario())
+
+
+def test_with_no_limit_no_server_waits():
+    async def scenario():
+        slots, events, gate = Slots(limit=0), [], asyncio.Event()
+        jobs = [Job(str(i)) for i in range(30)]
+        tasks = [asyncio.ensure_future(hold(slots, job, events, gate)) for job in jobs]
+        await until(lambda: len(events) == 30)
+        assert slots.running == 30 and not slots.line and not any(job.places for job in jobs)
+        gate.set()
+        await asyncio.gather(*tasks)
         assert slots.running == 0
 
     asyncio.run(scenario())

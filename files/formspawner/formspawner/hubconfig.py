@@ -169,7 +169,19 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.FormDockerSpawner.build_network = outbound.get("build_network", "")
     c.Spawner.start_timeout = s["start_timeout"]
     c.Spawner.http_timeout = s["http_timeout"]
+    c.FormDockerSpawner.start_slots = start_slots(s.get("start_slots", "auto"), bool(s.get("swarm")))
     c.Spawner.default_url = "/lab"
+
+
+def start_slots(setting, swarm: bool) -> int:
+    """How many servers start at once (FormDockerSpawner.start_slots). 'auto': one per core of
+    this host, where the servers start, and at least two (benchmarks/README.md, finding 6); on
+    a swarm no limit, as the servers start on the workers' cores."""
+    if setting == "auto":
+        return 0 if swarm else max(2, os.cpu_count() or 1)
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise PolicyError(f"jupyterhub_start_slots: 'auto' or a whole number of servers (0: no limit), not {setting!r}")
+    return setting
 
 
 def apply_named_servers(c: Config, s: dict) -> None:

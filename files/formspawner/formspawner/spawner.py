@@ -18,11 +18,13 @@ import docker.errors
 import docker.types
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default, observe, validate
+from jupyterhub.utils import url_path_join
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
 from . import build, cache, content, contentsync, git, outbound, schedule
 from .env import merge_environment
-from .errors import LaunchConfirmation, OptionError, PolicyError, as_http_error
+from .errors import LaunchConfirmation, OptionError, PolicyError, UserFacingError, as_http_error
 from .events import EventLog
 from .form import link_summary, render_form
 from .images import Resources
@@ -366,6 +368,24 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         help="""The Docker network repository builds run their steps on ("" = Docker's default
         bridge). A network of their own lets a firewall tell builds apart (the role's network
         policy applies to its subnet); the engine's classic builder takes a network name.""",
+    )
+
+    start_slots = Integer(
+        0,
+        config=True,
+        help="""How many servers may be starting at once (created, not yet answering), for all
+        users of this hub; the others wait their turn in order, and their spawn page says so.
+        In a lecture's burst, servers started all at once share the CPU and are all ready
+        late, together; a few at a time, half the class is ready in about half the time and
+        the last no later (benchmarks/README.md, finding 6). Pulls and repository builds do
+        not hold a slot. 0 = no limit.""",
+    )
+
+    start_slot_seconds = Integer(
+        20,
+        config=True,
+        help="""How long one server may hold its start slot while it does not answer yet: after
+        that the next in line starts too (the hub still waits for this one up to http_timeout).""",
     )
 
     home_volume = Unicode(
@@ -855,7 +875,65 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             if obj and labels.get(OPTIONS_LABEL) != self._options_fingerprint():
                 self.log.info("Options changed for %s: recreating its container", self._log_name)
                 await self.remove_object()
-        return await super().start()
+        # The pull before the line: a long one must not hold up the servers behind it.
+        await self.pull_image(self.image)
+        schedule.starts.set_limit(self.start_slots)
+        answering = None
+        try:
+            async with schedule.starts.held(_StartTurn(self)):
+                with traits_set(self, pull_policy="skip"):
+                    started = await super().start()
+                answering = asyncio.ensure_future(self._answering(started))
+                # A server slow to answer gives its slot to the next after start_slot_seconds.
+                await asyncio.wait([answering], timeout=self.start_slot_seconds)
+            await answering
+        finally:
+            if answering is not None and not answering.done():
+                answering.cancel()  # the start was cancelled (start_timeout, a stop)
+        return started
+
+    async def _answering(self, started) -> None:
+        """Return once the server answers as the hub checks it (any answer below 500 from its
+        /api), checked every READY_INTERVAL, so that the hub's own wait passes at its first try.
+        That wait backs off to up to 5 s between tries (jupyterhub.utils.exponential_backoff):
+        in a lecture's burst a server stood ready ~1.7 s on average before the hub noticed
+        (benchmarks/README.md, finding 6). A container that stops first, or a server silent
+        for http_timeout, ends the start with a message for the user."""
+        if self.internal_ssl or not isinstance(started, tuple) or self.server is None:
+            return  # the hub's wait, with its TLS context, checks alone
+        ip, port = started
+        ip = "127.0.0.1" if ip in ("", "0.0.0.0") else ip
+        url = f"http://{'[' + ip + ']' if ':' in ip else ip}:{port}" + url_path_join(self.server.base_url, "api")
+        # A client of its own: the hub's shared one (JupyterHub 5 calls the proxy with it)
+        # keeps its few connections for the hub.
+        client = AsyncHTTPClient(force_instance=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout
+        state_due = loop.time() + STATE_INTERVAL
+        try:
+            while loop.time() < deadline:
+                # A closed port is refused at once: a try costs the hub about a millisecond.
+                try:
+                    answer = await client.fetch(url, raise_error=False, follow_redirects=False, request_timeout=2)
+                except (OSError, HTTPClientError):  # refused, reset, or timed out (599)
+                    answer = None
+                if answer is not None and answer.code < 500:
+                    return
+                if loop.time() >= state_due:
+                    status = await self.poll()
+                    if status is not None:
+                        raise UserFacingError(
+                            f"Your server stopped before it answered ({status}). If it happens again, "
+                            "choose another image or tell the hub's admins: the hub's log has the details."
+                        )
+                    state_due = loop.time() + STATE_INTERVAL
+                await asyncio.sleep(READY_INTERVAL)
+        finally:
+            client.close()
+        raise UserFacingError(
+            f"Your server started but did not answer within {self.http_timeout} seconds. Try again; "
+            "if it happens again, tell the hub's admins."
+        )
 
     async def create_object(self):
         self.emit_progress(60, f"Creating your container from {self.image}")
@@ -935,6 +1013,17 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         self.emit_progress(55, f"Pulled image {image}")
 
 
+class _StartTurn:
+    """A server waiting for a start slot: its spawn page hears its place in line."""
+
+    def __init__(self, spawner):
+        self.spawner = spawner
+
+    def waiting(self, place: int, limit: int) -> None:
+        note = f"servers start {limit} at a time, so that each is ready sooner"
+        self.spawner.emit_progress(58, f"{schedule.START_WAITING}: number {place} in line ({note})")
+
+
 @contextlib.contextmanager
 def traits_set(spawner, **values):
     """Traits set for one call into DockerSpawner's code, the configured values back after."""
@@ -972,6 +1061,10 @@ def _extended(configured, extend):
 # Docker's "no health check": the image's HEALTHCHECK is not run (API field names, which
 # docker-py passes on as they are for services and reads for containers).
 NO_HEALTHCHECK = {"Test": ["NONE"]}
+
+# Seconds between two checks that a starting server answers, and that its container still runs.
+READY_INTERVAL = 0.1
+STATE_INTERVAL = 2.0
 
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")
 # Seconds between two build-log lines shown as progress on the spawn page (steps always).
