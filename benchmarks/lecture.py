@@ -17,7 +17,8 @@ which keeps the time of removed containers), and the hub with its proxy and serv
 hub's process tree, /proc/PID/stat). `per_server_s` is the servers' share divided by their
 number: what one server costs to start, through the hub or without it.
 Usage:
-    python benchmarks/lecture.py [--sizes 10,20,30] [--start-timeout 60] [--image TAG] [--out FILE]
+    python benchmarks/lecture.py [--sizes 10,20,30] [--start-timeout 60] [--image TAG] [--start-slots N]
+                                 [--out FILE]
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ def main() -> None:
         help="the image the students' default choice starts, and the floor: jhtest/singleuser:vanilla is the "
         "docker-stacks-faithful stand-in without the campus image's start-time fix (rfc3987)",
     )  # fmt: skip
+    parser.add_argument(
+        "--start-slots", type=int, default=0,
+        help="FormDockerSpawner.start_slots: how many servers start at once, the rest in line (0: all at once)",
+    )  # fmt: skip
     parser.add_argument("--out")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -153,13 +158,13 @@ def main() -> None:
     hub.start(
         "formspawner.FormDockerSpawner",
         {"images": [{**IMAGES[0], "image": args.image}, *IMAGES[1:]], "env_policy": ENV_POLICY,
-         "start_timeout": args.start_timeout},
+         "start_timeout": args.start_timeout, "start_slots": args.start_slots},
         {**DOCKER_SETTINGS, "prefix": "fstest-lecture"},
         # No limit from JupyterHub here: the benchmark finds the machine's.
         extra="c.JupyterHub.concurrent_spawn_limit = 0\n",
     )
     results: dict = {"start_timeout_s": args.start_timeout, "cpus": os.cpu_count(), "wait": args.wait,
-                     "image": args.image, "bursts": []}  # fmt: skip
+                     "image": args.image, "start_slots": args.start_slots, "bursts": []}  # fmt: skip
     try:
         for size in sizes:
             users = [f"student{i}" for i in range(size)]
@@ -182,6 +187,9 @@ def main() -> None:
                     "cpu_s": cpu,
                 }
             )
+            if len(ok) < size:  # why, on stderr (the JSON stays on stdout)
+                errors = [line for line in hub.log_text().splitlines() if " E " in line[:40] or "[E " in line]
+                print(f"{size - len(ok)} of {size} failed; the hub's errors:", *errors[-20:], sep="\n", file=sys.stderr)
             with ThreadPoolExecutor(size) as pool:
                 list(pool.map(hub.stop_server, [u for u, s in zip(users, samples, strict=True) if s is not None]))
             remove_user_containers(client)
