@@ -121,6 +121,8 @@ ensure_images() {
     ensure_debian trixie
     build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
     build jhtest/server:trixie server BASE=jhtest/debian:trixie
+    build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
+    build jhtest/server:trixie-site server-site BASE=jhtest/server:trixie
     build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm
     build jhtest/singleuser:minimal singleuser-campus BASE=jhtest/singleuser:vanilla
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
