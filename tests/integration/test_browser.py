@@ -128,6 +128,9 @@ def test_a_student_adds_a_named_server_and_picks_a_choice_with_its_resources(mak
     login(page, hub, "pia")
     page.wait_for_url("**/hub/**")
     page.goto(f"{hub.url}/hub/home")
+    # The button does nothing until home.js, loaded by require.js after the page, binds it:
+    # a click before that was lost once on a loaded machine (the row never appeared).
+    page.wait_for_load_state("networkidle")
     page.fill(".new-server-name", "course1")
     page.click(".new-server-btn")
     start = page.locator("#start-course1")
