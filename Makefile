@@ -29,7 +29,7 @@ ON_TRIXIE ?= offline
 # Targets with the site's Debian packages already installed (jhtest/server:*-site) for the
 # scenarios that check what the roles configure: installing Docker, Node and git took each
 # target about a minute of CPU. Installs stay tested on bare targets in docker, offline,
-# backup's restore, default and the demo.
+# backup's restore and the demo.
 ON_SITE_IMAGE ?= jupyterhub swarm images backup upgrade
 
 .PHONY: help venv testenv lint syntax unit check mutation molecule integration test lane-a lane-b bench demo demo-test demo-clean clean

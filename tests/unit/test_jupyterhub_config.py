@@ -371,3 +371,10 @@ def test_acme_settings_that_work_pass_preflight(tmp_path):
     preflight(tmp_path, {"jupyterhub_tls_acme": {
         "domains": ["hub.example.edu", "jupyter.example.edu"],
         "directory": "https://acme.campus.example.edu/directory", "ca_file": "/etc/campus-ca.pem"}})
+
+
+def test_start_slots_are_auto_or_a_whole_number_before_anything_changes(tmp_path):
+    preflight(tmp_path, {"jupyterhub_start_slots": "3"})  # as -e gives it
+    for bad in ("many", -1, True):
+        output = preflight(tmp_path, {"jupyterhub_start_slots": bad}, succeed=False)
+        assert "jupyterhub_start_slots must be auto or a whole number of servers (0: no limit), not" in output
