@@ -278,7 +278,7 @@ def test_progress_reports_the_pull_and_the_start(docker_client, make_hub):
 
 def test_with_one_start_slot_the_second_server_waits_its_turn_and_both_start(docker_client, make_hub):
     """start_slots: a server beyond the limit waits until the one before it answers; its
-    spawn page says so. Both servers run and answer through the proxy."""
+    spawn page says so. Both servers are then ready in the hub and their containers run."""
     hub = make_hub()
     hub.start(
         "formspawner.FormDockerSpawner",
