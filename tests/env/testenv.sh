@@ -23,19 +23,48 @@ docker_stacks=${JHTEST_DOCKER_STACKS:-$(cd "$here/../../.." && pwd)/shared/upstr
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
 
-ensure_packages() {
+# Debian packages this machine needs, in two steps: what the images need first (Docker,
+# debootstrap), then what only the tests need (the hub's proxy, the browser), installed in
+# the background while the images build (start_test_packages, wait_test_packages).
+missing_packages() {
     local missing=()
-    command -v dockerd >/dev/null || missing+=(docker.io)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v curl >/dev/null || missing+=(curl)
-    # The hub's proxy (integration tests) and the browser of the end-to-end test.
-    [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
-    [ -x /usr/bin/chromium ] || missing+=(chromium)
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    log "installing from Debian: ${missing[*]}"
+    case $1 in
+        images)
+            command -v dockerd >/dev/null || missing+=(docker.io)
+            command -v debootstrap >/dev/null || missing+=(debootstrap)
+            command -v curl >/dev/null || missing+=(curl) ;;
+        tests)
+            # The hub's proxy (integration tests) and the browser of the end-to-end test.
+            [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
+            [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
+    esac
+    echo "${missing[*]}"
+}
+
+apt_install() {
+    [ -n "$*" ] || return 0
+    log "installing from Debian: $*"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # One apt at a time: the lock is waited for, not failed on.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    # shellcheck disable=SC2068  # a list of package names, split on purpose
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $@ >/dev/null
+}
+
+ensure_packages() { apt_install "$(missing_packages images)"; }
+
+test_packages_pid=
+start_test_packages() {
+    local missing
+    missing=$(missing_packages tests)
+    [ -n "$missing" ] || return 0
+    apt_install "$missing" >"$state_dir/apt-tests.log" 2>&1 &
+    test_packages_pid=$!
+}
+
+wait_test_packages() {
+    [ -n "$test_packages_pid" ] || return 0
+    wait "$test_packages_pid" || { tail -20 "$state_dir/apt-tests.log" >&2; die "installing the tests' packages failed"; }
 }
 
 ensure_docker() {
@@ -116,20 +145,42 @@ build() {
     rm -rf "$ctx"
 }
 
-ensure_images() {
-    ensure_debian bookworm
+# The images in three chains built side by side (most of a build waits on Debian's archive
+# or PyPI): on a machine without them (2 cores), 370 s one after another, 215 s side by side.
+chain_trixie() {
     ensure_debian trixie
-    build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
     build jhtest/server:trixie server BASE=jhtest/debian:trixie
-    build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
     build jhtest/server:trixie-site server-site BASE=jhtest/server:trixie
+}
+chain_bookworm_server() {
+    build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
+    build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
+}
+chain_singleuser() {
     build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm
     build jhtest/singleuser:minimal singleuser-campus BASE=jhtest/singleuser:vanilla
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
     build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal
     build jhtest/registry:latest registry BASE=jhtest/debian:bookworm
+}
+
+# side_by_side FUNCTION...: each function in a subshell of its own; fails when any failed
+# (each says why on stderr), after all have ended.
+side_by_side() {
+    local pids=() failed=0 pid
+    for f in "$@"; do "$f" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ "$failed" -eq 0 ] || die "an image build failed (above)"
+}
+
+ensure_images() {
+    side_by_side chain_trixie chain_bookworm
     # Builds this script superseded (untagged now) only take disk space.
     docker image prune --force --filter "label=$recipe_label" >/dev/null
+}
+chain_bookworm() {
+    ensure_debian bookworm
+    side_by_side chain_bookworm_server chain_singleuser
 }
 
 ensure_registry() {
@@ -175,9 +226,10 @@ status() {
 main() {
     mkdir -p "$state_dir"
     case ${1:-up} in
-        up) ensure_packages; ensure_docker; ensure_images; ensure_registry; status ;;
+        up) ensure_packages; ensure_docker; start_test_packages; ensure_images; ensure_registry
+            wait_test_packages; status ;;
         docker) ensure_packages; ensure_docker ;;
-        images) ensure_packages; ensure_docker; ensure_images ;;
+        images) ensure_packages; ensure_docker; start_test_packages; ensure_images; wait_test_packages ;;
         status) status ;;
         *) die "usage: $0 up|docker|images|status" ;;
     esac

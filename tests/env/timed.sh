@@ -10,6 +10,10 @@
 # Each phase's output is also kept in .cache/phase-logs/NAME.log; the summary ends with the
 # lines that say why each failed phase failed (pytest's FAILED/E lines, Ansible's fatal
 # lines), since CI shows only the end of a run's output and two lanes interleave it.
+# With JHTEST_STOP (a file; `make test` sets it) a phase does not start once that file
+# exists (exit 125), and a failed phase run with JHTEST_STOP_OTHERS=1 (the quick tier)
+# writes its name there: the lanes stop at their next phase instead of running on for
+# half an hour after a lint error.
 set -uo pipefail
 times=${JHTEST_TIMES:-.cache/test-times}
 logs=$(dirname "$times")/phase-logs
@@ -42,6 +46,11 @@ fi
 name=$1; shift
 mkdir -p "$(dirname "$times")" "$logs"
 start=$(date +%s)
+if [ -n "${JHTEST_STOP:-}" ] && [ -s "$JHTEST_STOP" ]; then
+    echo "[make test] $name not started: $(head -1 "$JHTEST_STOP") failed" >&2
+    echo "$name 0 125" >>"$times"
+    exit 125
+fi
 if [ -n "${JHTEST_DEADLINE:-}" ]; then
     left=$(( JHTEST_DEADLINE - start ))
     if [ "$left" -le 0 ]; then
@@ -56,6 +65,7 @@ fi
 rc=${PIPESTATUS[0]}
 secs=$(( $(date +%s) - start ))
 echo "$name $secs $rc" >>"$times"
+[ "$rc" -ne 0 ] && [ "${JHTEST_STOP_OTHERS:-}" = 1 ] && [ -n "${JHTEST_STOP:-}" ] && echo "$name" >>"$JHTEST_STOP"
 [ "$rc" -eq 124 ] && [ -n "${JHTEST_DEADLINE:-}" ] && [ "$(date +%s)" -ge "$JHTEST_DEADLINE" ] \
     && echo "[make test] $name stopped at the deadline (JHTEST_DEADLINE)" >&2
 echo "[make test] phase $name: $secs s, exit $rc" >&2
