@@ -32,7 +32,8 @@ if [ "${1:-}" = --summary ]; then
         wall=$(( $(date +%s) - JHTEST_STARTED ))
         printf '%-24s %8d  (%d min %d s)\n' "wall clock" "$wall" $((wall / 60)) $((wall % 60))
     fi
-    for failed in $(awk '$3 != 0 { print $1 }' "$times" | sort -u); do
+    # 125: not started (JHTEST_STOP), so no log of this run to read.
+    for failed in $(awk '$3 != 0 && $3 != 125 { print $1 }' "$times" | sort -u); do
         log=$logs/$failed.log
         [ -s "$log" ] || continue
         printf '\nwhy %s failed (from %s):\n' "$failed" "$log"
