@@ -97,23 +97,24 @@ TEST_BUDGET_MIN ?= 84
 # scenario's targets carry its name (.config/molecule/config.yml), so any scenario can go
 # in either lane; the lanes are balanced by their last measured times (docs/development.md).
 # Every line a lane prints starts with its name.
-LANE_A ?= swarm jupyterhub backup images docker default
-LANE_B ?= upgrade offline
+LANE_A ?= swarm jupyterhub backup docker default
+LANE_B ?= upgrade offline images
 
-# First the controller's venv and the test images (side by side: one waits on PyPI, the
-# other on Debian's archive and Docker); then three at once: lane A = LANE_A's scenarios,
-# the demo and its browser test; lane B = LANE_B's scenarios and integration; and the quick
-# tier, which needs no Docker, in the cores' idle moments beside them (it stood before the
-# lanes until stop 43: 4-6 min of the run). A failed quick-tier phase stops both lanes
-# before their next phase (JHTEST_STOP, tests/env/timed.sh), so a lint error still fails
-# the run within minutes.
+# One make with four jobs, following what each part needs: the controller's venv and the
+# test images start together (one waits on PyPI, the other on Debian's archive and
+# Docker); the quick tier, which needs only the venv, starts as soon as the venv is there,
+# in the cores' idle moments while images build and beside the lanes; the two lanes start
+# once the images are built: lane A = LANE_A's scenarios, the demo and its browser test;
+# lane B = LANE_B's scenarios and integration. (Until stop 43 the quick tier stood before
+# the lanes: 4-6 min of the run.) A failed quick-tier phase stops both lanes before their
+# next phase (JHTEST_STOP, tests/env/timed.sh), so a lint error still fails the run within
+# minutes.
 test: ## Everything CI runs (check, molecule, integration, demo-test), then each phase's time
 	$(if $(filter-out $(LANE_A) $(LANE_B),$(SCENARIOS)),$(error $(filter-out $(LANE_A) $(LANE_B),$(SCENARIOS)): in SCENARIOS but in neither LANE_A nor LANE_B, so make test would skip it))
 	@mkdir -p .cache && : >$(JHTEST_TIMES) && rm -f $(TEST_STOP)
 	@rc=0; export JHTEST_STARTED=$$(date +%s) JHTEST_STOP=$(TEST_STOP); \
 	  export JHTEST_DEADLINE=$$(( JHTEST_STARTED + $(TEST_BUDGET_MIN) * 60 )); \
-	  $(MAKE) --no-print-directory -j2 --output-sync=target venv testenv \
-	  && $(MAKE) --no-print-directory -j3 lane-a lane-b quick || rc=$$?; \
+	  $(MAKE) --no-print-directory -j4 lane-a lane-b quick || rc=$$?; \
 	  $(TIMED) --summary; exit $$rc
 
 # The file a failed quick-tier phase of `make test` writes its name to (JHTEST_STOP).
