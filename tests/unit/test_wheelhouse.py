@@ -9,6 +9,7 @@ offline molecule scenario's job.
 
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from test_jupyterhub_config import ROLE, run_role_tasks
@@ -17,10 +18,14 @@ PYTHON = subprocess.run(["python3", "-c", "import sys; print('%d.%d' % sys.versi
                         capture_output=True, text=True, check=True).stdout.strip()
 
 
+def run(tmp_path: Path, wheelhouse: Path, venv: Path, succeed: bool = True) -> str:
+    return run_role_tasks(tmp_path, [{"name": "wheelhouse",
+                                      "ansible.builtin.include_tasks": str(ROLE / "tasks" / "wheelhouse.yml")}],
+                          {"jupyterhub_wheelhouse": str(wheelhouse), "jupyterhub_venv": str(venv)}, succeed)
+
+
 def put(tmp_path: Path, wheelhouse: Path, venv: Path) -> dict:
-    out = run_role_tasks(tmp_path, [{"name": "wheelhouse",
-                                     "ansible.builtin.include_tasks": str(ROLE / "tasks" / "wheelhouse.yml")}],
-                         {"jupyterhub_wheelhouse": str(wheelhouse), "jupyterhub_venv": str(venv)})
+    out = run(tmp_path, wheelhouse, venv)
     recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", out)
     assert recap, out[-2000:]
     return {"changed": int(recap.group(2)), "out": out}
@@ -55,14 +60,13 @@ def test_the_wheels_go_over_once_and_again_only_when_they_change_or_a_copy_was_c
     assert put(tmp_path, wheelhouse, venv)["changed"] > 0
     assert sorted(p.name for p in there.iterdir()) == ["a-1.0-py3-none-any.whl", "b-2.0-py3-none-any.whl"]
     assert (there / "a-1.0-py3-none-any.whl").read_bytes() == b"a rebuilt"
-    assert not list(tmp_path.glob("**/*-wheels.tar")), "the archive does not stay behind"
+    # The archive is made in the controller's temporary directory (ansible's tempfile).
+    assert not list(Path(tempfile.gettempdir()).glob("ansible.*-wheels.tar")), "the archive does not stay behind"
 
 
 def test_a_bundle_without_wheels_for_the_servers_python_is_refused_naming_it(tmp_path):
     wheelhouse, venv = tmp_path / "bundle" / "wheels", tmp_path / "opt" / "jupyterhub"
     (wheelhouse / "py2.7").mkdir(parents=True)
-    out = run_role_tasks(tmp_path, [{"name": "wheelhouse",
-                                     "ansible.builtin.include_tasks": str(ROLE / "tasks" / "wheelhouse.yml")}],
-                         {"jupyterhub_wheelhouse": str(wheelhouse), "jupyterhub_venv": str(venv)}, succeed=False)
+    out = run(tmp_path, wheelhouse, venv, succeed=False)
     assert f"has no py{PYTHON}/" in out
     assert not Path(f"{venv}-wheels").exists()
