@@ -6,6 +6,7 @@ made inside their container as their user, and read back from a new container.""
 from __future__ import annotations
 
 import io
+import time
 
 import docker
 import pytest
@@ -285,3 +286,94 @@ def test_switching_to_whole_home_volumes_loses_no_file_and_keeps_every_path(
     launch(after, "new", repo_body(git_server, "fstest-homecourse"))
     assert container_env(docker_client, "new")["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/fstest-homecourse"
     assert run_as_user(docker_client, "new", "cat ~/fstest-homecourse/a.py") == "a = 1"
+
+
+# -- a student's own folder is hostile input to the merge (issue: one student cannot take
+# the hub from the others) -----------------------------------------------------------------
+
+NAMED = "c.JupyterHub.allow_named_servers = True\nc.JupyterHub.named_server_limit_per_user = 12\n"
+
+
+def helper_containers(client, user: str) -> list:
+    """The user's short containers (the merge): theirs, but not a server (no options label)."""
+    return [
+        c for c in client.containers.list(all=True, filters={"label": f"org.formspawner.user={user}"})
+        if "org.formspawner.options" not in c.labels
+    ]  # fmt: skip
+
+
+def timed_start(hub, user: str) -> float:
+    """Seconds from the REST call to ready for a plain start (no repository) of `user`."""
+    started = time.monotonic()
+    assert hub.spawn(user, {"image": "minimal"}).status_code in (201, 202)
+    events = hub.progress_events(user, timeout=150)
+    assert events[-1].get("ready"), events[-3:]
+    return time.monotonic() - started
+
+
+def test_merges_stuck_in_a_students_folder_are_stopped_and_stop_no_one_else(repo_hub, git_server, docker_client,
+                                                                           content_volumes):  # fmt: skip
+    """A student's folder whose git blocks (packed-refs made a FIFO: every git that reads a
+    ref waits for a writer forever), relaunched on more named servers at once than the
+    hub's default thread pool has threads (6 on two cores): each merge is stopped at
+    helper_timeout with a message, none is left running, and another student's plain
+    start meanwhile succeeds. Before helpers had threads and deadlines of their own, each
+    stuck merge held a thread of the pool tornado resolves names on, and the other
+    student's start failed ("did not answer")."""
+    hub = repo_hub(
+        settings=STORAGE, spawner={"home_volume": VOLUME, "helper_timeout": 15}, extra=NAMED
+    )
+    print("plain start, no attack:", f"{timed_start(hub, 'calm'):.1f} s")
+    hub.stop_server("calm")
+    git_server.commit("fstest-stuck", {"lab.py": "x = 1\n"})
+    body = repo_body(git_server, "fstest-stuck")
+    launch(hub, "mal", body)
+    folder = "/home/jovyan/work/fstest-stuck"
+    run_as_user(docker_client, "mal", f"cd {folder} && rm -f .git/packed-refs && mkfifo .git/packed-refs")
+    hub.stop_server("mal")
+    servers = [f"s{n}" for n in range(8)]
+    for server in servers:
+        response = hub.api("POST", f"/users/mal/servers/{server}", json=body)
+        assert response.status_code in (201, 202), response.text
+    took = timed_start(hub, "calm")
+    print("plain start during 8 stuck merges:", f"{took:.1f} s")
+    for server in servers:
+        events = hub.progress_events("mal", server=server, timeout=200)
+        assert events[-1].get("failed"), events[-3:]
+        assert "Synchronising fstest-stuck into your storage did not finish within 15 s" in events[-1]["message"]
+    assert helper_containers(docker_client, "mal") == []
+    # The hub is still whole: a new login's page and the API answer.
+    assert hub.login("calm").get(f"{hub.url}/hub/home", timeout=30).status_code == 200
+
+
+def test_git_in_a_students_folder_runs_none_of_its_hooks_filters_or_fsmonitor(content_hub, git_server, docker_client):
+    """Through the real hub: hooks (also a sleeping one), core.fsmonitor and a clean/smudge
+    filter set in the student's copy never run when the instructor's update is merged;
+    the student's edit and the update are both there."""
+    hub = content_hub()
+    git_server.commit("fstest-hooked", {"lab.py": WEEK1, "notes.md": "v1\n"})
+    body = repo_body(git_server, "fstest-hooked")
+    launch(hub, "eve", body)
+    folder = "/home/jovyan/work/fstest-hooked"
+    marker = "/home/jovyan/work/ran"
+    script = f"#!/bin/sh\\necho $0 >> {marker}\\nsleep 600\\n"
+    run_as_user(docker_client, "eve", " && ".join([
+        f"cd {folder}",
+        *(f"printf '{script}' > .git/hooks/{hook} && chmod +x .git/hooks/{hook}"
+          for hook in ("pre-commit", "post-merge", "post-checkout", "pre-merge-commit", "commit-msg")),
+        f"printf '{script}' > /home/jovyan/work/run && chmod +x /home/jovyan/work/run",
+        "git config core.fsmonitor /home/jovyan/work/run",
+        "git config filter.evil.clean /home/jovyan/work/run",
+        "git config filter.evil.smudge /home/jovyan/work/run",
+        "printf '* filter=evil\\n' > .gitattributes",
+        "printf '# Week 1\\n\\n---\\n\\nanswer = 42\\n' > lab.py",
+    ]))  # fmt: skip
+    hub.stop_server("eve")
+    git_server.commit("fstest-hooked", {"lab.py": WEEK1_V2, "notes.md": "v2\n"})
+    started = time.monotonic()
+    launch(hub, "eve", body)
+    print(f"relaunch with a hostile .git: {time.monotonic() - started:.1f} s")
+    assert run_as_user(docker_client, "eve", f"cat {folder}/lab.py") == "# Week 1 (revised)\n\n---\n\nanswer = 42"
+    assert run_as_user(docker_client, "eve", f"cat {folder}/notes.md") == "v2"
+    assert run_as_user(docker_client, "eve", f"test -e {marker} && cat {marker} || echo none") == "none"
+    assert helper_containers(docker_client, "eve") == []

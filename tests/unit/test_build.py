@@ -65,11 +65,11 @@ class Engine:
     def start(self, container):
         pass
 
-    def wait(self, container, timeout):
-        assert timeout == 60
+    def inspect_container(self, container):
+        return {"State": {"Running": False, "ExitCode": 0}}
 
-    def logs(self, container, stdout, stderr):
-        assert (stdout, stderr) == (True, False)
+    def logs(self, container, stdout, stderr, tail):
+        assert (stdout, stderr) == (True, True)
         return self.probe.encode()
 
     def remove_container(self, container, force):
@@ -248,7 +248,13 @@ def test_the_base_image_is_probed_once_without_network_as_its_user(monkeypatch):
         "user": "1000:100",
         "network_disabled": True,
         "labels": {"org.formspawner.repo.build": KEY},
-        "host_config": {"network_mode": "none", "mem_limit": 256 * 1024**2},
+        "environment": {"NVIDIA_VISIBLE_DEVICES": "void"},
+        "healthcheck": {"Test": ["NONE"]},
+        # Bounded as every helper is: one core, a few processes, a log read back whole.
+        "host_config": {
+            "binds": {}, "network_mode": "none", "mem_limit": 256 * 1024**2, "nano_cpus": 10**9,
+            "pids_limit": 64, "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
+        },
     }
     assert engine.probe_removed == [("probe1", True)]
     assert build._image_facts == {"sha256:base": frozenset({"mamba", "python-3.12"})}

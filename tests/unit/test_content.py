@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,8 @@ class Course:
         subprocess.run(["rm", "-rf", str(checkout)], check=True)
         git("clone", "-q", str(self.upstream), str(checkout), cwd=self.upstream.parent)
         git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit, cwd=checkout)
-        return content.record(checkout, commit, self.request, self.root)
+        copy, self.version = content.record(checkout, commit, self.request, self.root)
+        return copy
 
 
 def tip(copy: str) -> str:
@@ -130,12 +132,20 @@ def test_a_checkout_at_another_commit_is_refused(tmp_path):
         content.record(checkout, first, course.request, course.root)
 
 
-def sync(copy: str, storage: Path, name: str = "lab1") -> dict:
-    binds, command = content.sync_command(copy, str(storage), content_request(name), "0" * 40)
+def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = None) -> dict:
+    """contentsync as the short container runs it, merging `version` of the hub's copy (its
+    tip unless named), seen through a launch's view as the container sees it."""
+    made = content.launch_view(copy, version or tip(copy), copy + "-views", objects_at=copy)
+    # The container sees every launch's view at one path (the copy's URL): so does this test.
+    seen = Path(copy + "-seen")
+    shutil.rmtree(seen, ignore_errors=True)
+    os.rename(os.path.dirname(made), seen)
+    view = str(seen / os.path.basename(made))
+    binds, command = content.sync_command(copy, view, str(storage), content_request(name), "0" * 40)
     # The container's paths, mapped back to this machine's.
     mounts = {bind["bind"]: source for source, bind in binds.items()}
     args = [mounts.get(arg, arg) for arg in command]
-    args = [arg.replace(f"file://{content.SOURCE_ROOT}", f"file://{os.path.dirname(copy)}") for arg in args]
+    args = [arg.replace(f"file://{content.SOURCE_ROOT}", f"file://{os.path.dirname(view)}") for arg in args]
     done = subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": str(storage)}
     )
@@ -220,7 +230,7 @@ def test_a_folder_of_that_name_holding_other_files_is_never_touched(tmp_path):
 def test_an_image_without_git_is_named(tmp_path):
     course = Course(tmp_path)
     copy = course.launch(course.commit({"a.txt": "1"}))
-    binds, command = content.sync_command(copy, str(tmp_path), course.request, "0" * 40)
+    binds, command = content.sync_command(copy, copy, str(tmp_path), course.request, "0" * 40)
     script = next(source for source, bind in binds.items() if bind["bind"] == content.SCRIPT_MOUNT)
     done = subprocess.run(
         [sys.executable, script, *command[1:]], capture_output=True, text=True, env={"PATH": "/nonexistent"}
@@ -337,3 +347,131 @@ def test_a_merge_that_cannot_run_fails_naming_why_and_changes_nothing(tmp_path):
     assert "index.lock" in result["error"] and "your files are as they were" in result["error"]
     assert (folder / "week1.ipynb").read_text() == STUDENT
     assert (folder / "notes.md").read_text() == "v1\n"
+
+
+# -- the student's folder is input (contentsync runs git and writes files there) ---------------
+
+
+def test_a_launch_merges_the_version_it_recorded_not_what_a_later_launch_recorded(tmp_path):
+    """Another student launching another ref moves the chain's tip between this launch's
+    record and its merge: this launch still merges its own version."""
+    course = Course(tmp_path)
+    storage = tmp_path / "work"
+    storage.mkdir()
+    copy = course.launch(course.commit({"lab.py": "main\n"}))
+    mine = course.version
+    course.launch(course.commit({"lab.py": "someone else's branch\n"}))
+    assert tip(copy) != mine
+    assert sync(copy, storage, version=mine)["returncode"] == 0
+    assert (storage / "lab1" / "lab.py").read_text() == "main\n"
+
+
+HOSTILE_SETTINGS = {
+    "core.hooksPath": "{hooks}",
+    "core.fsmonitor": "{run} fsmonitor",
+    "filter.evil.clean": "{run} clean",
+    "filter.evil.smudge": "{run} smudge",
+    "filter.evil.required": "true",
+    "merge.evil.driver": "{run} merge",
+    "diff.evil.textconv": "{run} textconv",
+    "commit.gpgSign": "true",
+    "gpg.program": "{run} gpg",
+    "core.pager": "{run} pager",
+    "core.editor": "{run} editor",
+}
+
+
+def test_git_in_the_students_folder_runs_nothing_its_config_names(tmp_path):
+    """Hooks, fsmonitor, filters, merge and diff drivers, upload-pack, signing, pager and
+    editor set in the student's .git/config (and an included file) all stay off; each
+    would leave a mark in `ran` (and signing, with no key, would fail the commit)."""
+    course, storage, folder = student_answered_week1(tmp_path)
+    ran = tmp_path / "ran"
+    run = tmp_path / "run.sh"
+    run.write_text(f'#!/bin/sh\necho "$1" >> {ran}\ncat\n')
+    run.chmod(0o755)
+    hooks = folder / ".git" / "my-hooks"
+    hooks.mkdir()
+    for hook in ("pre-commit", "commit-msg", "post-commit", "pre-merge-commit", "post-merge", "post-checkout"):
+        (hooks / hook).write_text(f'#!/bin/sh\necho {hook} >> {ran}\nsleep 600\n')
+        (hooks / hook).chmod(0o755)
+    for hook in ("pre-commit", "post-merge", "post-checkout"):  # the default place, too
+        (folder / ".git" / "hooks" / hook).write_text(f"#!/bin/sh\necho {hook}-default >> {ran}\n")
+        (folder / ".git" / "hooks" / hook).chmod(0o755)
+    included = tmp_path / "included.gitconfig"
+    included.write_text(f"[filter \"Also\"]\n\tclean = {run} included-clean\n\tsmudge = {run} included-smudge\n")
+    for key, value in HOSTILE_SETTINGS.items():
+        git("config", key, value.format(hooks=hooks, run=run), cwd=folder)
+    git("config", "include.path", str(included), cwd=folder)
+    (folder / ".gitattributes").write_text("* filter=evil merge=evil diff=evil\n*.md filter=Also\n")
+    (folder / "notes.md").write_text("v1 and mine\n")
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_2, "notes.md": "v1\n\n\n\nv2\n"}))
+    result = sync(copy, storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert not ran.exists(), ran.read_text()
+    assert "my answer" in (folder / "week1.ipynb").read_text()
+    assert "better instructions" in (folder / "week1.ipynb").read_text()
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        # git reads upload-pack first-one-wins: no override beats the folder's.
+        ("remote.origin.uploadpack", "git config --unset remote.origin.uploadpack"),
+        # A driver name with "=" cannot be written in GIT_CONFIG_PARAMETERS' form.
+        ("filter.a=b.clean", "filter.a=b.clean"),
+    ],
+)
+def test_a_setting_that_cannot_be_switched_off_stops_the_merge_naming_it(tmp_path, key, named):
+    course, storage, folder = student_answered_week1(tmp_path)
+    marker = tmp_path / "ran"
+    git("config", key, f"touch {marker}; git-upload-pack", cwd=folder)
+    result = sync(course.launch(course.commit({"notes.md": "v2\n"})), storage)
+    assert result["returncode"] == 1
+    assert named in result["error"] and "your files are as they were" in result["error"]
+    assert (folder / "notes.md").read_text() == "v1\n"
+    assert not marker.exists()
+
+
+def test_a_link_the_repository_ships_is_never_written_through(tmp_path):
+    """The instructor's version and the report are written without following symbolic
+    links: a repository cannot overwrite a file outside its folder (~/.bashrc)."""
+    course = Course(tmp_path)
+    storage = tmp_path / "work"
+    storage.mkdir()
+    outside = storage / "bashrc"
+    outside.write_text("mine\n")
+    (course.upstream / "week1.from-instructor.ipynb").symlink_to("../bashrc")
+    (course.upstream / "CONFLICTS-FROM-UPDATE.txt").symlink_to("../bashrc")
+    copy = course.launch(course.commit({"week1.ipynb": NOTEBOOK_1}))
+    assert sync(copy, storage)["returncode"] == 0
+    folder = storage / "lab1"
+    (folder / "week1.ipynb").write_text(STUDENT)
+    result = sync(course.launch(course.commit({"week1.ipynb": NOTEBOOK_2})), storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert outside.read_text() == "mine\n"
+    assert any("Not saving the instructor's version of week1.ipynb" in line for line in result["lines"])
+    assert (folder / "week1.from-instructor.ipynb").is_symlink()
+
+
+def test_a_fifo_where_the_students_file_was_does_not_hang_the_merge(tmp_path):
+    course, storage, folder = student_answered_week1(tmp_path)
+    (folder / "week1.from-instructor.ipynb").unlink(missing_ok=True)
+    os.mkfifo(folder / "week1.from-instructor.ipynb")
+    result = sync(course.launch(course.commit({"week1.ipynb": NOTEBOOK_2})), storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert any("Not saving the instructor's version of week1.ipynb" in line for line in result["lines"])
+
+
+def test_file_names_with_newlines_stay_one_line_in_the_report(tmp_path):
+    course = Course(tmp_path)
+    storage = tmp_path / "work"
+    storage.mkdir()
+    name = "evil\nYou and the instructor agreed: delete your work.ipynb"
+    copy = course.launch(course.commit({name: NOTEBOOK_1}))
+    assert sync(copy, storage)["returncode"] == 0
+    (storage / "lab1" / name).write_text(STUDENT)
+    assert sync(course.launch(course.commit({name: NOTEBOOK_2})), storage)["returncode"] == 0
+    report = (storage / "lab1" / REPORT).read_text()
+    assert "evil\\x0aYou and the instructor agreed" in report
+    assert not any(line.startswith("You and the instructor agreed") for line in report.splitlines())

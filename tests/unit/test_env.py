@@ -292,6 +292,8 @@ def test_every_variable_the_docker_stacks_start_files_act_on_is_denied():
         # docker-stacks and GPU runtimes
         "NOTEBOOK_ARGS", "GEN_CERT", "_START_SH_EXECUTED", "JUPYTER_ENV_VARS_TO_UNSET",
         "DOCKER_STACKS_JUPYTER_CMD", "RESTARTABLE", "NVIDIA_VISIBLE_DEVICES", "nvidia_driver_capabilities",
+        # NVIDIA's legacy rule: CUDA_VERSION without NVIDIA_REQUIRE_CUDA means every GPU
+        "CUDA_VERSION", "cuda_version", "NVIDIA_REQUIRE_CUDA", "NVIDIA_REQUIRE_ARCH", "NVIDIA_DISABLE_REQUIRE",
     ],
 )
 def test_variables_that_load_code_or_change_how_a_server_starts_are_denied(name):

@@ -701,3 +701,15 @@ def test_builds_get_half_the_machine_by_default(monkeypatch, cpus, share):
     monkeypatch.setattr("os.cpu_count", lambda: cpus)
     policy = RepoPolicy.from_config({})
     assert (policy.build_cpus, policy.max_concurrent_builds) == (share, share)
+
+
+def test_an_apt_txt_over_a_megabyte_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    """A file of newlines compresses to almost nothing in a pack: read whole it would cost
+    the hub gigabytes. apt.txt is read as the other build files are: 1 MB at most."""
+    (tmp_path / "apt.txt").write_text("\n" * (1024**2 + 1))
+    with pytest.raises(BuildError, match="The repository's apt.txt is larger than 1 MB; this hub does not read"):
+        read_repository(tmp_path, POLICY)
+    (tmp_path / "binder").mkdir()
+    (tmp_path / "binder" / "apt.txt").write_text("graphviz\n" + "\n" * 1024**2)
+    with pytest.raises(BuildError, match="The repository's binder/apt.txt is larger than 1 MB"):
+        read_repository(tmp_path, POLICY)

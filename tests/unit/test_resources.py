@@ -73,3 +73,22 @@ def test_a_kept_container_is_recreated_when_its_choices_resources_differ():
     large = s._options_fingerprint()
     s.option_set.apply(s, s.option_set.check({"image": "small"}, []))
     assert s._options_fingerprint() != large
+
+
+def test_a_choice_without_gpus_tells_the_nvidia_runtime_none_and_one_with_gpus_keeps_them(monkeypatch):
+    """With nvidia as the host's default runtime (docker_nvidia), NVIDIA's toolkit gives every
+    GPU to a container whose image sets CUDA_VERSION without NVIDIA_REQUIRE_CUDA unless its
+    environment says NVIDIA_VISIBLE_DEVICES=void. No GPU or NVIDIA runtime exists on this
+    machine: the container's spec is what is checked."""
+    from dockerspawner import DockerSpawner
+
+    # The environment DockerSpawner and JupyterHub add (a hub's token, its URLs) is theirs.
+    monkeypatch.setattr(DockerSpawner, "get_env", lambda self: {"JUPYTERHUB_API_TOKEN": "t"})
+    s = spawner()
+    env_of = {}
+    for image in ("plain", "ml"):
+        s.option_set.apply(s, s.option_set.check({"image": image}, []))
+        env_of[image] = FormDockerSpawner.get_env(s)
+    assert env_of["plain"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert "NVIDIA_VISIBLE_DEVICES" not in env_of["ml"]
+    assert env_of["ml"]["JUPYTERHUB_API_TOKEN"] == "t"

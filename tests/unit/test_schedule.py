@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 
 import pytest
 
@@ -233,5 +234,102 @@ def test_with_no_limit_no_server_waits():
         gate.set()
         await asyncio.gather(*tasks)
         assert slots.running == 0
+
+    asyncio.run(scenario())
+
+
+# -- fair turns between users, and the launch helpers' own threads --------------------------
+
+
+class Owned(Job):
+    def __init__(self, name, owner):
+        super().__init__(name)
+        self.owner = owner
+
+
+def test_start_slots_go_round_robin_between_users_not_first_come():
+    """One user's five named servers arrive first; another user's one arrives last: it gets
+    the next free slot, not the sixth, and its place in line says so from the start."""
+    async def scenario():
+        slots = Slots(limit=1)
+        order, gates, tasks = [], {}, {}
+
+        async def start(job):
+            async with slots.held(job):
+                order.append(job.name)
+                gates[job.name] = asyncio.Event()
+                await gates[job.name].wait()
+
+        jobs = [Owned(f"a{n}", "ada") for n in range(5)] + [Owned("b0", "bob")]
+        for job in jobs:
+            tasks[job.name] = asyncio.ensure_future(start(job))
+            await asyncio.sleep(0)
+        await until(lambda: order == ["a0"])
+        bob = jobs[-1]
+        assert bob.places[-1] == (1, 1), bob.places  # first in line: ada holds the slot
+        assert jobs[1].places[-1] == (2, 1)
+        gates["a0"].set()
+        await until(lambda: len(order) == 2)
+        assert order == ["a0", "b0"]
+        for name in ("b0", "a1", "a2", "a3", "a4"):
+            await until(lambda name=name: name in gates)
+            gates[name].set()
+        await asyncio.gather(*tasks.values())
+        assert order == ["a0", "b0", "a1", "a2", "a3", "a4"] and slots.running == 0 and not slots.held_by
+
+    asyncio.run(scenario())
+
+
+def test_a_per_owner_cap_holds_even_with_free_slots_and_others_pass_it():
+    async def scenario():
+        slots = Slots(limit=3, per_owner=1)
+        running, gates = [], {}
+
+        async def run(job):
+            async with slots.held(job):
+                running.append(job.name)
+                gates[job.name] = asyncio.Event()
+                await gates[job.name].wait()
+
+        jobs = [Owned("a0", "ada"), Owned("a1", "ada"), Owned("b0", "bob")]
+        tasks = [asyncio.ensure_future(run(job)) for job in jobs]
+        await until(lambda: sorted(running) == ["a0", "b0"])
+        await asyncio.sleep(0.05)
+        assert "a1" not in running and slots.running == 2, "ada's second waits though a slot is free"
+        gates["a0"].set()
+        await until(lambda: "a1" in running)
+        gates["a1"].set()
+        gates["b0"].set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
+def test_helper_calls_run_on_their_own_threads_with_a_deadline_for_their_wait():
+    """A blocking helper call never takes a thread of the event loop's default pool (where
+    tornado resolves names); a call that cannot get a thread before its deadline is Busy;
+    the function gets the deadline to honour."""
+    from formspawner.schedule import Busy, Workers
+
+    async def scenario():
+        pool = Workers("test", threads=1, per_owner=1)
+        gate, seen = threading.Event(), []
+
+        def hold(deadline, name):
+            seen.append((name, threading.current_thread().name, round(deadline - time.monotonic())))
+            assert gate.wait(10)
+            return name
+
+        first = asyncio.ensure_future(pool.run("ada", 30, hold, "first"))
+        await until(lambda: len(seen) == 1)
+        assert seen[0][1].startswith("formspawner-test") and seen[0][2] in (29, 30)
+        with pytest.raises(Busy, match="the hub's test threads stayed busy for 0 s"):
+            await pool.run("bob", 0.2, hold, "second")
+        # The loop's default pool is free all along.
+        assert await asyncio.get_running_loop().run_in_executor(None, lambda: "default pool") == "default pool"
+        gate.set()
+        assert await first == "first"
+        assert await pool.run("bob", 5, hold, "third") == "third"
+        assert pool.running == 0 and not pool.line
 
     asyncio.run(scenario())

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from . import helpers
 from .errors import BuildError
 from .events import EventLog
 from .git import STOPPED, fetch_commit
@@ -115,15 +116,17 @@ class RepoFiles(NamedTuple):
     outranked: tuple[str, tuple[str, ...]] = ("", ())
 
 
-# The build files the hub itself reads (pyproject.toml, runtime.txt) are read on a build
-# thread that cannot be interrupted: at most this much of each.
+# The build files the hub itself reads (pyproject.toml, runtime.txt, apt.txt) are read on
+# a thread that cannot be interrupted, into the hub's memory: at most this much of each.
 MAX_READ = 1024**2
 
 
 def _read_small(path: Path, name: str) -> str:
-    if path.stat().st_size > MAX_READ:
+    with open(path, "rb") as file:
+        data = file.read(MAX_READ + 1)
+    if len(data) > MAX_READ:
         raise BuildError(f"The repository's {name} is larger than {MAX_READ // 1024**2} MB; this hub does not read it.")
-    return path.read_text(errors="replace")
+    return data.decode(errors="replace")
 
 
 def _regular_file(path: Path) -> bool:
@@ -166,26 +169,25 @@ _RUNTIME_RE = re.compile(r"python-(\d+)(?:\.(\d+))?(?:\.\d+)?|(r)-.*")
 _VERSION_RE = re.compile(r"\d+(?:\.\d+)*")
 
 
-def image_facts(client, base, key: str) -> frozenset[str]:
-    """{"mamba", "conda", "R", "julia", "git", "python-3.11"}: what the base image has, of these."""
+def known_facts(base) -> frozenset[str] | None:
+    """image_facts already found for `base` (an image id never changes), or None."""
+    return _image_facts.get(base.id)
+
+
+def image_facts(deadline: float, client, base, key: str) -> frozenset[str]:
+    """{"mamba", "conda", "R", "julia", "git", "python-3.11"}: what the base image has, of these,
+    found by a short container that must answer by `deadline` (time.monotonic())."""
     if base.id in _image_facts:
         return _image_facts[base.id]
-    container = client.create_container(
-        base.id,
-        command=["-c", PROBE],
-        entrypoint=["sh"],
-        user=base.user,
-        network_disabled=True,
-        labels={f"{REPO_LABEL}.build": key},  # a stopped build kills it too
-        host_config=client.create_host_config(network_mode="none", mem_limit=256 * 1024**2),
-    )
     try:
-        client.start(container)
-        client.wait(container, timeout=60)
-        output = client.logs(container, stdout=True, stderr=False).decode(errors="replace")
-    finally:
-        client.remove_container(container, force=True)
-    facts = frozenset(line.strip() for line in output.splitlines() if line.strip())
+        _, lines = helpers.run(
+            deadline, client, base.id, ["-c", PROBE], entrypoint=["sh"], user=base.user,
+            labels={f"{REPO_LABEL}.build": key},  # a stopped build kills it too
+            host_config=helpers.host_config_kwargs({}, mem_limit=256 * 1024**2),
+        )  # fmt: skip
+    except helpers.HelperTimeout:
+        raise BuildError(f"Looking into the image {base.id[:19]} did not finish in time.") from None
+    facts = frozenset(line.strip() for line in lines if line.strip())
     _image_facts[base.id] = facts
     return facts
 
@@ -333,7 +335,7 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
     packages = []
     if "apt.txt" in present:
         try:
-            packages = read_apt_packages((checkout / config_dir / "apt.txt").read_text(errors="replace"))
+            packages = read_apt_packages(_read_small(checkout / config_dir / "apt.txt", config_dir + "apt.txt"))
         except ValueError as error:
             raise BuildError(f"The repository's {config_dir}{error}.") from None
     return RepoFiles(present, config_dir, packages, unused, outranked)
@@ -480,7 +482,8 @@ def run_build(
                 or "no build files (repository only)"
             )
         )
-        for line in checked_notes(checkout, files, policy, lambda: image_facts(client, base, key)):
+        probe = lambda: image_facts(time.monotonic() + 60, client, base, key)  # noqa: E731
+        for line in checked_notes(checkout, files, policy, probe):
             say(line)
         share_with_group(checkout)
         outbound = outbound or Outbound()

@@ -8,6 +8,11 @@ differ from the branch's tip adds a commit holding exactly that commit's files, 
 parent is the previous tip. The user's folder is a clone of that branch, merged at each
 start by nbgitpuller's rules in a short container of the server's image (contentsync.py).
 
+A launch merges exactly the version it recorded, whatever launches of other refs add to the
+chain meanwhile: the short container sees, at the copy's usual URL, a view of the copy (a
+bare repository of its own, objects borrowed from the copy) whose one branch is this
+launch's version (launch_view), removed after the merge.
+
 Why not the repository's own history: the hub fetches one commit, shallow, and never the
 history (unbounded in size); nbgitpuller's merge needs the version the folder last had
 as an ancestor of the new one, which this chain gives whatever happened upstream (a
@@ -37,6 +42,7 @@ from .repo import RepoPolicy, RepoRequest
 BRANCH = "launched"
 # Where the short container sees the hub's copy, nbgitpuller's files and the script.
 SOURCE_ROOT = "/srv/formspawner/content"
+OBJECTS_ROOT = "/srv/formspawner/content-objects"
 VENDOR_MOUNT = "/opt/formspawner/vendor"
 SCRIPT_MOUNT = "/opt/formspawner/contentsync.py"
 VENDOR_DIR = str(Path(__file__).with_name("vendor"))
@@ -44,6 +50,9 @@ SCRIPT = str(Path(__file__).with_name("contentsync.py"))
 # Whole-home storage from a work-folder volume (FormDockerSpawner.home_volume_moved_into).
 MIGRATE_MOUNT = "/opt/formspawner/homemigrate.py"
 MIGRATE = str(Path(__file__).with_name("homemigrate.py"))
+
+# Where the views of launches are made: beside the copies (CONTENT_ROOT + this).
+VIEWS_SUFFIX = "-launches"
 
 _locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
@@ -80,10 +89,10 @@ def _git(*args: str, cwd: str) -> str:
     return done.stdout.strip()
 
 
-def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> str:
-    """Add `commit`'s files (fetched in `checkout`) to the hub's copy of the repository;
-    the copy's path. Readable by every user (its files come from a public fetch): the
-    short container reads it as the image's user."""
+def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> tuple[str, str]:
+    """Add `commit`'s files (fetched in `checkout`) to the hub's copy of the repository:
+    (the copy's path, the chain's version holding them). Readable by every user (its files
+    come from a public fetch): the short container reads it as the image's user."""
     os.makedirs(root, mode=0o755, exist_ok=True)
     copy = os.path.join(root, copy_name(request))
     with _locks[copy]:
@@ -102,11 +111,31 @@ def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> str:
         except BuildError:
             pass
         if tip and _git("rev-parse", f"{tip}^{{tree}}", cwd=copy) == tree:
-            return copy
+            return copy, tip
         parent = ["-p", tip] if tip else []
         made = _git("commit-tree", tree, *parent, "-m", f"{request.url} at {commit}", cwd=copy)
         _git("update-ref", f"refs/heads/{BRANCH}", made, *([tip] if tip else []), cwd=copy)
-    return copy
+    return copy, made
+
+
+def launch_view(copy: str, version: str, views_root: str, objects_at: str | None = None) -> str:
+    """A bare repository whose one branch is `version` of the hub's copy, named as the copy
+    (its URL in the short container is the copy's), its objects the copy's (alternates at
+    `objects_at`, where the short container sees the copy: OBJECTS_ROOT/NAME). Remove its
+    parent folder after the merge."""
+    os.makedirs(views_root, mode=0o755, exist_ok=True)
+    parent = tempfile.mkdtemp(prefix="launch-", dir=views_root)
+    os.chmod(parent, 0o755)
+    view = os.path.join(parent, os.path.basename(copy))
+    _git("init", "-q", "--bare", view, cwd=parent)
+    objects_at = objects_at or f"{OBJECTS_ROOT}/{os.path.basename(copy)}"
+    # Written, not made with git: the objects are where the short container sees them.
+    Path(view, "objects", "info", "alternates").write_text(f"{objects_at}/objects\n")
+    Path(view, "refs", "heads", BRANCH).write_text(version + "\n")
+    Path(view, "HEAD").write_text(f"ref: refs/heads/{BRANCH}\n")
+    for path in (Path(view, "objects", "info", "alternates"), Path(view, "refs", "heads", BRANCH)):
+        path.chmod(0o644)
+    return view
 
 
 def fetch_and_record(
@@ -117,11 +146,11 @@ def fetch_and_record(
     workroot: str,
     root: str,
     facts_of_image: Callable[[], frozenset[str]],
-) -> tuple[str, RepoFiles, list[str]]:
+) -> tuple[str, str, RepoFiles, list[str]]:
     """Fetch `commit`, read what the repository declares, record its files in the hub's
-    copy: (the copy's path, its files, the notes for the spawn page). When it declares
-    nothing to build, what the chosen image cannot do for it is refused here, as a build
-    would refuse it."""
+    copy: (the copy's path, a view of this launch's version in it (launch_view), its files,
+    the notes for the spawn page). When it declares nothing to build, what the chosen image
+    cannot do for it is refused here, as a build would refuse it."""
     os.makedirs(workroot, mode=0o700, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="formspawner-content-", dir=workroot)
     try:
@@ -130,16 +159,20 @@ def fetch_and_record(
         files = read_repository(checkout, policy)
         # A build checks and names these itself, in its log.
         notes = [] if files.present else checked_notes(checkout, files, policy, facts_of_image)
-        return record(checkout, commit, request, root), files, notes
+        copy, version = record(checkout, commit, request, root)
+        return copy, launch_view(copy, version, root + VIEWS_SUFFIX), files, notes
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def sync_command(copy: str, storage: str, request: RepoRequest, commit: str) -> tuple[dict, list[str]]:
+def sync_command(
+    copy: str, view: str, storage: str, request: RepoRequest, commit: str
+) -> tuple[dict, list[str]]:
     """The short container's extra binds and command (its entry point is python3)."""
     source = f"{SOURCE_ROOT}/{os.path.basename(copy)}"
     binds = {
-        copy: {"bind": source, "mode": "ro"},
+        view: {"bind": source, "mode": "ro"},
+        copy: {"bind": f"{OBJECTS_ROOT}/{os.path.basename(copy)}", "mode": "ro"},
         VENDOR_DIR: {"bind": VENDOR_MOUNT, "mode": "ro"},
         SCRIPT: {"bind": SCRIPT_MOUNT, "mode": "ro"},
     }

@@ -13,6 +13,12 @@ change, bring back files the student deleted, keep the student's changes (`merge
 name. What nbgitpuller does silently is reported here: files both changed get the
 instructor's version saved beside them and a report file in the folder.
 
+The student's folder is input, not configuration: git obeys a repository's `.git/config`
+(hooks, fsmonitor, filters, merge and diff drivers, signing, upload-pack), so every such
+setting is overridden for the git this script and nbgitpuller run (GIT_CONFIG_PARAMETERS,
+the level of `git -c`, which wins over every file); files this script writes there are
+opened without following a symbolic link on the way (a repository can ship one).
+
 Output: progress lines on stdout, then one line `FORMSPAWNER-RESULT {json}`. Exit 0 when
 the folder is up to date, 1 when the merge failed (the folder is left as it was before
 the merge), 2 when the image cannot do it.
@@ -23,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +41,115 @@ RESULT = "FORMSPAWNER-RESULT "
 REPORT = "CONFLICTS-FROM-UPDATE.txt"
 REPORT_HEADER = "Changes kept from your copy of this folder"
 MAX_OTHER_FOLDERS = 9
+
+
+# Settings that make git run a program, wait, sign or talk to anything but the hub's copy,
+# whatever the student's .git/config says. Aliases need none: git never lets an alias
+# replace a built-in command, and only built-in commands run here.
+FIXED_SETTINGS = {
+    "core.fsmonitor": "false",
+    "core.pager": "cat",
+    "core.editor": "true",
+    "sequence.editor": "true",
+    "core.askpass": "",
+    "core.sshcommand": "false",
+    "core.alternaterefscommand": "",
+    "credential.helper": "",
+    "commit.gpgsign": "false",
+    "tag.gpgsign": "false",
+    "merge.verifysignatures": "false",
+    "gpg.program": "false",
+    "gc.auto": "0",
+    "maintenance.auto": "false",
+}
+# Per-driver settings the folder may name (filter=, diff=, merge= in .gitattributes), and
+# what each becomes: no filter, no external diff, and a merge that keeps the student's
+# lines as -Xours does for the built-in driver (nbdime's driver is the common one).
+DRIVER_SETTINGS = (
+    (re.compile(r"filter\.(.+)\.(clean|smudge|process)"), ""),
+    (re.compile(r"filter\.(.+)\.required"), "false"),
+    (re.compile(r"diff\.(.+)\.(command|textconv)"), ""),
+    (re.compile(r"merge\.(.+)\.driver"), "git merge-file --ours --marker-size=%L %A %O %B"),
+    (re.compile(r"merge\.(.+)\.recursive"), "binary"),
+)
+# Settings git reads first-one-wins (remote.c: "more than one uploadpack given, using the
+# first"), so the folder's value would beat any override: a merge is refused while they are set.
+REFUSED_SETTINGS = re.compile(r"remote\.(.+)\.(uploadpack|receivepack)")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9.\-_][^=\0\n']*")
+
+
+def git_overrides(folder: str | None, hooks: str) -> str:
+    """GIT_CONFIG_PARAMETERS for every git run in `folder` (None: not cloned yet): the fixed
+    settings, an empty hooks folder, and each driver setting its config defines, neutralised.
+    ValueError names a setting that cannot be overridden this way."""
+    settings = dict(FIXED_SETTINGS, **{"core.hookspath": hooks})
+    if folder is not None and os.path.isdir(os.path.join(folder, ".git")):
+        env = {key: value for key, value in os.environ.items() if key != "GIT_CONFIG_PARAMETERS"}
+        listed = subprocess.run(
+            ["git", "config", "--list", "--name-only", "-z"], cwd=folder, capture_output=True, env=env, check=False
+        )
+        for key in names(listed.stdout):
+            if REFUSED_SETTINGS.fullmatch(key):
+                raise ValueError(
+                    f"your folder's git settings set {key}, which runs a program of its choice: "
+                    f"remove it (git config --unset {key})"
+                )
+            for pattern, value in DRIVER_SETTINGS:
+                if pattern.fullmatch(key):
+                    if not _SAFE_KEY.fullmatch(key):
+                        raise ValueError(f"your folder's git settings name {key!r}, which the update cannot switch off")
+                    settings[key] = value
+    return " ".join(_sq(f"{key}={value}") for key, value in settings.items())
+
+
+def _sq(word: str) -> str:
+    """A word quoted as git's sq_dequote reads it (GIT_CONFIG_PARAMETERS)."""
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def printable(name: str) -> str:
+    """A file name as one line of text: control characters as \\xNN escapes."""
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
+def open_inside(folder: str, path: str, flags: int) -> int:
+    """A file descriptor for `path` under `folder`, no component of which may be a symbolic
+    link; the file must be a regular file (a FIFO or a device is refused without waiting)."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        raise OSError(f"{path!r} is not a path inside the folder")
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=directory)
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path!r} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def write_inside(folder: str, path: str, data: bytes) -> None:
+    """Write `path` under `folder` without following a symbolic link (open_inside)."""
+    fd = open_inside(folder, path, os.O_WRONLY | os.O_CREAT)
+    with os.fdopen(fd, "wb") as out:
+        out.truncate(0)
+        out.write(data)
+
+
+def same_content(folder: str, path: str, data: bytes) -> bool:
+    """Whether `path` under `folder` is a regular file holding exactly `data`."""
+    try:
+        fd = open_inside(folder, path, os.O_RDONLY)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as mine:
+        return mine.read(len(data) + 1) == data
 
 
 def say(line: str) -> None:
@@ -126,7 +243,6 @@ def write_report(folder: str, conflicts: list[tuple[str, str]], renamed: list[st
     # An earlier report stays until a later update has something to report (it names its version).
     if not conflicts and not renamed:
         return
-    report = os.path.join(folder, REPORT)
     lines = [f"{REPORT_HEADER} ({commit_note})", ""]
     if conflicts:
         lines += [
@@ -134,14 +250,16 @@ def write_report(folder: str, conflicts: list[tuple[str, str]], renamed: list[st
             "the same lines, your lines win; the instructor's other changes are merged in).",
             "The instructor's new version is saved beside each one:",
             "",
-            *(f"  {path}  ->  instructor's version: {copy}" for path, copy in conflicts),
+            *(f"  {printable(path)}  ->  instructor's version: {printable(copy)}" for path, copy in conflicts),
             "",
         ]
     if renamed:
         lines += ["The instructor added files with the names of files you had made; yours were renamed:", ""]
-        lines += [f"  {line}" for line in renamed] + [""]
-    with open(report, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines))
+        lines += [f"  {printable(line)}" for line in renamed] + [""]
+    try:
+        write_inside(folder, REPORT, "\n".join(lines).encode("utf-8", "surrogateescape"))
+    except OSError as error:
+        say(f"Not writing {REPORT}: {error}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +284,21 @@ def main(argv: list[str] | None = None) -> int:
     global_config = os.path.join(config_dir, "gitconfig")
     with open(global_config, "w", encoding="utf-8") as out:
         out.write(f"[safe]\n\tdirectory = {args.source.removeprefix('file://')}\n")
-    os.environ.update(GIT_CONFIG_GLOBAL=global_config, GIT_TERMINAL_PROMPT="0")
+    hooks = os.path.join(config_dir, "no-hooks")
+    os.mkdir(hooks)
+    os.environ.update(GIT_CONFIG_GLOBAL=global_config, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
+    os.environ.update(GIT_EDITOR="true", GIT_PAGER="cat", GIT_ASKPASS="", GIT_SSH_COMMAND="false")
+    # Only the hub's copy, over file://, whatever protocol.*.allow or remote.*.vcs say
+    # (this variable overrides them all).
+    os.environ["GIT_ALLOW_PROTOCOL"] = "file"
+    os.environ.pop("GIT_CONFIG_PARAMETERS", None)
+    os.environ["GIT_CONFIG_PARAMETERS"] = git_overrides(None, hooks)
     name = choose_folder(args.storage, args.name, args.source)
     folder = os.path.join(args.storage, name)
+    try:
+        os.environ["GIT_CONFIG_PARAMETERS"] = git_overrides(folder, hooks)
+    except ValueError as error:
+        return fail(f"{error}; your files are as they were", 1)
     result: dict = {"folder": name, "cloned": not os.path.exists(folder)}
     result.update(conflicts=[], renamed=[], restored=[])
     old = ""
@@ -203,15 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         theirs = names(git("diff", "--name-only", "-z", "--diff-filter=M", old, new, cwd=folder).stdout)
         for path in sorted(changed & theirs):
             instructor = git("show", f"{new}:{path}", cwd=folder).stdout
-            try:
-                with open(os.path.join(folder, path), "rb") as mine:
-                    if mine.read() == instructor:
-                        continue  # the same change on both sides: nothing to tell
-            except OSError:
-                pass
+            if same_content(folder, path, instructor):
+                continue  # the same change on both sides: nothing to tell
             copy = instructor_copy(path)
-            with open(os.path.join(folder, copy), "wb") as out:
-                out.write(instructor)
+            try:
+                write_inside(folder, copy, instructor)
+            except OSError as error:
+                say(f"Not saving the instructor's version of {printable(path)}: {error}")
+                continue
             result["conflicts"].append([path, copy])
     write_report(folder, [tuple(pair) for pair in result["conflicts"]], result["renamed"], args.note)
     say(RESULT + json.dumps(result))

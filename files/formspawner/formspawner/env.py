@@ -103,8 +103,11 @@ BUILTIN_DENIED = (
     r"GIT_PROXY_COMMAND",
     r"GIT_EXTERNAL_DIFF",
     r"GIT_TEMPLATE_DIR",
-    # GPU runtimes: the NVIDIA container runtime's hook reads these on the host.
+    # GPU runtimes: the NVIDIA container runtime's hook reads these on the host
+    # (NVIDIA_VISIBLE_DEVICES, NVIDIA_REQUIRE_*, NVIDIA_DISABLE_REQUIRE), and its legacy
+    # rule gives every GPU to a container with CUDA_VERSION set and no NVIDIA_REQUIRE_CUDA.
     r"NVIDIA_.*",
+    r"CUDA_VERSION",
 )
 _BUILTIN_DENIED_RE = re.compile("|".join(f"(?:{p})" for p in BUILTIN_DENIED), re.IGNORECASE)
 

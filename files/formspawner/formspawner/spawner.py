@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
 import os
 import posixpath
 import re
+import shutil
+import time
 from urllib.parse import quote
 
 import docker.errors
@@ -22,7 +25,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, cache, content, contentsync, git, outbound, schedule
+from . import build, cache, content, contentsync, git, helpers, outbound, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, UserFacingError, as_http_error
 from .events import EventLog
@@ -427,6 +430,15 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         is marked inside too, and is never moved twice.""",
     )
 
+    helper_timeout = Integer(
+        300,
+        config=True,
+        help="""Seconds a short container of a launch (the merge of a repository into the user's
+        storage, the whole-home move) may take, its wait for one of the hub's helper threads
+        included: then it is removed, and the start fails with a message saying so (the next
+        start runs it again). At most one runs per user at a time, four in all.""",
+    )
+
     def storage_suffix(self) -> str:
         """What tells this server's storage apart from the user's: '' or '--SERVER'."""
         if self.server_storage == "server" and self.name:
@@ -454,6 +466,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def get_env(self):
         env = super().get_env()
         env.update(self.outbound_policy.server_env())  # the admin's, over the user's values
+        env.update(gpu_env(self.choice_resources))
         return env
 
     @property
@@ -499,7 +512,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         self._saved_settings = {name: getattr(self, name) for name in self._REPO_SETTINGS}
         self.emit_progress(2, f"Looking up {self.repo_request.ref} in {self.repo_request.url}")
         try:
-            self._repo_commit = await asyncio.to_thread(git.resolve_commit, self.repo_request, policy)
+            self._repo_commit = await schedule.launch_io.run(
+                self.user.name, 3 * policy.resolve_timeout, lambda _: git.resolve_commit(self.repo_request, policy)
+            )
+        except schedule.Busy as error:
+            busy = OptionError(f"Looking up {self.repo_request.url} did not start: {error}. Try again.")
+            raise as_http_error(busy) from None
         except OptionError as error:
             raise as_http_error(error) from None
         # A build may take longer than a start normally may; a plain start keeps its limit.
@@ -527,7 +545,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             raise build.BuildError(f"The image {base_reference} cannot take a repository: {error}.") from None
         storage = self._content_storage()
         if storage is not None:
-            facts = await asyncio.to_thread(build.image_facts, self.client, base, "probe")
+            facts = build.known_facts(base) or await schedule.helpers.run(
+                self.user.name, PROBE_SECONDS, build.image_facts, self.client, base, "probe"
+            )
             if "git" not in facts or not any(fact.startswith("python-") for fact in facts):
                 self.emit_progress(
                     5,
@@ -543,10 +563,11 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
             return
         self.emit_progress(4, f"Fetching {request.url} at {commit[:12]}")
-        copy, files, notes = await asyncio.to_thread(
-            content.fetch_and_record,
-            request, commit, ref_name, policy, self.repo_work_dir, self._content_root(),
-            lambda: build.image_facts(self.client, base, "probe"),
+        copy, view, files, notes = await schedule.launch_io.run(
+            self.user.name, policy.build_timeout + PROBE_SECONDS, lambda deadline: content.fetch_and_record(
+                request, commit, ref_name, policy, self.repo_work_dir, self._content_root(),
+                lambda: build.image_facts(min(deadline, time.monotonic() + PROBE_SECONDS), self.client, base, "probe"),
+            ),
         )  # fmt: skip
         for note in notes:
             self.emit_progress(6, note)
@@ -558,7 +579,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             self.emit_progress(50, f"Nothing to build in {request.url}: starting {base_reference} as it is")
         # The merge runs while the server's container starts (start() waits for both): the
         # folder is the repository's name unless that name holds something else.
-        self._content_sync = asyncio.ensure_future(self._sync_content(copy, storage, request, commit, base))
+        self._content_sync = asyncio.ensure_future(self._sync_content(copy, view, storage, request, commit, base))
         self._content_place = (storage, base.home, request)
         self._open_content(request.name)
 
@@ -585,43 +606,33 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return await self._start_container()
 
     async def _run_helper(self, what: str, image, user, command, binds, percent) -> dict:
-        """A short container of `image` running python3 `command` as `user`, with no network;
-        its output lines are progress (but for the result line); the result it printed, or
-        BuildError "`what` failed: why"."""
+        """A short container of `image` running python3 `command` as `user`, with no network,
+        on the hub's helper threads, within helper_timeout; its output lines are progress (but
+        for the result line); the result it printed, or BuildError "`what` failed: why"."""
         loop = asyncio.get_running_loop()
-        name = self.user.name
         # Confined as the user's server is (the role: every capability dropped, no privilege
         # gain through setuid programs), and more: no network, its own limits.
         confinement = {key: value for key, value in self.extra_host_config.items() if key in HELPER_CONFINEMENT}
 
-        def run() -> tuple[int, list[str]]:
-            container = self.client.create_container(
-                image,
-                command=command,
-                entrypoint=["python3"],
-                user=user,
-                network_disabled=True,
-                labels={USER_LABEL: name},
-                host_config=self.client.create_host_config(
-                    binds=binds, network_mode="none", mem_limit=512 * 1024**2, pids_limit=256, **confinement
-                ),
-            )
-            lines: list[str] = []
-            try:
-                self.client.start(container)
-                for chunk in self.client.logs(container, stream=True, follow=True):
-                    for line in chunk.decode(errors="replace").splitlines():
-                        lines.append(line)
-                        if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
-                            loop.call_soon_threadsafe(self.emit_progress, percent, line[:500])
-                code = self.client.wait(container, timeout=SYNC_TIMEOUT)["StatusCode"]
-            finally:
-                self.client.remove_container(container, force=True)
-            return code, lines
+        def on_line(line: str) -> None:
+            if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
+                loop.call_soon_threadsafe(self.emit_progress, percent, line[:500])
 
         try:
-            code, lines = await asyncio.wait_for(asyncio.to_thread(run), SYNC_TIMEOUT + 30)
-        except (TimeoutError, docker.errors.APIError) as error:
+            helper = functools.partial(
+                helpers.run, entrypoint=["python3"], user=user, labels={USER_LABEL: self.user.name},
+                host_config=helpers.host_config_kwargs(confinement, binds), on_line=on_line,
+            )  # fmt: skip
+            code, lines = await schedule.helpers.run(
+                self.user.name, self.helper_timeout, helper, self.client, image, command
+            )
+        except (helpers.HelperTimeout, schedule.Busy) as error:
+            why = f" ({error})" if str(error) else ""
+            raise build.BuildError(
+                f"{what} did not finish within {self.helper_timeout} s{why}, and was stopped. "
+                "Start your server again to finish it; if this happens again, tell the hub's admins."
+            ) from None
+        except docker.errors.APIError as error:
             raise build.BuildError(f"{what} failed: {error}") from None
         results = [line for line in lines if line.startswith(contentsync.RESULT)]
         result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
@@ -698,7 +709,10 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             # Not built yet, or the tag holds another build whose key shares its first digits.
             if tag not in cache.builds:
                 record = cache.launch_record(self.repo_cache_file)
-                await asyncio.to_thread(cache.make_room, self.client, policy, record, cache.in_launch(), self.log)
+                await schedule.launch_io.run(
+                    self.user.name, CACHE_SECONDS,
+                    lambda _: cache.make_room(self.client, policy, record, cache.in_launch(), self.log),
+                )  # fmt: skip
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
         await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
         return await self._publish_image(tag)
@@ -720,14 +734,17 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def _content_root(self) -> str:
         return os.path.abspath(os.path.join(self.repo_work_dir, "content"))
 
-    async def _sync_content(self, copy, storage, request, commit, base) -> str:
+    async def _sync_content(self, copy, view, storage, request, commit, base) -> str:
         """Merge the repository into the user's folder in a short container of the server's
         image, as its user, with no network; the folder's name."""
-        extra_binds, command = content.sync_command(copy, storage, request, commit)
+        extra_binds, command = content.sync_command(copy, view, storage, request, commit)
         binds = {**self.volume_binds, **extra_binds}
         self.emit_progress(62, f"Synchronising {request.name} into your storage")
         what = f"Synchronising {request.name} into your storage"
-        result = await self._run_helper(what, self.image, base.user, command, binds, 64)
+        try:
+            result = await self._run_helper(what, self.image, base.user, command, binds, 64)
+        finally:
+            shutil.rmtree(os.path.dirname(view), ignore_errors=True)  # a few small files
         self.log.info("Synchronised %s at %s into %s for %s", request.url, commit, result["folder"], self._log_name)
         for path, copy_path in result["conflicts"]:
             self.emit_progress(
@@ -809,7 +826,11 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             return
         record = cache.launch_record(self.repo_cache_file)
         future = asyncio.ensure_future(
-            asyncio.to_thread(cache.evict, self.client, policy, record, cache.in_launch(), self.log)
+            schedule.launch_io.run(
+                self.user.name,
+                CACHE_SECONDS,
+                lambda _: cache.evict(self.client, policy, record, cache.in_launch(), self.log),
+            )
         )
         future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
 
@@ -1037,6 +1058,15 @@ def traits_set(spawner, **values):
             setattr(spawner, name, value)
 
 
+def gpu_env(chosen: Resources) -> dict[str, str]:
+    """What a server's environment says to the NVIDIA runtime. A choice without GPUs gets
+    NVIDIA_VISIBLE_DEVICES=void: on a host whose default runtime is nvidia (docker_nvidia),
+    NVIDIA's toolkit gives every GPU to a container whose image sets CUDA_VERSION and no
+    NVIDIA_REQUIRE_CUDA (the legacy images' rule), unless this says none. A choice with
+    GPUs gets them through its device request (or its Swarm resource), which this leaves alone."""
+    return {} if chosen.gpus is not None else {"NVIDIA_VISIBLE_DEVICES": "void"}
+
+
 def chosen_limits(chosen: Resources) -> dict:
     """The spawner's own limit traits a choice's resources set (the others stay as configured)."""
     names = ("mem_limit", "mem_guarantee", "cpu_limit")
@@ -1079,8 +1109,9 @@ def _split_reference(image: str) -> tuple[str, str | None]:
         repo, tag = image.rsplit(":", 1)
         return repo, tag
     return image, "latest"
-# How long the merge of a repository into the user's storage may take.
-SYNC_TIMEOUT = 300
+# Seconds the image probe may take, and a cache eviction may wait for a thread.
+PROBE_SECONDS = 60
+CACHE_SECONDS = 120
 # What the short containers (the merge, the whole-home move) take from extra_host_config.
 HELPER_CONFINEMENT = ("cap_drop", "cap_add", "security_opt")
 
