@@ -88,14 +88,30 @@ def test_deny_private_rules_link_both_subnets_once_and_a_second_run_changes_noth
         assert f"-A JUPYTERHUB-EGRESS -d {denied} -p tcp -j REJECT --reject-with tcp-reset" in egress
         assert f"-A JUPYTERHUB-EGRESS -d {denied} -j REJECT --reject-with icmp-admin-prohibited" in egress
     assert len(egress) == 3 + 10  # the public internet is not refused
-    # To this host: the hub's API from the users' subnet, the exception; nothing else.
+    # To this host: the hub's API from the users' subnet; nothing else (the exception is
+    # for another host: it says no host: true).
     assert chain(once, "JUPYTERHUB-INPUT") == [
         "-A JUPYTERHUB-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
         "-A JUPYTERHUB-INPUT -s 10.211.0.0/24 -d 10.211.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN",
-        "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p tcp -m multiport --dports 5432,5433 -j RETURN",
-        "-A JUPYTERHUB-INPUT -d 10.99.0.2/32 -p udp -m multiport --dports 5432,5433 -j RETURN",
         "-A JUPYTERHUB-INPUT -p tcp -j REJECT --reject-with tcp-reset",
         "-A JUPYTERHUB-INPUT -j REJECT --reject-with icmp-admin-prohibited",
+    ]
+
+
+def test_an_exception_opens_this_hosts_own_services_only_when_it_says_host(tmp_path):
+    """A campus subnet that holds the hub's host, allowed for users, must not open every
+    port of the host (sshd, a database listening on all interfaces): only host: true does."""
+    script = render(tmp_path, jupyterhub_egress_allow=[
+        {"to": "10.0.0.0/16"}, {"to": "10.0.0.7", "ports": [3128], "host": True},
+    ])  # fmt: skip
+    rules = run_in_namespace(tmp_path, f"sh {script}")
+    assert "-A JUPYTERHUB-EGRESS -d 10.0.0.0/16 -j RETURN" in chain(rules, "JUPYTERHUB-EGRESS")
+    assert "-A JUPYTERHUB-EGRESS -d 10.0.0.7/32 -p tcp -m multiport --dports 3128 -j RETURN" in chain(
+        rules, "JUPYTERHUB-EGRESS"
+    )
+    assert [rule for rule in chain(rules, "JUPYTERHUB-INPUT") if "10.0.0." in rule] == [
+        "-A JUPYTERHUB-INPUT -d 10.0.0.7/32 -p tcp -m multiport --dports 3128 -j RETURN",
+        "-A JUPYTERHUB-INPUT -d 10.0.0.7/32 -p udp -m multiport --dports 3128 -j RETURN",
     ]
 
 

@@ -378,3 +378,35 @@ def test_start_slots_are_auto_or_a_whole_number_before_anything_changes(tmp_path
     for bad in ("many", -1, True):
         output = preflight(tmp_path, {"jupyterhub_start_slots": bad}, succeed=False)
         assert "jupyterhub_start_slots must be auto or a whole number of servers (0: no limit), not" in output
+
+
+@pytest.mark.parametrize("section", ["DockerSpawner", "FormDockerSpawner"])
+def test_extra_host_config_from_inventory_adds_to_the_confinement_never_replaces_it(tmp_path, section):
+    """jupyterhub_extra_config's extra_host_config (on the class the role sets or on the
+    spawner's own, which traitlets would prefer) keeps the role's process limit, dropped
+    capabilities and no-new-privileges, as a real spawner reads the loaded config."""
+    rendered = render(tmp_path, {"jupyterhub_extra_config": {section: {"extra_host_config": {
+        "shm_size": "1g", "security_opt": ["label=disable"]}}}})  # fmt: skip
+    (host_config,) = spawner_traits(rendered, "FormDockerSpawner", "extra_host_config")
+    assert host_config == {
+        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "shm_size": "1g",
+        "security_opt": ["no-new-privileges", "label=disable"],
+    }
+
+
+def test_load_roles_from_inventory_add_to_the_culler_and_metrics_roles(tmp_path):
+    """Turning on JupyterHub's sharing through jupyterhub_extra_config's load_roles keeps the
+    idle culler's and the metrics service's roles, as the hub loads the config; a role of
+    the same name as one of the role's own is refused before anything changes."""
+    sharing = {"name": "user", "scopes": ["self", "shares!user"]}
+    rendered = render(tmp_path, {"jupyterhub_idle_timeout": 3600,
+                                 "jupyterhub_extra_config": {"JupyterHub": {"load_roles": [sharing]}}})
+    roles = load(rendered)["roles"]
+    assert roles["user"] == ["self", "shares!user"]
+    assert roles["idle-culler"] and roles["prometheus"] == ["read:metrics"]
+    (tmp_path / "clash").mkdir()
+    clash = render(tmp_path / "clash", {"jupyterhub_idle_timeout": 3600, "jupyterhub_extra_config": {
+        "JupyterHub": {"load_roles": [{"name": "idle-culler", "scopes": ["admin:users"]}]}}})  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", LOADER, str(clash)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "extra_config.JupyterHub.load_roles: 'idle-culler' is set by the jupyterhub role already" in result.stderr

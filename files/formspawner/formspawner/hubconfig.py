@@ -254,12 +254,59 @@ def check_extra_config(extra) -> None:
             raise PolicyError(f"extra_config.{class_name} must be a mapping of trait names to values")
 
 
-def apply_extra_config(c: Config, extra: dict) -> None:
-    """Any traitlet, from inventory: {ClassName: {trait: value}}, merged over the above."""
-    from traitlets.config import Config
+# A trait the role sets on a class reaches its subclasses too; traitlets takes the value of
+# the most specific class that has one. So an admin's value on a subclass would hide the
+# role's (FormDockerSpawner.extra_host_config hiding DockerSpawner's cap_drop): the role's
+# value is looked for on the class and on these, nearest first.
+_BASES = {
+    "DockerSpawner": ("Spawner",),
+    "SwarmSpawner": ("DockerSpawner", "Spawner"),
+    "FormDockerSpawner": ("DockerSpawner", "Spawner"),
+    "FormSwarmSpawner": ("FormDockerSpawner", "SwarmSpawner", "DockerSpawner", "Spawner"),
+}
 
+
+def apply_extra_config(c: Config, extra: dict) -> None:
+    """Any traitlet, from inventory: {ClassName: {trait: value}}, applied over the above.
+    Where the role set the trait too (on that class or a base of it) and both values are
+    mappings or lists, they are merged, the admin's keys over the role's and the admin's
+    items after the role's (before them in template_paths, searched in order), so that
+    setting DockerSpawner.extra_host_config or JupyterHub.load_roles adds to the role's
+    confinement and services' roles instead of removing them; an admin's list entry named
+    as one of the role's is refused."""
     check_extra_config(extra)
-    c.merge(Config(extra))
+    for class_name, traits in extra.items():
+        for name, value in traits.items():
+            where = f"extra_config.{class_name}.{name}"
+            for section in (class_name, *_BASES.get(class_name, ())):
+                if section in c and name in c[section]:
+                    value = _merged(c[section][name], value, where)
+                    break
+            c[class_name][name] = value
+
+
+def _merged(role, admin, where: str):
+    if isinstance(role, dict) and isinstance(admin, dict):
+        merged = dict(role)
+        for key, value in admin.items():
+            merged[key] = _merged(role[key], value, f"{where}.{key}") if key in role else value
+        return merged
+    if isinstance(role, list) and isinstance(admin, list):
+        names = {item.get("name") for item in role if isinstance(item, dict) and item.get("name")}
+        for item in admin:
+            if isinstance(item, dict) and item.get("name") in names:
+                raise PolicyError(
+                    f"{where}: {item['name']!r} is set by the jupyterhub role already (its services' "
+                    "roles and services come from its own settings: jupyterhub_idle_timeout, "
+                    "jupyterhub_metrics_enabled, jupyterhub_services); give yours another name"
+                )
+        added = [item for item in admin if item not in role]
+        # Template folders are searched in order: the admin's own pages come first.
+        return [*added, *role] if where.endswith(".template_paths") else [*role, *added]
+    if isinstance(role, (dict, list)) and not isinstance(admin, type(role)):
+        kind = "a mapping" if isinstance(role, dict) else "a list"
+        raise PolicyError(f"{where}: the jupyterhub role sets {kind} here; extra_config must give {kind} too")
+    return admin
 
 
 def check(c: Config) -> None:

@@ -81,6 +81,23 @@ def test_certificate_from_the_acme_ca_is_served_and_verifies(host, pebble_ca):
     assert host.service("certbot.timer").is_enabled and host.service("certbot.timer").is_running
 
 
+def test_an_endless_upload_is_streamed_not_spooled_to_this_hosts_disk(host, pebble_ca):
+    """nginx takes bodies of any size (client_max_body_size 0, for JupyterLab's uploads): it
+    must pass them on as they come, not write them to /var/lib/nginx/body first, where an
+    unauthenticated client's upload that never ends would fill the disk. While a chunked
+    upload to the login page is under way, no nginx worker holds a body file; HSTS is sent."""
+    upload = (
+        f"head -c 300000000 /dev/zero | timeout 20 curl -s -o /dev/null --cacert {pebble_ca} --limit-rate 20M "
+        "-H 'Transfer-Encoding: chunked' --data-binary @- https://hub.acme.test/hub/login"
+    )
+    held = host.check_output(
+        f"({upload} &) ; sleep 4; for pid in $(pgrep -f 'nginx: worker'); do ls -l /proc/$pid/fd; done"
+    )
+    assert "/var/lib/nginx/body" not in held, held
+    headers = host.check_output(f"curl -s -D - -o /dev/null --cacert {pebble_ca} https://hub.acme.test/hub/login")
+    assert "strict-transport-security: max-age=31536000" in headers.lower(), headers
+
+
 def test_http_redirects_to_https(host):
     out = host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "
                             "'http://hub.acme.test/hub/login?next=%2Fhub%2Fhome'")

@@ -420,3 +420,14 @@ def test_a_reboot_brings_back_the_hub_its_database_and_the_users_work(host):
 def test_the_network_policy_holds_after_the_reboot(host):
     wait_ready(host, "alice")
     egress.check_server(host, "alice", OPENED)
+
+
+def test_the_hub_starts_only_after_the_network_policy_and_users_are_on_ipv4_only(host):
+    """jupyterhub.service is ordered after jupyterhub-egress.service and requires it (no
+    server starts before the rules are in; none at all if they cannot be applied), and the
+    users' and builds' networks have IPv6 off (the rules are IPv4 rules)."""
+    unit = host.check_output("systemctl show jupyterhub -p After -p Requires")
+    after, requires = (line.split("=", 1)[1].split() for line in sorted(unit.splitlines()))
+    assert "jupyterhub-egress.service" in after and "jupyterhub-egress.service" in requires
+    for network in ("jupyterhub-users", "jupyterhub-builds"):
+        assert host.check_output(f"docker network inspect -f '{{{{.EnableIPv6}}}}' {network}") == "false"
