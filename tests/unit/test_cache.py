@@ -160,3 +160,53 @@ def test_an_image_found_under_a_builds_tag_is_used_only_when_its_key_is_the_buil
     assert not cache.is_build_of({"Config": {"Labels": {f"{REPO_LABEL}.key": "k" * 12 + "x" * 52}}}, key)
     assert not cache.is_build_of({"Config": {"Labels": None}}, key)
     assert not cache.is_build_of(None, key)
+
+
+# -- the hub's copies of launched repositories (content.Copies) share the budget --------------
+
+
+def copies_on_disk(tmp_path, ages_and_sizes: dict[str, tuple[float, int]]):
+    """Copies under tmp_path/content, each `size` bytes, last launched `age` seconds ago."""
+    import os
+    import time
+
+    from formspawner.content import Copies
+
+    root = tmp_path / "content"
+    for name, (age, size) in ages_and_sizes.items():
+        copy = root / f"{name}.git"
+        (copy / "objects").mkdir(parents=True)
+        (copy / "objects" / "pack").write_bytes(os.urandom(size))
+        os.utime(copy, (time.time() - age, time.time() - age))
+    return Copies(str(root), busy_seconds=3600)
+
+
+def test_the_hubs_copies_count_in_the_size_budget_and_the_oldest_go_first(record, monkeypatch, tmp_path):
+    """Copies were never removed: now they count in cache_max_size with the images, the
+    least recently launched going first, and one launched within busy_seconds (perhaps in
+    a launch now) stays whatever the budget."""
+    engine = use(Engine([("img", 0, time_ago(10_000))]), monkeypatch)
+    copies = copies_on_disk(tmp_path, {"old": (86_400, 600_000), "mid": (7_200, 600_000), "busy": (60, 600_000)})
+    evict(engine, policy(cache_max_size=1_500_000), record, set(), LOG, copies)
+    assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["busy.git", "mid.git"]
+    evict(engine, policy(cache_max_size=1), record, set(), LOG, copies)
+    assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["busy.git"]
+    assert engine.removed == ["sha256:img"]
+
+
+def test_a_launch_is_refused_when_the_copies_disk_stays_short(record, monkeypatch, tmp_path):
+    """min_free_disk holds where the hub keeps its copies too (the hub's own disk, which
+    may not be Docker's): old copies go first; a launch that still finds the disk short is
+    refused with the usual message, so the hub's database and logs keep their room."""
+    engine = Engine([])
+    copies = copies_on_disk(tmp_path, {"old": (86_400, 4096), "busy": (60, 4096)})
+    monkeypatch.setattr(cache, "free_disk", lambda root: 100 * GB if root == "/stand-in" else 2 * GB)
+    with pytest.raises(BuildError, match=r"short of disk space \(2\.0 GB free; it keeps 10\.0 GB free\)"):
+        make_room(engine, policy(), record, set(), LOG, copies)
+    assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["busy.git"]
+
+
+def time_ago(seconds: float) -> float:
+    import time
+
+    return time.time() - seconds

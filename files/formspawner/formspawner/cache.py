@@ -117,6 +117,12 @@ def free_disk(root: str) -> int | None:
     return usage[0] if usage else None
 
 
+def least_free(roots: list[str]) -> int | None:
+    """The fewest bytes free among the file systems at `roots` (those seen from here)."""
+    free = [value for value in map(free_disk, roots) if value is not None]
+    return min(free) if free else None
+
+
 def own_sizes(df_images: list[dict] | None) -> dict[str, int]:
     """Each built image's own bytes, from `docker system df`'s images: its size less the
     layers it shares (its base image's)."""
@@ -127,15 +133,19 @@ def own_sizes(df_images: list[dict] | None) -> dict[str, int]:
     }
 
 
-def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> list[str]:
+def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log, copies=None) -> list[str]:
     """Remove the least recently launched builds, never one in use or about to start, until
     at most cache_max_images remain, they take at most cache_max_size, and at least
-    min_free_disk is free where the engine keeps images (when that can be seen from here)."""
+    min_free_disk is free where the engine keeps images (when that can be seen from here).
+    With `copies` (content.Copies), the hub's copies of launched repositories count in
+    cache_max_size too, go by the same order, and min_free_disk holds where they are."""
     images = client.images(filters={"label": f"{REPO_LABEL}=1"})
     sizes = own_sizes(client.df().get("Images"))
-    count, total = len(images), sum(sizes.get(image["Id"], 0) for image in images)
-    root = docker_root(client)
-    free = free_disk(root)
+    copy_list = copies.listing() if copies is not None else []
+    count = len(images)
+    total = sum(sizes.get(image["Id"], 0) for image in images) + sum(size for _, size, _ in copy_list)
+    roots = [docker_root(client)] + ([copies.root] if copies is not None else [])
+    free = least_free(roots)
 
     def over() -> bool:
         short = free is not None and free < policy.min_free_disk
@@ -149,10 +159,20 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
     def last_use(image) -> float:
         return max([launched.get(t, 0.0) for t in image.get("RepoTags") or []] + [float(image.get("Created", 0))])
 
+    candidates = [(last_use(image), "image", image) for image in images]
+    candidates += [(last, "copy", (size, path)) for last, size, path in copy_list]
     removed = []
-    for image in sorted(images, key=last_use):
+    for _, kind, item in sorted(candidates, key=lambda candidate: candidate[0]):
         if not over():
             break
+        if kind == "copy":
+            size, path = item
+            if copies.remove(path):
+                log.info("Removed the hub's copy %s (%d bytes)", os.path.basename(path), size)
+                total -= size
+                free = least_free(roots)
+            continue
+        image = item
         tags = set(image.get("RepoTags") or [])
         if image["Id"] in in_use or tags & protected:
             continue
@@ -168,21 +188,22 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
         removed.extend(tags)
         count -= 1
         total -= sizes.get(image["Id"], 0)
-        free = free_disk(root)
+        free = least_free(roots)
     record.forget(set(removed))
     return removed
 
 
-def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log) -> None:
-    """Before a build: evict old builds if the disk is short; refuse the build if still short."""
-    root = docker_root(client)
-    free = free_disk(root)
+def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log, copies=None) -> None:
+    """Before a build or a launch's fetch: evict old builds (and copies) if the disk is short
+    where the engine keeps images or where the copies are; refuse if still short."""
+    roots = [docker_root(client)] + ([copies.root] if copies is not None else [])
+    free = least_free(roots)
     if free is None or free >= policy.min_free_disk:
         return
-    removed = evict(client, policy, record, protected, log)
+    removed = evict(client, policy, record, protected, log, copies)
     if removed:
         log.info("Removed %d repository images to keep %d bytes free", len(removed), policy.min_free_disk)
-    free = free_disk(root)
+    free = least_free(roots)
     if free is not None and free < policy.min_free_disk:
         log.warning("Refusing a build: %d bytes free, the policy keeps %d free", free, policy.min_free_disk)
         raise BuildError(

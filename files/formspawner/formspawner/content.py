@@ -110,12 +110,55 @@ def record(checkout: Path, commit: str, request: RepoRequest, root: str) -> tupl
             tip = _git("rev-parse", "--verify", "-q", f"refs/heads/{BRANCH}", cwd=copy)
         except BuildError:
             pass
+        os.utime(copy)  # when it was last launched: eviction goes by it (Copies)
         if tip and _git("rev-parse", f"{tip}^{{tree}}", cwd=copy) == tree:
             return copy, tip
         parent = ["-p", tip] if tip else []
         made = _git("commit-tree", tree, *parent, "-m", f"{request.url} at {commit}", cwd=copy)
         _git("update-ref", f"refs/heads/{BRANCH}", made, *([tip] if tip else []), cwd=copy)
     return copy, made
+
+
+class Copies:
+    """The hub's copies under `root`, for the cache's eviction (cache.evict): each copy's
+    last launch (the copy folder's mtime, set at every record) and size on disk. A copy
+    launched within `busy_seconds` may be in a launch (fetched, built or merged from) and is
+    never removed. A removed copy is made anew at its next launch; students' folders merge
+    from it as from a copy lost (the graft, contentsync.connect_histories)."""
+
+    def __init__(self, root: str, busy_seconds: float):
+        self.root = root
+        self.busy_seconds = busy_seconds
+
+    def listing(self) -> list[tuple[float, int, str]]:
+        """(last launched, bytes, path) of each copy."""
+        found = []
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if entry.name.endswith(".git") and entry.is_dir(follow_symlinks=False):
+                size = 0
+                for folder, _, files in os.walk(entry.path):
+                    for name in files:
+                        try:
+                            size += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                        except OSError:
+                            pass
+                found.append((entry.stat(follow_symlinks=False).st_mtime, size, entry.path))
+        return found
+
+    def remove(self, path: str) -> bool:
+        """Remove a copy not launched within busy_seconds; whether it was removed."""
+        with _locks[path]:
+            try:
+                if time.time() - os.stat(path).st_mtime < self.busy_seconds:
+                    return False
+            except FileNotFoundError:
+                return False
+            shutil.rmtree(path, ignore_errors=True)
+        return True
 
 
 def launch_view(copy: str, version: str, views_root: str, objects_at: str | None = None) -> str:

@@ -222,6 +222,13 @@ class Workers(Slots):
         return await asyncio.shield(future)
 
 
+# Pulls of images (a user's first start of an image not pre-pulled: the images role pulls
+# every curated one beforehand) on threads of their own, not DockerSpawner's single one that
+# makes every Docker call. docker-py reads a pull's progress with no timeout: a registry that
+# stops answering holds one of these threads (the start itself ends at start_timeout), never
+# the Docker calls of other users.
+pulls = ThreadPoolExecutor(max_workers=2, thread_name_prefix="formspawner-pull")
+
 # Short containers of launches (the merge, the whole-home move, the image probe): few at
 # once (each is a container on the host), one per user at a time.
 helpers = Workers("helper", threads=4, per_owner=1)

@@ -562,6 +562,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             self.notebook_dir = base.home
             self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
             return
+        # The fetch and the hub's copy take disk where the hub keeps them: room first, as for a build.
+        record = cache.launch_record(self.repo_cache_file)
+        await schedule.launch_io.run(
+            self.user.name, CACHE_SECONDS,
+            lambda _: cache.make_room(self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)),
+        )  # fmt: skip
         self.emit_progress(4, f"Fetching {request.url} at {commit[:12]}")
         copy, view, files, notes = await schedule.launch_io.run(
             self.user.name, policy.build_timeout + PROBE_SECONDS, lambda deadline: content.fetch_and_record(
@@ -711,7 +717,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 record = cache.launch_record(self.repo_cache_file)
                 await schedule.launch_io.run(
                     self.user.name, CACHE_SECONDS,
-                    lambda _: cache.make_room(self.client, policy, record, cache.in_launch(), self.log),
+                    lambda _: cache.make_room(
+                        self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)
+                    ),
                 )  # fmt: skip
             await self._build(request, commit, ref_name, key, tag, base, policy, folder)
         await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
@@ -733,6 +741,11 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     def _content_root(self) -> str:
         return os.path.abspath(os.path.join(self.repo_work_dir, "content"))
+
+    def _copies(self, policy) -> content.Copies:
+        """The hub's copies, for the cache's eviction: one launched within a launch's longest
+        time (fetch and build, then the merge) may still be in use."""
+        return content.Copies(self._content_root(), busy_seconds=policy.build_timeout + self.helper_timeout + 60)
 
     async def _sync_content(self, copy, view, storage, request, commit, base) -> str:
         """Merge the repository into the user's folder in a short container of the server's
@@ -829,7 +842,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             schedule.launch_io.run(
                 self.user.name,
                 CACHE_SECONDS,
-                lambda _: cache.evict(self.client, policy, record, cache.in_launch(), self.log),
+                lambda _: cache.evict(self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)),
             )
         )
         future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
@@ -1030,7 +1043,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                     message = f"Pulling image {image}: {percent}% of {total / 1e6:.0f} MB"
                     loop.call_soon_threadsafe(self.emit_progress, 5 + percent // 2, message)
 
-        await asyncio.wrap_future(self.executor.submit(pull))
+        # Not on DockerSpawner's executor: its one thread makes every Docker call of every
+        # user, and a pull of gigabytes would hold them all up.
+        await asyncio.wrap_future(schedule.pulls.submit(pull))
         self.emit_progress(55, f"Pulled image {image}")
 
 
