@@ -1,7 +1,10 @@
 """The mutation tier's figures: mutmut's results per module, the template mutants, and the
 share of non-equivalent mutants killed, as JSON. Exits 1 below the target (90%).
 
-    python summary.py MUTMUT_RESULTS TEMPLATE_RESULTS EQUIVALENT_LIST MUTMUT_SECONDS
+    python summary.py MUTMUT_RESULTS TEMPLATE_RESULTS EQUIVALENT_LIST MUTMUT_SECONDS [SOURCE_RESULTS]
+
+SOURCE_RESULTS is source_mutants.py's output (its equivalents are listed, with reasons, in
+that file); its survivors fail the run as the template mutants' do.
 
 EQUIVALENT_LIST (docs/development.md) names the mutants that no test can or
 should kill, each with its reason; a listed mutant that is killed now, or no longer
@@ -42,7 +45,7 @@ def read_equivalent(path: Path) -> dict[str, str]:
     return listed
 
 
-def main(results_file: str, template_file: str, equivalent_file: str, seconds: str) -> int:
+def main(results_file: str, template_file: str, equivalent_file: str, seconds: str, source_file: str = "") -> int:
     results = read_results(Path(results_file))
     equivalent = read_equivalent(Path(equivalent_file))
     template = json.loads(Path(template_file).read_text().strip().splitlines()[-1])
@@ -59,6 +62,11 @@ def main(results_file: str, template_file: str, equivalent_file: str, seconds: s
     total = sum(c["total"] for c in modules.values())
     killed = sum(c["killed"] for c in modules.values()) + template["killed"]
     counted = total - sum(c["equivalent"] for c in modules.values()) + template["template_mutants"]
+    source = {"source_mutants": 0, "equivalent": 0, "killed": 0, "survived": [], "seconds": 0}
+    if source_file:
+        source = json.loads(Path(source_file).read_text().strip().splitlines()[-1])
+    killed += source["killed"]
+    counted += source["source_mutants"] - source["equivalent"]
     score = killed / counted if counted else 0.0
     left = sorted(n for n, s in results.items() if s not in KILLED and n not in equivalent)
     stale = sorted(n for n in equivalent if results.get(n) in KILLED or n not in results)
@@ -67,13 +75,14 @@ def main(results_file: str, template_file: str, equivalent_file: str, seconds: s
         "template_seconds": template["seconds"],
         "modules": {m: dict(sorted(c.items())) for m, c in sorted(modules.items())},
         "template_mutants": {k: template[k] for k in ("template_mutants", "killed", "survived")},
+        "source_mutants": {k: source[k] for k in ("source_mutants", "equivalent", "killed", "survived", "seconds")},
         "killed_of_non_equivalent": f"{killed}/{counted}",
         "score": round(score, 4),
         "target": TARGET,
         "not_killed_and_not_listed": left,
         "listed_but_killed_or_gone": stale,
     }, indent=2))
-    return 0 if score >= TARGET and not template["survived"] else 1
+    return 0 if score >= TARGET and not template["survived"] and not source["survived"] else 1
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_a_checkout_at_another_commit_is_refused(tmp_path):
         content.record(checkout, first, course.request, course.root)
 
 
-def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = None) -> dict:
+def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = None, path: str = "") -> dict:
     """contentsync as the short container runs it, merging `version` of the hub's copy (its
     tip unless named), seen through a launch's view as the container sees it."""
     made = content.launch_view(copy, version or tip(copy), copy + "-views", objects_at=copy)
@@ -146,9 +146,9 @@ def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = Non
     mounts = {bind["bind"]: source for source, bind in binds.items()}
     args = [mounts.get(arg, arg) for arg in command]
     args = [arg.replace(f"file://{content.SOURCE_ROOT}", f"file://{os.path.dirname(view)}") for arg in args]
-    done = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": str(storage)}
-    )
+    search = f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]
+    env = {"PATH": search, "HOME": str(storage)}
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
     lines = done.stdout.splitlines()
     assert lines and lines[-1].startswith(RESULT), (done.stdout, done.stderr)
     result = json.loads(lines[-1].removeprefix(RESULT))
@@ -375,6 +375,7 @@ HOSTILE_SETTINGS = {
     "merge.evil.driver": "{run} merge",
     "diff.evil.textconv": "{run} textconv",
     "commit.gpgSign": "true",
+    "merge.verifySignatures": "true",
     "gpg.program": "{run} gpg",
     "core.pager": "{run} pager",
     "core.editor": "{run} editor",
@@ -418,6 +419,7 @@ def test_git_in_the_students_folder_runs_nothing_its_config_names(tmp_path):
     [
         # git reads upload-pack first-one-wins: no override beats the folder's.
         ("remote.origin.uploadpack", "git config --unset remote.origin.uploadpack"),
+        ("remote.other.receivepack", "git config --unset remote.other.receivepack"),
         # A driver name with "=" cannot be written in GIT_CONFIG_PARAMETERS' form.
         ("filter.a=b.clean", "filter.a=b.clean"),
     ],
@@ -475,3 +477,40 @@ def test_file_names_with_newlines_stay_one_line_in_the_report(tmp_path):
     report = (storage / "lab1" / REPORT).read_text()
     assert "evil\\x0aYou and the instructor agreed" in report
     assert not any(line.startswith("You and the instructor agreed") for line in report.splitlines())
+
+
+def test_a_harmless_key_that_merely_contains_a_refused_name_does_not_stop_the_merge(tmp_path):
+    course, storage, folder = student_answered_week1(tmp_path)
+    git("config", "notes.remote.origin.uploadpack", "just a note", cwd=folder)
+    result = sync(course.launch(course.commit({"notes.md": "v2\n"})), storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert (folder / "notes.md").read_text() == "v2\n"
+
+
+def test_the_students_own_gitconfig_is_not_read_by_the_merge(tmp_path):
+    """With whole-home storage the student's ~/.gitconfig is in their storage: the merge
+    reads the hub's own global config, never theirs (here it would refuse the merge)."""
+    course, storage, folder = student_answered_week1(tmp_path)
+    (storage / ".gitconfig").write_text("[merge]\n\tff = only\n[pull]\n\tff = only\n")
+    result = sync(course.launch(course.commit({"notes.md": "v2\n"})), storage)
+    assert result["returncode"] == 0, result["lines"]
+    assert (folder / "notes.md").read_text() == "v2\n"
+
+
+def test_a_remote_helper_the_folder_names_never_runs(tmp_path):
+    """remote.origin.vcs names a program (git-remote-NAME, found on the PATH, which in a
+    server includes the student's ~/.local/bin); protocol.NAME.allow in the folder would let
+    it run. Only file:// is allowed (GIT_ALLOW_PROTOCOL wins over every config): the fetch
+    fails, the folder is left as it was, and the program never runs."""
+    course, storage, folder = student_answered_week1(tmp_path)
+    bin_dir = tmp_path / "student-bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "ran"
+    helper = bin_dir / "git-remote-evil"
+    helper.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    helper.chmod(0o755)
+    git("config", "remote.origin.vcs", "evil", cwd=folder)
+    git("config", "protocol.evil.allow", "always", cwd=folder)
+    sync(course.launch(course.commit({"notes.md": "v2\n"})), storage, path=str(bin_dir))
+    assert not marker.exists()
+    assert (folder / "week1.ipynb").read_text() == STUDENT

@@ -282,13 +282,24 @@ def test_every_variable_the_docker_stacks_start_files_act_on_is_denied():
 @pytest.mark.parametrize(
     "name",
     [
-        # shells
+        # shells and the login
         "BASH_ENV", "ENV", "BASH_FUNC_ls%%", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS",
-        # the C library
-        "GCONV_PATH", "LOCPATH", "GLIBC_TUNABLES", "MALLOC_CHECK_", "LD_AUDIT", "HOSTALIASES",
+        "CDPATH", "GLOBIGNORE", "BASH_XTRACEFD", "LOGNAME", "PWD", "USER", "SHELL", "HOME", "PATH",
+        # the C library and its resolver
+        "GCONV_PATH", "LOCPATH", "GLIBC_TUNABLES", "MALLOC_CHECK_", "LD_AUDIT", "HOSTALIASES", "NLSPATH",
+        "RES_OPTIONS", "LOCALDOMAIN", "RESOLV_HOST_CONF",
+        # Python's other installers
+        "MAMBA_ROOT_PREFIX", "CONDA_PREFIX", "VIRTUAL_ENV", "PYTHONSTARTUP",
         # other runtimes
-        "NODE_OPTIONS", "PERL5OPT", "PERLLIB", "PERL5LIB", "RUBYOPT", "R_PROFILE_USER", "R_ENVIRON_USER",
-        "R_LIBS_USER", "JULIA_DEPOT_PATH", "JAVA_TOOL_OPTIONS", "GIT_CONFIG_COUNT", "GIT_SSH_COMMAND",
+        "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERLLIB", "PERL5LIB", "PERLOPT", "PERL5DB", "RUBYOPT",
+        "RUBYLIB", "R_PROFILE_USER", "R_ENVIRON_USER", "R_LIBS_USER", "R_HOME", "JULIA_DEPOT_PATH",
+        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+        # git, run by the server's extensions
+        "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_SSH_COMMAND", "GIT_SSH", "GIT_EXEC_PATH",
+        "GIT_ASKPASS", "SSH_ASKPASS", "GIT_PROXY_COMMAND", "GIT_EXTERNAL_DIFF", "GIT_TEMPLATE_DIR",
+        # the platform's own
+        "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_CONFIG_DIR", "IPYTHONDIR", "R2D_ENTRYPOINT",
+        "MEM_LIMIT", "CPU_LIMIT", "NB_UID", "GRANT_SUDO", "CHOWN_HOME", "JOVYAN_UID", "CP_OPTS",
         # docker-stacks and GPU runtimes
         "NOTEBOOK_ARGS", "GEN_CERT", "_START_SH_EXECUTED", "JUPYTER_ENV_VARS_TO_UNSET",
         "DOCKER_STACKS_JUPYTER_CMD", "RESTARTABLE", "NVIDIA_VISIBLE_DEVICES", "nvidia_driver_capabilities",
@@ -314,3 +325,25 @@ def test_values_with_c1_controls_or_unicode_line_separators_are_refused(value):
 
 def test_tabs_and_non_ascii_letters_stay_allowed_in_values():
     assert POLICY.check({"A": "tab\there", "B": "Zoë Ünïcode"}) == {"A": "tab\there", "B": "Zoë Ünïcode"}
+
+
+@pytest.mark.parametrize(
+    # One name per alternative of SECRET_NAME_RE, matching no other (tests/mutation/source_mutants.py).
+    "name", ["GITHUB_TOKEN", "DB_SECRET", "db_password", "API_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "OAUTH_BEARER"]
+)
+def test_each_secret_looking_name_is_withheld_from_the_form(name):
+    assert format_env_text({name: "v", "PLAIN": "1"}) == ("PLAIN=1", [name])
+
+
+@pytest.mark.parametrize("name", ["A=B", "A B", "A\tB", "Ä"])
+def test_a_name_with_an_equals_sign_or_white_space_is_refused_whatever_the_allow_pattern(name):
+    """The shape check holds for the whole name, even where the admin's allow pattern takes anything."""
+    permissive = EnvPolicy.from_config({"allow_pattern": ".+"})
+    with pytest.raises(OptionError, match="is not allowed: use ASCII letters"):
+        permissive.check({name: "x"})
+
+
+@pytest.mark.parametrize("section", ["defaults", "fixed"])
+def test_a_policy_variable_name_that_is_not_a_name_is_refused_at_start_up(section):
+    with pytest.raises(PolicyError, match="is not a valid variable name"):
+        EnvPolicy.from_config({section: {"OK_NAME=x": "1"}})

@@ -121,6 +121,8 @@ def test_gpus_become_dockers_device_request(gpus, wanted):
     [
         ({"memory": "1G"}, r"images\[0\] \(ml\).resources: unknown key\(s\) 'memory'"),
         ({"mem_limit": "8 GB"}, r"\(ml\).resources.mem_limit must be a size such as 512M or 8G, not '8 GB'"),
+        ({"mem_limit": "about 8G"}, r"mem_limit must be a size such as 512M or 8G, not 'about 8G'"),
+        ({"mem_limit": "8Gb"}, r"mem_limit must be a size such as 512M or 8G, not '8Gb'"),
         ({"mem_limit": -1}, r"mem_limit must be a size"),
         ({"mem_limit": "1G", "mem_guarantee": "2G"}, r"mem_guarantee is more than its mem_limit"),
         ({"cpu_limit": 0}, r"cpu_limit must be a number of CPUs"),

@@ -211,6 +211,9 @@ def test_image_tags_are_valid_docker_references_named_after_the_repository():
         ({"build_timeout": "15m"}, "build_timeout must be a whole number"),
         ({"build_timeout": 5}, "at least 10"),
         ({"build_memory": "lots"}, "build_memory must be a size"),
+        # The whole value is the size, not a size somewhere in it.
+        ({"build_memory": "lots of 4g"}, "build_memory must be a size"),
+        ({"build_memory": "4g or so"}, "build_memory must be a size"),
         ({"build_memory": 0}, "more than zero"),
         ({"cache_max_images": 0}, "cache_max_images"),
         ({"cache_max_images": True}, "cache_max_images"),
@@ -474,6 +477,10 @@ def test_sizes_read_with_binary_units(text, size):
         ("token ghp_abcdefghijklmnopqrstuvwxyz0123 end", "token *** end"),
         ("export API_KEY=hunter2 rest", "export API_KEY=*** rest"),
         ("GITLAB_TOKEN: glpat-abcdefghijklmnopqrstuv", "GITLAB_TOKEN: ***"),
+        # Each kind of token alone, where no assignment gives it away.
+        ("pushed with glpat-abcdefghijklmnopqrstuv ok", "pushed with *** ok"),
+        ("pushed with github_pat_11ABCDEFG0abcdefghijklmnop ok", "pushed with *** ok"),
+        ("pushed with ghs_abcdefghijklmnopqrstuvwxyz ok", "pushed with *** ok"),
         ("nothing here", "nothing here"),
     ],
 )
@@ -713,3 +720,12 @@ def test_an_apt_txt_over_a_megabyte_is_refused_without_reading_it_whole(tmp_path
     (tmp_path / "binder" / "apt.txt").write_text("graphviz\n" + "\n" * 1024**2)
     with pytest.raises(BuildError, match="The repository's binder/apt.txt is larger than 1 MB"):
         read_repository(tmp_path, POLICY)
+
+
+@pytest.mark.parametrize("ref", ["feature/abcdef12", "v1.0-0123456789abc", "abcdef1-fix", "ABCDEF1234"])
+def test_only_a_whole_hexadecimal_ref_is_taken_for_a_commit_id(ref):
+    """A branch whose name holds hex digits is a branch: resolved through ls-remote like any."""
+    from formspawner.repo import is_commit_id
+
+    assert not is_commit_id(ref)
+    assert is_commit_id("abcdef1") and is_commit_id("0" * 40)

@@ -282,4 +282,4 @@ def fetch_commit(
         _run_git(
             ["-C", dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit], pin, env, deadline
         )
-        _run_git(["-C", dest, "remote", "add", "origin", request.url], pin, env, deadline)
+        _run_git(["-C", dest, "remote", "add", "--", "origin", request.url], pin, env, deadline)
