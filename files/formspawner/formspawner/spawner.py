@@ -35,6 +35,9 @@ from .labels import IMAGE_REPOSITORY, OPTIONS_LABEL, USER_LABEL
 from .options import OptionSet
 from .repo import BaseImage, cache_key, image_tag
 
+# The settings the option pieces are built from, named as the inventory keys.
+POLICY_TRAITS = ("form_options", "images", "env_policy", "repo_policy")
+
 
 class FormOptionsMixin(HasTraits):
     """The spawn-form options for any Spawner: image (container spawners) and env.
@@ -103,19 +106,27 @@ class FormOptionsMixin(HasTraits):
 
     repo_request = None
 
-    @validate("form_options", "images", "env_policy", "repo_policy")
+    @validate(*POLICY_TRAITS)
     def _check_policy(self, proposal):
         # Build the whole set with the proposed value, so a typo fails as the config
         # loads, with the setting's name in the message.
-        values = {
-            "form_options": self.form_options,
-            "images": self.images,
-            "env_policy": self.env_policy,
-            "repo_policy": self.repo_policy,
-        }
+        values = {name: getattr(self, name) for name in POLICY_TRAITS}
         values[proposal.trait.name] = proposal.value
-        OptionSet.from_config(supports_image=self._supports_image(), gpus=self._gpus(), **values)
+        self._options_from(values)
         return proposal.value
+
+    @classmethod
+    def _options_from(cls, values: dict) -> OptionSet:
+        """The option pieces from the four policy settings (a dict of the traits' names),
+        for this spawner class (images only where it has an image; GPUs as it asks for them)."""
+        return OptionSet.from_config(
+            values.get("form_options", cls.class_traits()["form_options"].default()),
+            values.get("images", []),
+            values.get("env_policy", {}),
+            values.get("repo_policy", {}),
+            supports_image=cls._supports_image(),
+            gpus=cls._gpus(),
+        )
 
     @classmethod
     def check_config(cls, section) -> None:
@@ -124,14 +135,7 @@ class FormOptionsMixin(HasTraits):
         jupyterhub_config.py calls this so that a broken policy stops the hub from
         starting, instead of failing the first user's spawn.
         """
-        OptionSet.from_config(
-            section.get("form_options", cls.class_traits()["form_options"].default()),
-            section.get("images", []),
-            section.get("env_policy", {}),
-            section.get("repo_policy", {}),
-            supports_image=cls._supports_image(),
-            gpus=cls._gpus(),
-        )
+        cls._options_from({name: section[name] for name in POLICY_TRAITS if name in section})
 
     @classmethod
     def _supports_image(cls) -> bool:
@@ -153,17 +157,10 @@ class FormOptionsMixin(HasTraits):
     def option_set(self) -> OptionSet:
         """The pieces built from the policy traits, once (rebuilt when a trait changes)."""
         if self._option_set is None:
-            self._option_set = OptionSet.from_config(
-                self.form_options,
-                self.images,
-                self.env_policy,
-                self.repo_policy,
-                supports_image=self._supports_image(),
-                gpus=self._gpus(),
-            )
+            self._option_set = self._options_from({name: getattr(self, name) for name in POLICY_TRAITS})
         return self._option_set
 
-    @observe("form_options", "images", "env_policy", "repo_policy")
+    @observe(*POLICY_TRAITS)
     def _policy_changed(self, change):
         self._option_set = None
 
