@@ -677,15 +677,15 @@ def test_a_build_in_line_tells_its_followers_its_place():
 def test_a_user_with_a_build_in_flight_is_refused_another_one_naming_it(monkeypatch):
     from types import SimpleNamespace
 
-    from formspawner import FormDockerSpawner, cache
+    from formspawner import cache
+    from formspawner.repolaunch import start_build
 
-    spawner = FormDockerSpawner()
-    spawner.user = SimpleNamespace(name="ada", groups=[], url="/user/ada/")
+    context = SimpleNamespace(user="ada")  # the refusal comes before anything else is asked of it
     monkeypatch.setitem(cache.builds, "formspawner-repo/other:1-2", new_job())  # ada's, still building
     policy = RepoPolicy.from_config({})
     request = policy.check({"url": "https://github.com/course/other"})
     with pytest.raises(BuildError) as refused:
-        spawner._start_build(request, COMMIT, None, KEY, TAG, BASE, policy, "other")
+        start_build(context, request, COMMIT, None, KEY, TAG, BASE, policy, "other")
     assert str(refused.value) == (
         "You already have a repository build in progress (https://github.com/course/lab at cccccccccccc). "
         "Launch this one when that build has finished, or stop the server it is for."

@@ -6,16 +6,10 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import functools
 import hashlib
 import inspect
 import json
 import os
-import posixpath
-import re
-import shutil
-import time
-from urllib.parse import quote
 
 import docker.errors
 import docker.types
@@ -25,7 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, cache, content, contentsync, git, helpers, outbound, schedule
+from . import build, content, git, outbound, repolaunch, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, UserFacingError, as_http_error
 from .events import EventLog
@@ -33,7 +27,7 @@ from .form import link_summary, render_form
 from .images import Resources
 from .labels import IMAGE_REPOSITORY, OPTIONS_LABEL, USER_LABEL
 from .options import OptionSet
-from .repo import BaseImage, cache_key, image_tag
+from .repo import BaseImage
 
 # The settings the option pieces are built from, named as the inventory keys.
 POLICY_TRAITS = ("form_options", "images", "env_policy", "repo_policy")
@@ -520,129 +514,33 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         # A build may take longer than a start normally may; a plain start keeps its limit.
         self.start_timeout = self.start_timeout + policy.build_timeout
 
-    def _repo_folder(self, base: BaseImage, name: str) -> str:
-        taken = {bind.get("bind", "").rstrip("/") for bind in self.volume_binds.values()}
-        folder = name
-        while f"{base.home}/{folder}" in taken:
-            folder += "-repo"
-        return folder
-
-    async def _launch_repo(self) -> None:
-        """Point this start at the repository: its files in the user's storage (merged by
-        nbgitpuller's rules) when there is storage and the image can run the merge, and
-        its environment built into an image when it declares one."""
-        policy = self.repo_policy_checked
-        request = self.repo_request
-        commit, ref_name = self._repo_commit
-        base_reference = self.image
-        await self.pull_image(base_reference)
-        try:
-            base = BaseImage.from_inspect(await self.docker("inspect_image", base_reference))
-        except ValueError as error:
-            raise build.BuildError(f"The image {base_reference} cannot take a repository: {error}.") from None
-        storage = self._content_storage()
-        if storage is not None:
-            facts = build.known_facts(base) or await schedule.helpers.run(
-                self.user.name, PROBE_SECONDS, build.image_facts, self.client, base, "probe"
-            )
-            if "git" not in facts or not any(fact.startswith("python-") for fact in facts):
-                self.emit_progress(
-                    5,
-                    f"{base_reference} has no git or Python: the repository's files live in the server only "
-                    "and are not kept when it stops (an image with git keeps them in your storage)",
-                )
-                storage = None
-        if storage is None:
-            # The repository's files in the image, as on Binder: not kept.
-            folder = self._repo_folder(base, request.name)
-            self.image = await self._built_image(request, commit, ref_name, base, policy, folder)
-            self.notebook_dir = base.home
-            self.default_url = f"/lab/tree/{quote(folder)}" + (f"/{quote(request.path)}" if request.path else "")
-            return
-        # The fetch and the hub's copy take disk where the hub keeps them: room first, as for a build.
-        record = cache.launch_record(self.repo_cache_file)
-        await schedule.launch_io.run(
-            self.user.name, CACHE_SECONDS,
-            lambda _: cache.make_room(self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)),
+    def _launch_context(self) -> repolaunch.LaunchContext:
+        """What a repository launch (and a helper container) gets from this spawner."""
+        return repolaunch.LaunchContext(
+            user=self.user.name, log_name=self._log_name, log=self.log, client=self.client,
+            emit_progress=self.emit_progress, docker=self.docker, pull_image=self.pull_image,
+            publish_image=self._publish_image, work_dir=self.repo_work_dir, cache_file=self.repo_cache_file,
+            helper_timeout=self.helper_timeout, build_network=self.build_network,
+            outbound=self.outbound_policy, host_config=dict(self.extra_host_config),
         )  # fmt: skip
-        self.emit_progress(4, f"Fetching {request.url} at {commit[:12]}")
-        copy, view, files, notes = await schedule.launch_io.run(
-            self.user.name, policy.build_timeout + PROBE_SECONDS, lambda deadline: content.fetch_and_record(
-                request, commit, ref_name, policy, self.repo_work_dir, self._content_root(),
-                lambda: build.image_facts(min(deadline, time.monotonic() + PROBE_SECONDS), self.client, base, "probe"),
-            ),
-        )  # fmt: skip
-        for note in notes:
-            self.emit_progress(6, note)
-        if files.present:
-            # The build's own copy (REPO_DIR, for pip install . and postBuild) stays in the image.
-            folder = self._repo_folder(base, request.name)
-            self.image = await self._built_image(request, commit, ref_name, base, policy, folder)
-        else:
-            self.emit_progress(50, f"Nothing to build in {request.url}: starting {base_reference} as it is")
-        # The merge runs while the server's container starts (start() waits for both): the
-        # folder is the repository's name unless that name holds something else.
-        self._content_sync = asyncio.ensure_future(self._sync_content(copy, view, storage, request, commit, base))
-        self._content_place = (storage, base.home, request)
-        self._open_content(request.name)
 
-    def _open_content(self, folder: str) -> None:
-        storage, home, request = self._content_place
-        inside_home = storage == home or storage.startswith(home.rstrip("/") + "/")
-        self.notebook_dir = home if inside_home else storage
-        where = posixpath.relpath(f"{storage}/{folder}", self.notebook_dir)
-        self.default_url = f"/lab/tree/{quote(where)}" + (f"/{quote(request.path)}" if request.path else "")
-        self._content_folder = folder
+    def _apply_plan(self, plan: repolaunch.Plan) -> None:
+        self.image, self.notebook_dir, self.default_url = plan.image, plan.notebook_dir, plan.default_url
 
-    async def _content_synchronised(self, started):
+    async def _content_synchronised(self, launch: repolaunch.RepoLaunch, started):
         """After the container started: wait for the merge; a failed merge stops the server,
         a folder other than the one the server was told to open restarts it there."""
         try:
-            folder = await self._content_sync
+            folder = await launch.sync
         except BaseException:
             await self._discard_container()
             raise
-        if folder == self._content_folder:
+        plan = launch.opened_in(folder, self.image)
+        if plan.default_url == self.default_url:
             return started
-        self._open_content(folder)
+        self._apply_plan(plan)
         await self._discard_container()
         return await self._start_container()
-
-    async def _run_helper(self, what: str, image, user, command, binds, percent) -> dict:
-        """A short container of `image` running python3 `command` as `user`, with no network,
-        on the hub's helper threads, within helper_timeout; its output lines are progress (but
-        for the result line); the result it printed, or BuildError "`what` failed: why"."""
-        loop = asyncio.get_running_loop()
-        # Confined as the user's server is (the role: every capability dropped, no privilege
-        # gain through setuid programs), and more: no network, its own limits.
-        confinement = {key: value for key, value in self.extra_host_config.items() if key in HELPER_CONFINEMENT}
-
-        def on_line(line: str) -> None:
-            if not line.startswith(contentsync.RESULT) and not line.startswith("$ "):
-                loop.call_soon_threadsafe(self.emit_progress, percent, line[:500])
-
-        try:
-            helper = functools.partial(
-                helpers.run, entrypoint=["python3"], user=user, labels={USER_LABEL: self.user.name},
-                host_config=helpers.host_config_kwargs(confinement, binds), on_line=on_line,
-            )  # fmt: skip
-            code, lines = await schedule.helpers.run(
-                self.user.name, self.helper_timeout, helper, self.client, image, command
-            )
-        except (helpers.HelperTimeout, schedule.Busy) as error:
-            why = f" ({error})" if str(error) else ""
-            raise build.BuildError(
-                f"{what} did not finish within {self.helper_timeout} s{why}, and was stopped. "
-                "Start your server again to finish it; if this happens again, tell the hub's admins."
-            ) from None
-        except docker.errors.APIError as error:
-            raise build.BuildError(f"{what} failed: {error}") from None
-        results = [line for line in lines if line.startswith(contentsync.RESULT)]
-        result = json.loads(results[-1].removeprefix(contentsync.RESULT)) if results else {}
-        if code != 0 or not result or "error" in result:
-            why = result.get("error") or "\n".join(lines[-10:]) or f"exit status {code}"
-            raise build.BuildError(f"{what} failed: {why}")
-        return result
 
     async def _move_volume_into_home(self) -> None:
         """home_volume_moved_into: the user's volume turned into a whole home, once."""
@@ -676,7 +574,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         folder = self.home_volume_moved_into
         command = [content.MIGRATE_MOUNT, "--volume", mount, "--home", base.home, "--folder", folder, *new]
         what = "Moving your storage to your whole home"
-        result = await self._run_helper(what, self.image, base.user, command, binds, 3)
+        result = await repolaunch.run_helper(self._launch_context(), what, self.image, base.user, command, binds, 3)
         self.log.info("Volume %s holds the whole home now (%s)", source, result)
         await asyncio.to_thread(_append_line, record, source)
 
@@ -696,32 +594,6 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await self.stop_object()
         await self.remove_object()
 
-    async def _built_image(self, request, commit, ref_name, base, policy, folder) -> str:
-        """The reference of the repository's image, built unless it exists."""
-        key = cache_key(request, commit, policy.builder_fingerprint(base.id) + folder)
-        tag = image_tag(request, commit, key)
-        cache.launch_started(tag)
-        self._launch_tag = tag
-        try:
-            found = await self.docker("inspect_image", tag)
-        except docker.errors.NotFound:
-            found = None
-        if cache.is_build_of(found, key):
-            self.emit_progress(50, f"Using the existing build of {request.url} at {commit[:12]}")
-        else:
-            # Not built yet, or the tag holds another build whose key shares its first digits.
-            if tag not in cache.builds:
-                record = cache.launch_record(self.repo_cache_file)
-                await schedule.launch_io.run(
-                    self.user.name, CACHE_SECONDS,
-                    lambda _: cache.make_room(
-                        self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)
-                    ),
-                )  # fmt: skip
-            await self._build(request, commit, ref_name, key, tag, base, policy, folder)
-        await asyncio.to_thread(cache.launch_record(self.repo_cache_file).touch, tag)
-        return await self._publish_image(tag)
-
     # -- course content in the user's storage ------------------------------------
 
     def _content_storage(self) -> str | None:
@@ -736,113 +608,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 return bind["bind"].rstrip("/") or "/"
         return None
 
-    def _content_root(self) -> str:
-        return os.path.abspath(os.path.join(self.repo_work_dir, "content"))
-
-    def _copies(self, policy) -> content.Copies:
-        """The hub's copies, for the cache's eviction: one launched within a launch's longest
-        time (fetch and build, then the merge) may still be in use."""
-        return content.Copies(self._content_root(), busy_seconds=policy.build_timeout + self.helper_timeout + 60)
-
-    async def _sync_content(self, copy, view, storage, request, commit, base) -> str:
-        """Merge the repository into the user's folder in a short container of the server's
-        image, as its user, with no network; the folder's name."""
-        extra_binds, command = content.sync_command(copy, view, storage, request, commit)
-        binds = {**self.volume_binds, **extra_binds}
-        self.emit_progress(62, f"Synchronising {request.name} into your storage")
-        what = f"Synchronising {request.name} into your storage"
-        try:
-            result = await self._run_helper(what, self.image, base.user, command, binds, 64)
-        finally:
-            shutil.rmtree(os.path.dirname(view), ignore_errors=True)  # a few small files
-        self.log.info("Synchronised %s at %s into %s for %s", request.url, commit, result["folder"], self._log_name)
-        for path, copy_path in result["conflicts"]:
-            self.emit_progress(
-                66,
-                f"Kept your changes to {path}: the instructor changed it too; their version is "
-                f"{copy_path} (see {contentsync.REPORT} in {result['folder']})",
-            )
-        for path in result["restored"]:
-            self.emit_progress(66, f"Brought back {path}, which you had deleted")
-        return result["folder"]
-
     async def _publish_image(self, tag: str) -> str:
         """The reference the server runs a repository image as (here: where it was built)."""
         return tag
-
-    async def _build(self, request, commit, ref_name, key, tag, base, policy, folder) -> None:
-        job = cache.builds.get(tag)
-        if job is not None and job.stopping:
-            await asyncio.wait([job.task])  # a stopped build of the same image: build anew
-            job = None
-        if job is None:
-            job = self._start_build(request, commit, ref_name, key, tag, base, policy, folder)
-        else:
-            self.emit_progress(
-                10, f"{request.url} at {commit[:12]} is being built for another user: following that build"
-            )
-        # The spawn page gets each step and otherwise at most one line per PROGRESS_INTERVAL:
-        # a build printing thousands of lines a second must not become as many events.
-        percent, shown = 10, -PROGRESS_INTERVAL
-        loop = asyncio.get_running_loop()
-        job.join()
-        try:
-            async for line in job.follow():
-                step = _STEP_RE.match(line)
-                if step:
-                    percent = 10 + 45 * int(step.group(1)) // max(1, int(step.group(2)))
-                always = line.startswith((schedule.WAITING, *build.ALWAYS_SHOWN))
-                if step or always or loop.time() - shown >= PROGRESS_INTERVAL:
-                    self.emit_progress(percent, line)
-                    shown = loop.time()
-            await asyncio.shield(job.task)
-        except asyncio.CancelledError:
-            if job.task.cancelled() and not asyncio.current_task().cancelling():
-                raise build.BuildError(build.STOPPED) from None  # the build's, not this start's
-            raise
-        except build.BuildError as error:
-            self.log.warning("Build of %s at %s failed for %s", request.url, commit, self._log_name)
-            raise build.BuildError(str(error)) from None
-        finally:
-            if job.leave(self.client):
-                self.log.warning("Stopping the build of %s: no launch waits for it any more", job.what)
-
-    def _start_build(self, request, commit, ref_name, key, tag, base, policy, folder) -> build.BuildJob:
-        """A new build, in line for a slot: at most one at a time started by each user."""
-        user = self.user.name
-        mine = next((job for job in cache.builds.values() if job.owner == user and not job.stopping), None)
-        if mine is not None:
-            raise build.BuildError(
-                f"You already have a repository build in progress ({mine.what}). Launch this one "
-                "when that build has finished, or stop the server it is for."
-            )
-        job = build.BuildJob(tag, key=key, owner=user, what=f"{request.url} at {commit[:12]}")
-        log = job.threadsafe_writer(asyncio.get_running_loop())
-        self.log.info("Building %s at %s for %s", request.url, commit, self._log_name)
-        schedule.slots.set_limit(policy.max_concurrent_builds)
-        job.task = asyncio.ensure_future(
-            schedule.slots.run(
-                job, build.run_build, self.client, request, commit, ref_name, key, tag, base, policy, folder, log,
-                job.stop, self.repo_work_dir, self.outbound_policy, self.build_network,
-            )
-        )  # fmt: skip
-        cache.builds[tag] = job
-        job.task.add_done_callback(lambda _: cache.builds.pop(tag, None) if cache.builds.get(tag) is job else None)
-        job.task.add_done_callback(lambda task: self._after_build(task, policy))
-        return job
-
-    def _after_build(self, task, policy) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        record = cache.launch_record(self.repo_cache_file)
-        future = asyncio.ensure_future(
-            schedule.launch_io.run(
-                self.user.name,
-                CACHE_SECONDS,
-                lambda _: cache.evict(self.client, policy, record, cache.in_launch(), self.log, self._copies(policy)),
-            )
-        )
-        future.add_done_callback(lambda f: f.exception() and self.log.error("Cache eviction failed: %s", f.exception()))
 
     # -- progress --------------------------------------------------------------
 
@@ -878,26 +646,27 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             chosen["resources"] = dataclasses.asdict(self.choice_resources)
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
-    _launch_tag = None
-    _content_sync = None
-
     async def start(self):
+        """What a start does: the storage moved once (whole-home switch), the repository
+        launched (its image, its files merged while the container starts), the container
+        started in its turn and answering."""
+        launch = None
         try:
             if self.home_volume_moved_into:
                 await self._move_volume_into_home()
             if self.repo_request is not None:
-                await self._launch_repo()
+                commit, ref_name = self._repo_commit
+                launch = repolaunch.RepoLaunch(
+                    self._launch_context(), self.repo_request, commit, ref_name, self.repo_policy_checked
+                )
+                self._apply_plan(await launch.prepare(self.image, self._content_storage(), self.volume_binds))
             started = await self._start_container()
-            if self._content_sync is not None:
-                started = await self._content_synchronised(started)
+            if launch is not None and launch.sync is not None:
+                started = await self._content_synchronised(launch, started)
             return started
         finally:
-            cache.launch_ended(self._launch_tag)
-            self._launch_tag = None
-            if self._content_sync is not None and not self._content_sync.done():
-                # The start failed first: the merge's container ends and is removed on its own.
-                self._content_sync.add_done_callback(lambda task: task.cancelled() or task.exception())
-            self._content_sync = None
+            if launch is not None:
+                launch.end()
 
     async def _start_container(self):
         if not self.remove:
@@ -1108,10 +877,6 @@ NO_HEALTHCHECK = {"Test": ["NONE"]}
 READY_INTERVAL = 0.1
 STATE_INTERVAL = 2.0
 
-_STEP_RE = re.compile(r"Step (\d+)/(\d+)")
-# Seconds between two build-log lines shown as progress on the spawn page (steps always).
-PROGRESS_INTERVAL = 0.1
-
 
 def _split_reference(image: str) -> tuple[str, str | None]:
     if "@" in image:
@@ -1121,11 +886,6 @@ def _split_reference(image: str) -> tuple[str, str | None]:
         repo, tag = image.rsplit(":", 1)
         return repo, tag
     return image, "latest"
-# Seconds the image probe may take, and a cache eviction may wait for a thread.
-PROBE_SECONDS = 60
-CACHE_SECONDS = 120
-# What the short containers (the merge, the whole-home move) take from extra_host_config.
-HELPER_CONFINEMENT = ("cap_drop", "cap_add", "security_opt")
 
 
 def _read_lines(path: str) -> set[str]:
