@@ -132,7 +132,9 @@ def test_a_checkout_at_another_commit_is_refused(tmp_path):
         content.record(checkout, first, course.request, course.root)
 
 
-def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = None, path: str = "") -> dict:
+def sync(
+    copy: str, storage: Path, name: str = "lab1", version: str | None = None, path: str = "", system: str = ""
+) -> dict:
     """contentsync as the short container runs it, merging `version` of the hub's copy (its
     tip unless named), seen through a launch's view as the container sees it."""
     made = content.launch_view(copy, version or tip(copy), copy + "-views", objects_at=copy)
@@ -148,6 +150,8 @@ def sync(copy: str, storage: Path, name: str = "lab1", version: str | None = Non
     args = [arg.replace(f"file://{content.SOURCE_ROOT}", f"file://{os.path.dirname(view)}") for arg in args]
     search = f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]
     env = {"PATH": search, "HOME": str(storage)}
+    if system:  # where git would find the image's /etc/gitconfig
+        env["GIT_CONFIG_SYSTEM"] = system
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
     lines = done.stdout.splitlines()
     assert lines and lines[-1].startswith(RESULT), (done.stdout, done.stderr)
@@ -514,3 +518,14 @@ def test_a_remote_helper_the_folder_names_never_runs(tmp_path):
     sync(course.launch(course.commit({"notes.md": "v2\n"})), storage, path=str(bin_dir))
     assert not marker.exists()
     assert (folder / "week1.ipynb").read_text() == STUDENT
+
+
+def test_the_images_system_gitconfig_is_not_read_by_the_merge(tmp_path):
+    """The merge runs in the server's image, whose /etc/gitconfig is the image's (a
+    image's author ships one): not read (GIT_CONFIG_SYSTEM stands in for it here)."""
+    course, storage, folder = student_answered_week1(tmp_path)
+    system = tmp_path / "gitconfig"
+    system.write_text("[merge]\n\tff = only\n")
+    result = sync(course.launch(course.commit({"notes.md": "v2\n"})), storage, system=str(system))
+    assert result["returncode"] == 0, result["lines"]
+    assert (folder / "notes.md").read_text() == "v2\n"

@@ -69,7 +69,8 @@ def test_gits_home_is_the_private_one_given_and_nothing_else_passes_through(tmp_
 
 STAND_IN_GIT = r"""#!/bin/sh
 # A stand-in for git that records each command line (one argument a line, then a blank
-# line) and answers as a server with one branch would.
+# line) and answers as a server with one branch would, one that serves no commit by id
+# (a shallow fetch of it fails, so the fetch of the ref is tried too).
 for arg in "$@"; do printf '%s\n' "$arg"; done >> "$GIT_LOG"
 echo >> "$GIT_LOG"
 for arg in "$@"; do
@@ -77,6 +78,7 @@ for arg in "$@"; do
     ls-remote) printf '%s\trefs/heads/main\n' 0123456789abcdef0123456789abcdef01234567; exit 0 ;;
     rev-parse) echo 0123456789abcdef0123456789abcdef01234567; exit 0 ;;
     init) eval "dest=\${$#}"; mkdir -p "$dest"; exit 0 ;;
+    --depth) exit 1 ;;
   esac
 done
 exit 0
@@ -110,7 +112,8 @@ def test_every_url_git_is_given_comes_after_a_double_dash(tmp_path, monkeypatch)
                  str(tmp_path / "checkout"), policy, __import__("time").monotonic() + 30)  # fmt: skip
     commands = [block.split("\n") for block in log.read_text().split("\n\n") if block.strip()]
     with_url = [command for command in commands if url in command]
-    assert len(with_url) >= 4, commands  # ls-remote, the reachability fetch, the commit's fetch, origin
+    # ls-remote, the reachability fetch, the commit's fetch and the ref's, origin
+    assert len(with_url) >= 5, commands
     for command in with_url:
         # After the settings (`-c NAME=VALUE` pairs) and before the URL: `--`.
         assert "--" in command[command.index(url) - 2 : command.index(url)], command
