@@ -63,6 +63,20 @@ COMMANDS = [
     ("contentsync.py", "main"),
 ]
 
+# Where a check lives in a request handler or a spawner hook (each refusal there made a
+# no-op), which mutmut leaves alone (decorated handlers) or which only the integration tier
+# reached: (module, the fast tests that must kill them).
+HOOKS = {
+    "launch.py": ["tests/unit/test_launch.py"],
+    "spawner.py": [
+        "tests/unit/test_option_context.py", "tests/unit/test_spawner_config.py", "tests/unit/test_named_servers.py",
+        "tests/unit/test_ready.py", "tests/unit/test_launch.py", "tests/unit/test_spawner_hooks.py",
+    ],
+    "repolaunch.py": ["tests/unit/test_build.py", "tests/unit/test_repolaunch.py"],
+}
+
+TESTS.update(HOOKS)
+
 # Modules whose git commands take user-derived arguments after `--`.
 SEPARATED = ["git.py", "content.py", "contentsync.py"]
 
@@ -296,6 +310,21 @@ def separator_mutants(module: str, tree, lines) -> list[Mutant]:
     ]  # fmt: skip
 
 
+def refusal_mutants(module: str, tree, lines) -> list[Mutant]:
+    """Each `raise` of a request handler or spawner hook made `pass`: the refusal, or the
+    error a user is shown, is gone."""
+    scopes = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    mutants, seen = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            inside = [f for f in scopes if f.lineno <= node.lineno <= f.end_lineno]
+            scope = min(inside, key=lambda f: f.end_lineno - f.lineno).name if inside else "module"
+            seen[scope] = seen.get(scope, 0) + 1
+            span = (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
+            mutants.append(Mutant(module, f"{module} {scope}() raise #{seen[scope]} removed", *span, "pass"))
+    return mutants
+
+
 def generate(package: Path) -> list[Mutant]:
     mutants: list[Mutant] = []
     parsed = {}
@@ -316,6 +345,8 @@ def generate(package: Path) -> list[Mutant]:
         mutants += command_mutants(module, function, *parse(module))
     for module in SEPARATED:
         mutants += separator_mutants(module, *parse(module))
+    for module in HOOKS:
+        mutants += refusal_mutants(module, *parse(module))
     # The same description twice (two assignments of one variable): the later ones numbered.
     seen: dict[str, int] = {}
     for mutant in mutants:

@@ -108,3 +108,23 @@ async def test_a_link_that_builds_says_whose_files_and_access_the_code_gets():
     await LaunchHandler._render(plain, heading="Start?", requested=[("Image", "SciPy")], builds=False,
                                 action="/hub/launch", button="Launch")
     assert "launch-trust" not in plain.body
+
+
+def test_a_link_to_a_named_server_on_a_hub_without_them_is_refused_naming_the_fix():
+    """A link naming a server where the hub runs one server per user is a 400 with what to
+    change, never a start of the default server in its place (nothing is made by looking)."""
+    import asyncio
+
+    default = object()
+    handler = SimpleNamespace(
+        request=SimpleNamespace(query_arguments={"server": [b"lab"]}), allow_named_servers=False
+    )
+    handler._server_name = lambda: LaunchHandler._server_name(handler)
+    user = SimpleNamespace(spawners={"": default}, orm_spawners={})
+    with pytest.raises(web.HTTPError) as refused:
+        asyncio.run(LaunchHandler._server(handler, user))
+    assert (refused.value.status_code, refused.value.log_message) == (
+        400, "This hub runs one server per user: remove server= from the link."
+    )
+    handler.request.query_arguments = {}
+    assert asyncio.run(LaunchHandler._server(handler, user)) == ("", default)

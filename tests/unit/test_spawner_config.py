@@ -148,3 +148,16 @@ def test_a_spawn_link_comes_back_as_the_filled_in_form_and_starts_nothing():
     assert 'id="formspawner-link-notice"' not in asyncio.run(spawner.get_options_form())  # shown once
     with pytest.raises(SpawnException, match="A link cannot set 'env'"):
         spawner.options_from_query({"env": ["PYTHONPATH=/tmp/evil"]})
+
+
+def test_a_ca_bundle_that_is_not_a_file_on_the_hubs_host_stops_the_hub_naming_it(tmp_path):
+    """Checked at start-up (jupyterhub_config.py's check), not at the first spawn, where the
+    bundle would be mounted into every server and every build would fail."""
+    from formspawner import FormDockerSpawner
+    from formspawner.errors import PolicyError
+
+    missing = tmp_path / "campus-ca.pem"
+    with pytest.raises(PolicyError, match=rf"^FormDockerSpawner.ca_bundle: {missing} is not a file on this host$"):
+        FormDockerSpawner.check_config({"ca_bundle": str(missing)})
+    missing.write_text("-----BEGIN CERTIFICATE-----\n")
+    FormDockerSpawner.check_config({"ca_bundle": str(missing)})
