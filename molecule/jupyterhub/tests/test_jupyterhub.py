@@ -423,11 +423,33 @@ def test_the_network_policy_holds_after_the_reboot(host):
 
 
 def test_the_hub_starts_only_after_the_network_policy_and_users_are_on_ipv4_only(host):
-    """jupyterhub.service is ordered after jupyterhub-egress.service and requires it (no
-    server starts before the rules are in; none at all if they cannot be applied), and the
-    users' and builds' networks have IPv6 off (the rules are IPv4 rules)."""
-    unit = host.check_output("systemctl show jupyterhub -p After -p Requires")
-    after, requires = (line.split("=", 1)[1].split() for line in sorted(unit.splitlines()))
-    assert "jupyterhub-egress.service" in after and "jupyterhub-egress.service" in requires
+    """jupyterhub.service is ordered after jupyterhub-egress.service and wants it (no server
+    starts before the rules are in); a restart of the policy (at every Docker start) leaves
+    the hub running; while the policy cannot be applied the hub does not start (fail
+    closed), and it starts once the policy is in. The users' and builds' networks have IPv6
+    off (the rules are IPv4 rules)."""
+    unit = host.check_output("systemctl show jupyterhub -p After -p Wants")
+    after, wants = (line.split("=", 1)[1].split() for line in sorted(unit.splitlines()))
+    assert "jupyterhub-egress.service" in after and "jupyterhub-egress.service" in wants
     for network in ("jupyterhub-users", "jupyterhub-builds"):
         assert host.check_output(f"docker network inspect -f '{{{{.EnableIPv6}}}}' {network}") == "false"
+    started = host.check_output("systemctl show jupyterhub -p ExecMainPID")
+    host.check_output("systemctl restart jupyterhub-egress")
+    assert host.check_output("systemctl show jupyterhub -p ExecMainPID") == started
+    try:
+        # The policy's script fails (a stand-in for a firewall that refuses the rules).
+        host.check_output("chmod a-x /usr/local/sbin/jupyterhub-egress")
+        host.run("systemctl restart jupyterhub-egress")  # as at a Docker start: it fails now
+        assert host.run("systemctl is-active jupyterhub-egress").stdout.strip() == "failed"
+        assert host.run("systemctl is-active jupyterhub").stdout.strip() == "active"  # left running
+        host.run("systemctl restart jupyterhub")  # its next start: refused while the policy is not in
+        time.sleep(3)
+        assert host.run("systemctl is-active jupyterhub").stdout.strip() != "active"
+        assert host.run("curl -sk -o /dev/null -w '%{http_code}' https://localhost/hub/api").stdout != "200"
+    finally:
+        host.run("chmod 0755 /usr/local/sbin/jupyterhub-egress")
+        host.check_output("systemctl restart jupyterhub-egress jupyterhub")
+    deadline = time.monotonic() + 120
+    while host.run("curl -sk -o /dev/null -w '%{http_code}' https://localhost/hub/api").stdout != "200":
+        assert time.monotonic() < deadline, "the hub did not come back once the policy was in"
+        time.sleep(2)
