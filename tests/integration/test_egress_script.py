@@ -190,3 +190,16 @@ def test_a_new_subnet_replaces_the_old_ones_links(tmp_path):
     rules = run_in_namespace(tmp_path, f"sh {old} && sh {new}")
     links = chain(rules, "DOCKER-USER") + chain(rules, "INPUT")
     assert links and all("10.214.0.0/24" in link for link in links), links
+
+
+def test_dns_can_be_closed_for_an_exam(tmp_path):
+    """jupyterhub_egress_dns: false (an exam with allowlist): no rule opens port 53 to the
+    host's resolvers, from either chain; the exceptions stay open by address."""
+    script = render(tmp_path, jupyterhub_egress_policy="allowlist", jupyterhub_egress_dns=False,
+                    jupyterhub_egress_allow=[{"to": "10.30.0.5", "ports": [443]}])
+    rules = run_in_namespace(tmp_path, f"sh {script}", resolv="nameserver 10.0.0.53\n")
+    assert "--dport 53" not in rules
+    assert "-A JUPYTERHUB-EGRESS -d 10.30.0.5/32 -p tcp -m multiport --dports 443 -j RETURN" in rules
+    opened = run_in_namespace(tmp_path, f"sh {render(tmp_path / 'open', jupyterhub_egress_policy='allowlist')}",
+                              resolv="nameserver 10.0.0.53\n")
+    assert "-A JUPYTERHUB-EGRESS -d 10.0.0.53/32 -p udp -m udp --dport 53 -j RETURN" in opened
