@@ -410,3 +410,17 @@ def test_load_roles_from_inventory_add_to_the_culler_and_metrics_roles(tmp_path)
     result = subprocess.run([sys.executable, "-c", LOADER, str(clash)], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "extra_config.JupyterHub.load_roles: 'idle-culler' is set by the jupyterhub role already" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "daemon",
+    [{"ipv6": True, "fixed-cidr-v6": "2001:db8:1::/64"},
+     {"default-network-opts": {"bridge": {"com.docker.network.enable_ipv6": "true"}}}],
+)
+def test_daemon_settings_that_put_users_on_ipv6_are_refused_while_the_policy_is_ipv4(tmp_path, daemon):
+    out = preflight(tmp_path, {"docker_daemon_options": daemon}, succeed=False)
+    assert "turns IPv6 on for Docker's default bridge" in out
+    for name, inventory in (("off", {"docker_daemon_options": daemon, "jupyterhub_egress_policy": "off"}),
+                            ("v4", {"docker_daemon_options": {"ipv6": False, "log-level": "warn"}})):
+        (tmp_path / name).mkdir()
+        preflight(tmp_path / name, inventory)
