@@ -123,6 +123,18 @@ def least_free(roots: list[str]) -> int | None:
     return min(free) if free else None
 
 
+def built_sizes(client, images: list[dict]) -> dict[str, int]:
+    """Each built image's own bytes: its size less its base image's (the build's label
+    names the base). From the engine's image list, not `docker system df`, which also
+    walks every volume (every user's files) and took tens of seconds on a busy host."""
+    everything = {image["Id"]: image.get("Size", 0) for image in client.images()}
+
+    def base_size(image) -> int:
+        return everything.get((image.get("Labels") or {}).get(f"{REPO_LABEL}.base"), 0)
+
+    return {image["Id"]: max(0, image.get("Size", 0) - base_size(image)) for image in images}
+
+
 def own_sizes(df_images: list[dict] | None) -> dict[str, int]:
     """Each built image's own bytes, from `docker system df`'s images: its size less the
     layers it shares (its base image's)."""
@@ -140,7 +152,7 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
     With `copies` (content.Copies), the hub's copies of launched repositories count in
     cache_max_size too, go by the same order, and min_free_disk holds where they are."""
     images = client.images(filters={"label": f"{REPO_LABEL}=1"})
-    sizes = own_sizes(client.df().get("Images"))
+    sizes = built_sizes(client, images)
     copy_list = copies.listing() if copies is not None else []
     count = len(images)
     total = sum(sizes.get(image["Id"], 0) for image in images) + sum(size for _, size, _ in copy_list)
