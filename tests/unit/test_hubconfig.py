@@ -456,3 +456,65 @@ def test_servers_start_one_per_core_at_once_unless_inventory_says_otherwise_and_
     for wrong in ("four", -1, True, 2.5):
         with pytest.raises(PolicyError, match=r"jupyterhub_start_slots: 'auto' or a whole number"):
             applied(start_slots=wrong)
+
+
+# -- extra_config merges with what the role sets (in-process; the rendered config as the hub
+# loads it: tests/unit/test_jupyterhub_config.py) --------------------------------------------
+
+
+def test_extra_config_mappings_merge_key_by_key_and_lists_add_after_the_roles():
+    c = applied(extra_config={
+        "DockerSpawner": {"extra_host_config": {"shm_size": "1g", "cap_drop": ["NET_RAW"], "pids_limit": 50}},
+        "JupyterHub": {"load_roles": [{"name": "sharing", "scopes": ["shares"]}]},
+    })  # fmt: skip
+    assert c.DockerSpawner.extra_host_config == {
+        "pids_limit": 50,  # the admin's value over the role's
+        "cap_drop": ["ALL", "NET_RAW"],  # the role's first, then the admin's new ones
+        "cap_add": [],
+        "security_opt": ["no-new-privileges"],
+        "shm_size": "1g",
+    }
+    assert [role["name"] for role in c.JupyterHub.load_roles][-1] == "sharing"
+    assert len(c.JupyterHub.load_roles) >= 2
+
+
+def test_extra_config_on_a_subclass_merges_with_what_the_role_set_on_its_base():
+    """traitlets takes the most specific class's value: FormDockerSpawner's would hide
+    DockerSpawner's extra_host_config whole, so the role's is merged into it."""
+    c = applied(extra_config={"FormDockerSpawner": {"extra_host_config": {"shm_size": "1g"}}})
+    assert c.FormDockerSpawner.extra_host_config["cap_drop"] == ["ALL"]
+    assert c.FormDockerSpawner.extra_host_config["shm_size"] == "1g"
+    swarm = applied(swarm=SWARM, extra_config={"FormSwarmSpawner": {"extra_container_spec": {"init": True}}})
+    assert swarm.FormSwarmSpawner.extra_container_spec["cap_drop"] == ["ALL"]
+
+
+def test_an_admins_template_folders_come_before_the_roles():
+    c = applied(named_servers={"enabled": True, "limit": 3, "storage": "user", "remove_when_culled": False},
+                extra_config={"JupyterHub": {"template_paths": ["/etc/jupyterhub/templates"]}})
+    assert c.JupyterHub.template_paths[0] == "/etc/jupyterhub/templates"
+    assert len(c.JupyterHub.template_paths) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"JupyterHub": {"load_roles": [{"name": "idle-culler", "scopes": []}]}},
+         "extra_config.JupyterHub.load_roles: 'idle-culler' is set by the jupyterhub role already"),
+        ({"DockerSpawner": {"extra_host_config": ["pids_limit"]}},
+         "extra_config.DockerSpawner.extra_host_config: the jupyterhub role sets a mapping here; "
+         "extra_config must give a mapping too"),
+        ({"JupyterHub": {"load_roles": {"name": "x"}}},
+         "extra_config.JupyterHub.load_roles: the jupyterhub role sets a list here; extra_config must give a list too"),
+        ({"DockerSpawner": {"extra_host_config": {"cap_drop": "ALL"}}},
+         "extra_config.DockerSpawner.extra_host_config.cap_drop: the jupyterhub role sets a list here"),
+    ],
+)
+def test_extra_config_that_would_replace_the_roles_settings_wholesale_is_refused(extra, message):
+    with pytest.raises(PolicyError) as refused:
+        applied(idle_timeout=3600, extra_config=extra)
+    assert message in str(refused.value)
+
+
+def test_extra_config_scalars_still_win_over_the_roles():
+    c = applied(extra_config={"Spawner": {"start_timeout": 600}, "DockerSpawner": {"remove": False}})
+    assert c.Spawner.start_timeout == 600 and c.DockerSpawner.remove is False
