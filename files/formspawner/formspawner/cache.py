@@ -117,6 +117,11 @@ def free_disk(root: str) -> int | None:
     return usage[0] if usage else None
 
 
+def disk_roots(client, copies=None) -> list[str]:
+    """Where min_free_disk must hold: the engine's data, and the hub's copies (content.Copies)."""
+    return [docker_root(client)] + ([copies.root] if copies is not None else [])
+
+
 def least_free(roots: list[str]) -> int | None:
     """The fewest bytes free among the file systems at `roots` (those seen from here)."""
     free = [value for value in map(free_disk, roots) if value is not None]
@@ -156,7 +161,7 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
     copy_list = copies.listing() if copies is not None else []
     count = len(images)
     total = sum(sizes.get(image["Id"], 0) for image in images) + sum(size for _, size, _ in copy_list)
-    roots = [docker_root(client)] + ([copies.root] if copies is not None else [])
+    roots = disk_roots(client, copies)
     free = least_free(roots)
 
     def over() -> bool:
@@ -208,7 +213,7 @@ def evict(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str],
 def make_room(client, policy: RepoPolicy, record: LaunchRecord, protected: set[str], log, copies=None) -> None:
     """Before a build or a launch's fetch: evict old builds (and copies) if the disk is short
     where the engine keeps images or where the copies are; refuse if still short."""
-    roots = [docker_root(client)] + ([copies.root] if copies is not None else [])
+    roots = disk_roots(client, copies)
     free = least_free(roots)
     if free is None or free >= policy.min_free_disk:
         return
