@@ -158,11 +158,7 @@ class RepoLaunch:
             image = await self._built_image(base, folder)
             return Plan(image, base.home, _lab_url(folder, request.path))
         # The fetch and the hub's copy take disk where the hub keeps them: room first, as for a build.
-        record = cache.launch_record(ctx.cache_file)
-        await schedule.launch_io.run(
-            ctx.user, CACHE_SECONDS,
-            lambda _: cache.make_room(ctx.client, policy, record, cache.in_launch(), ctx.log, ctx.copies(policy)),
-        )  # fmt: skip
+        await self._make_room()
         ctx.emit_progress(4, f"Fetching {request.url} at {self.commit[:12]}")
         copy, view, files, notes = await schedule.launch_io.run(
             ctx.user, policy.build_timeout + PROBE_SECONDS, lambda deadline: content.fetch_and_record(
@@ -222,6 +218,15 @@ class RepoLaunch:
             ctx.emit_progress(66, f"Brought back {path}, which you had deleted")
         return result["folder"]
 
+    async def _make_room(self) -> None:
+        """Old builds and copies evicted while the disk is short; BuildError if it stays short."""
+        ctx, policy = self.ctx, self.policy
+        record = cache.launch_record(ctx.cache_file)
+        await schedule.launch_io.run(
+            ctx.user, CACHE_SECONDS,
+            lambda _: cache.make_room(ctx.client, policy, record, cache.in_launch(), ctx.log, ctx.copies(policy)),
+        )  # fmt: skip
+
     # -- the environment's image -------------------------------------------------
 
     async def _built_image(self, base: BaseImage, folder: str) -> str:
@@ -240,12 +245,7 @@ class RepoLaunch:
         else:
             # Not built yet, or the tag holds another build whose key shares its first digits.
             if tag not in cache.builds:
-                record = cache.launch_record(ctx.cache_file)
-                await schedule.launch_io.run(
-                    ctx.user, CACHE_SECONDS,
-                    lambda _: cache.make_room(ctx.client, policy, record, cache.in_launch(), ctx.log,
-                                              ctx.copies(policy)),
-                )  # fmt: skip
+                await self._make_room()
             await self._build(key, tag, base, folder)
         await schedule.launch_io.run(ctx.user, CACHE_SECONDS, lambda _: cache.launch_record(ctx.cache_file).touch(tag))
         return await ctx.publish_image(tag)
