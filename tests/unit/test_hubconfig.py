@@ -129,8 +129,9 @@ def test_one_host_confines_users_containers_by_their_host_config():
     c = applied()
     assert c.JupyterHub.spawner_class == "formspawner.FormDockerSpawner"
     assert c.DockerSpawner.extra_host_config == {
-        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"],
+        "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"],
     }
+    assert c.FormDockerSpawner.pids_limit == 1024  # the grant's (formspawner.resources), as on a swarm
     assert c.DockerSpawner.network_name == "jupyterhub-users"
     assert c.DockerSpawner.use_internal_ip is True
     assert c.DockerSpawner.mem_limit == "2G" and c.DockerSpawner.cpu_limit == 1.0
@@ -162,7 +163,7 @@ def test_a_swarm_confines_users_services_by_their_container_spec_and_resources()
     c = applied(swarm=SWARM)
     assert c.JupyterHub.spawner_class == "formspawner.FormSwarmSpawner"
     assert c.FormSwarmSpawner.extra_container_spec == {"cap_drop": ["ALL"], "cap_add": []}
-    assert c.FormSwarmSpawner.pids_limit == 1024
+    assert FormSwarmSpawner(config=c).pids_limit == 1024
     assert c.FormSwarmSpawner.extra_placement_spec == {"constraints": ["node.role == worker"]}
     # Host config and the one-host network do not apply to services.
     assert "extra_host_config" not in c.DockerSpawner and "network_name" not in c.DockerSpawner
@@ -289,6 +290,7 @@ USERS_SERVERS = {
         "proxy_env": {},
         "build_network": "",
         "home_volume": "jupyterhub-user-{username}",
+        "pids_limit": 1024,
         "start_slots": max(2, os.cpu_count() or 1),
     },
     "Spawner": {"default_url": "/lab", "http_timeout": 120, "start_timeout": 300},
@@ -323,7 +325,7 @@ def test_one_hosts_whole_config_is_what_the_settings_say_and_nothing_else(tmp_pa
     )
     servers["DockerSpawner"].update(
         extra_host_config={
-            "cap_add": [], "cap_drop": ["ALL"], "pids_limit": 1024, "security_opt": ["no-new-privileges"],
+            "cap_add": [], "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
         },
         network_name="jupyterhub-users",
         pull_policy="ifnotpresent",
@@ -365,7 +367,6 @@ def test_a_swarms_whole_config_is_what_the_settings_say_and_nothing_else():
             "extra_container_spec": {"cap_add": [], "cap_drop": ["ALL"]},
             "extra_placement_spec": {"constraints": ["node.role == worker"]},
             "home_gid": 100,
-            "pids_limit": 1024,
             "registry_pull": "10.9.0.1:5000",
             "registry_push": "127.0.0.1:5001",
             "registry_push_credentials": "/etc/jupyterhub/registry-push-login",

@@ -276,12 +276,12 @@ def test_on_one_host_the_rendered_config_confines_users_containers(tmp_path):
     defaults confine (the process limit from inventory is checked on the swarm above)."""
     rendered = render(tmp_path, {"jupyterhub_authenticator": "pam",
                                  "jupyterhub_user_shared_mounts": {"/srv/course": "/home/jovyan/shared"}})
-    host_config, network, internal_ip, volumes, remove = spawner_traits(
-        rendered, "FormDockerSpawner", "extra_host_config", "network_name", "use_internal_ip", "volumes", "remove"
-    )
-    assert host_config == {
-        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"],
-    }
+    host_config, pids, network, internal_ip, volumes, remove = spawner_traits(
+        rendered, "FormDockerSpawner", "extra_host_config", "pids_limit", "network_name", "use_internal_ip",
+        "volumes", "remove",
+    )  # fmt: skip
+    assert host_config == {"cap_drop": ["ALL"], "cap_add": [], "security_opt": ["no-new-privileges"]}
+    assert pids == 1024
     assert network == "jupyterhub-users" and internal_ip is True and remove is True
     assert volumes == {
         "jupyterhub-user-{username}": "/home/jovyan/work",
@@ -387,11 +387,11 @@ def test_extra_host_config_from_inventory_adds_to_the_confinement_never_replaces
     capabilities and no-new-privileges, as a real spawner reads the loaded config."""
     rendered = render(tmp_path, {"jupyterhub_extra_config": {section: {"extra_host_config": {
         "shm_size": "1g", "security_opt": ["label=disable"]}}}})  # fmt: skip
-    (host_config,) = spawner_traits(rendered, "FormDockerSpawner", "extra_host_config")
+    host_config, pids = spawner_traits(rendered, "FormDockerSpawner", "extra_host_config", "pids_limit")
     assert host_config == {
-        "pids_limit": 1024, "cap_drop": ["ALL"], "cap_add": [], "shm_size": "1g",
-        "security_opt": ["no-new-privileges", "label=disable"],
+        "cap_drop": ["ALL"], "cap_add": [], "shm_size": "1g", "security_opt": ["no-new-privileges", "label=disable"],
     }
+    assert pids == 1024
 
 
 def test_load_roles_from_inventory_add_to_the_culler_and_metrics_roles(tmp_path):

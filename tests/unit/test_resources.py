@@ -1,6 +1,9 @@
-"""A chosen image's resources as FormDockerSpawner hands them to Docker: the container's
-host config (docker-py's own create_host_config, for the API version Debian 12's engine
-speaks), and the hub's settings back for the next start. Seen from inside a real
+"""What a server gets (formspawner.resources): the grant (a choice's resources over the
+hub's settings) and the pure builders of a container's host config, a Swarm task's
+resources and mounts, and the server's environment, without a Docker engine; then as
+FormDockerSpawner hands them to Docker: the container's host config (docker-py's own
+create_host_config, for the API version Debian 12's engine speaks), and the hub's settings
+unchanged for the next start. Seen from inside a real
 container (cgroup files, /dev/shm) in tests/integration/test_formdockerspawner.py; GPUs only
 here, since no GPU or NVIDIA runtime exists on this machine."""
 
@@ -8,8 +11,10 @@ import asyncio
 from types import SimpleNamespace
 
 import docker
+import pytest
 
-from formspawner import FormDockerSpawner
+from formspawner import FormDockerSpawner, resources
+from formspawner.images import Gpus, Resources
 
 IMAGES = [
     {"name": "plain", "image": "jhtest/singleuser:minimal"},
@@ -17,6 +22,72 @@ IMAGES = [
         "mem_limit": "8G", "mem_guarantee": "4G", "cpu_limit": 4, "pids_limit": 2048, "shm_size": "1G",
         "gpus": {"device_ids": ["0", "1"], "capabilities": ["gpu", "compute"]}}},
 ]  # fmt: skip
+
+
+GIB = 1024**3
+HUB = {"mem_limit": 2 * GIB, "mem_guarantee": None, "cpu_limit": 1.0, "cpu_guarantee": 0, "pids_limit": 1024}
+ML = Resources(mem_limit=8 * GIB, cpu_limit=4.0, shm_size=GIB, gpus=Gpus(count=2))
+
+
+# -- the grant and its builders (pure) --------------------------------------------------
+
+
+def test_a_grant_is_the_choices_resources_over_the_hubs_settings():
+    assert resources.grant(Resources(), **HUB) == resources.Grant(2 * GIB, None, 1.0, None, 1024)
+    granted = resources.grant(Resources(pids_limit=2048, mem_guarantee=GIB), **HUB)
+    assert (granted.mem_limit, granted.mem_guarantee, granted.cpu_limit, granted.pids_limit) == (
+        2 * GIB, GIB, 1.0, 2048,
+    )  # fmt: skip
+    assert resources.grant(ML) == resources.Grant(mem_limit=8 * GIB, cpu_limit=4.0, shm_size=GIB, gpus=Gpus(2))
+    with pytest.raises(TypeError, match="not a resource: mem_limt"):
+        resources.grant(ML, mem_limt=1)
+
+
+def test_the_environment_says_the_granted_limits_and_void_gpus_without_a_gpu():
+    assert resources.environment(resources.grant(Resources(), **HUB)) == {
+        "MEM_LIMIT": str(2 * GIB), "CPU_LIMIT": "1.0", "NVIDIA_VISIBLE_DEVICES": "void",
+    }  # fmt: skip
+    assert resources.environment(resources.grant(ML, **HUB)) == {"MEM_LIMIT": str(8 * GIB), "CPU_LIMIT": "4.0"}
+
+
+def test_a_host_config_has_each_granted_resource_and_nothing_else():
+    assert resources.host_config(resources.Grant()) == {}
+    config = resources.host_config(resources.grant(ML, **HUB), cpu_period=50_000)
+    assert config == {
+        "mem_limit": 8 * GIB, "cpu_period": 50_000, "cpu_quota": 200_000, "pids_limit": 1024, "shm_size": GIB,
+        "device_requests": [{"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}],
+    }  # fmt: skip
+    assert resources.host_config(resources.Grant(mem_guarantee=GIB)) == {"mem_reservation": GIB}
+
+
+def test_the_admins_extra_host_config_is_over_the_hubs_settings_and_the_choice_over_both():
+    extra = {"pids_limit": 50, "mem_limit": "3g", "cap_drop": ["ALL"]}
+    plain = resources.over_extra(extra, resources.grant(Resources(), **HUB), Resources())
+    assert plain == {"pids_limit": 50, "mem_limit": "3g", "cap_drop": ["ALL"], "cpu_period": 100_000,
+                     "cpu_quota": 100_000}  # fmt: skip
+    chosen = Resources(pids_limit=2048, mem_limit=8 * GIB)
+    assert resources.over_extra(extra, resources.grant(chosen, **HUB), chosen) == {**plain, "pids_limit": 2048,
+                                                                                   "mem_limit": 8 * GIB}
+    assert extra == {"pids_limit": 50, "mem_limit": "3g", "cap_drop": ["ALL"]}  # the admin's, unchanged
+
+
+def test_a_swarm_task_gets_the_grant_as_limits_reservations_and_generic_gpus():
+    granted = resources.grant(Resources(gpus=Gpus(count=2), mem_guarantee=GIB), **{**HUB, "cpu_guarantee": 0.5})
+    task = resources.swarm_resources(granted, "NVIDIA-GPU")
+    assert task == {
+        "Limits": {"MemoryBytes": 2 * GIB, "NanoCPUs": 1_000_000_000, "Pids": 1024},
+        "Reservations": {"MemoryBytes": GIB, "NanoCPUs": 500_000_000,
+                         "GenericResources": [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 2}}]},
+    }  # fmt: skip
+    over = resources.swarm_resources(granted, "gpu", {"mem_limit": 3 * GIB})
+    assert over["Limits"]["MemoryBytes"] == 3 * GIB  # the admin's extra_resources_spec over the grant
+    assert resources.swarm_resources(resources.Grant(), "gpu") == {}
+    assert resources.swarm_mounts(resources.Grant()) == []
+    (shm,) = resources.swarm_mounts(resources.Grant(shm_size=GIB))
+    assert (shm["Target"], shm["Type"], shm["TmpfsOptions"]) == ("/dev/shm", "tmpfs", {"SizeBytes": GIB})
+
+
+# -- through FormDockerSpawner ----------------------------------------------------------
 
 
 def created(monkeypatch, spawner, image):
@@ -60,6 +131,18 @@ def test_a_choices_resources_are_the_containers_and_the_hubs_come_back_for_the_n
     assert (host["Memory"], host["CpuQuota"], host["PidsLimit"]) == (2 * 1024**3, 100_000, 256)
     for absent in ("MemoryReservation", "ShmSize", "DeviceRequests"):
         assert absent not in host, absent
+
+
+def test_the_hubs_process_limit_is_the_traits_unless_extra_host_config_names_one(monkeypatch):
+    """FormDockerSpawner.pids_limit (the role's jupyterhub_user_pids_limit) is every
+    server's; an admin's extra_host_config pids_limit is over it, a choice's over both."""
+    s = FormDockerSpawner(images=IMAGES, pids_limit=1024)
+    s.user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", id=1)
+    assert created(monkeypatch, s, "plain")["host_config"]["PidsLimit"] == 1024
+    s.extra_host_config = {"pids_limit": 50}
+    assert created(monkeypatch, s, "plain")["host_config"]["PidsLimit"] == 50
+    assert created(monkeypatch, s, "ml")["host_config"]["PidsLimit"] == 2048
+    assert (s.pids_limit, s.extra_host_config) == (1024, {"pids_limit": 50})
 
 
 def test_a_kept_container_is_recreated_when_its_choices_resources_differ():

@@ -348,7 +348,7 @@ def test_a_gpu_choice_on_swarm_reserves_that_many_of_the_workers_generic_gpu_res
     assert reservations["GenericResources"] == [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 2}}]
     s.option_set.apply(s, s.option_set.check({"image": "plain"}, []))
     create_service(s, image=s.image)
-    assert "GenericResources" not in standin.created["task_template"]["Resources"].get("Reservations", {})
+    assert "GenericResources" not in standin.created["task_template"].get("Resources", {}).get("Reservations", {})
 
 
 @pytest.mark.parametrize("gpus", ["all", {"device_ids": ["0"]}])

@@ -162,6 +162,7 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.DockerSpawner.notebook_dir = user["notebook_dir"]
     c.DockerSpawner.mem_limit = user["mem_limit"]
     c.DockerSpawner.cpu_limit = float(user["cpu_limit"])
+    c.FormDockerSpawner.pids_limit = user["pids_limit"]
     # The campus's CA bundle and proxy, for servers and builds (formspawner.outbound).
     outbound = s.get("outbound") or {}
     c.FormDockerSpawner.ca_bundle = outbound.get("ca_bundle", "")
@@ -208,14 +209,13 @@ def apply_named_servers(c: Config, s: dict) -> None:
 
 def apply_docker_host(c: Config, s: dict) -> None:
     """One host: servers on the users' network, confined by the container's host config
-    (no Docker socket is ever mounted, a process limit, capabilities dropped, no privilege
-    gain through setuid programs)."""
+    (no Docker socket is ever mounted, capabilities dropped, no privilege gain through
+    setuid programs; the process limit is FormDockerSpawner.pids_limit, as on a swarm)."""
     user = s["user"]
     c.DockerSpawner.network_name = user["network_name"]
     c.DockerSpawner.use_internal_ip = True
     c.DockerSpawner.pull_policy = "ifnotpresent"
     c.DockerSpawner.extra_host_config = {
-        "pids_limit": user["pids_limit"],
         "cap_drop": user["cap_drop"],
         "cap_add": user["cap_add"],
         "security_opt": ["no-new-privileges"] if user["no_new_privileges"] else [],
@@ -230,7 +230,6 @@ def apply_swarm(c: Config, s: dict) -> None:
     user, swarm = s["user"], s["swarm"]
     c.FormSwarmSpawner.extra_placement_spec = {"constraints": swarm["constraints"]}
     c.FormSwarmSpawner.extra_container_spec = {"cap_drop": user["cap_drop"], "cap_add": user["cap_add"]}
-    c.FormSwarmSpawner.pids_limit = user["pids_limit"]
     c.FormSwarmSpawner.storage = swarm["storage"]
     c.FormSwarmSpawner.shared_home_root = swarm["shared_home"]
     c.FormSwarmSpawner.shared_volume = user["volume_name"]

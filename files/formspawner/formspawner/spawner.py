@@ -19,7 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, content, git, outbound, repolaunch, schedule
+from . import build, content, git, outbound, repolaunch, resources, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, UserFacingError, as_http_error
 from .events import EventLog
@@ -313,6 +313,13 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def _gpus(cls) -> str:
         return "devices"
 
+    pids_limit = Integer(
+        0,
+        config=True,
+        help="""The most processes a user's server may run (0 = no limit); a chosen image's
+        resources.pids_limit is used over it.""",
+    )
+
     repo_cache_file = Unicode(
         "formspawner-repo-cache.json",
         config=True,
@@ -454,10 +461,18 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     def outbound_policy(self) -> outbound.Outbound:
         return outbound.Outbound.from_config(self.ca_bundle, self.proxy_env, type(self).__name__)
 
+    @property
+    def grant(self) -> resources.Grant:
+        """What this server gets: the chosen image's resources over the hub's settings."""
+        return resources.grant(
+            self.choice_resources, mem_limit=self.mem_limit, mem_guarantee=self.mem_guarantee,
+            cpu_limit=self.cpu_limit, cpu_guarantee=self.cpu_guarantee, pids_limit=self.pids_limit,
+        )  # fmt: skip
+
     def get_env(self):
         env = super().get_env()
         env.update(self.outbound_policy.server_env())  # the admin's, over the user's values
-        env.update(gpu_env(self.choice_resources))
+        env.update(resources.environment(self.grant))
         return env
 
     @property
@@ -738,17 +753,13 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     async def create_object(self):
         self.emit_progress(60, f"Creating your container from {self.image}")
         fingerprint = self._options_fingerprint()
-
-        def label(extra):
-            extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
+        granted = self.grant
 
         def create_extras(extra):
-            label(extra)
+            extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
             if not self.image_healthcheck:
                 # An admin's own healthcheck in extra_create_kwargs is kept.
                 extra.setdefault("healthcheck", dict(NO_HEALTHCHECK))
-
-        chosen = self.choice_resources
 
         def host_extras(extra):
             # DockerSpawner removes the container itself when the server stops. Docker's
@@ -756,20 +767,15 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             # (moby#46308, Docker before 24.0.8, e.g. Debian 12's 20.10): every user's
             # server would die with an engine upgrade.
             extra.setdefault("auto_remove", False)
-            # The chosen image's resources, over the hub's settings for every server.
-            if self.mem_guarantee:
-                extra["mem_reservation"] = self.mem_guarantee
-            for name in ("pids_limit", "shm_size"):
-                if getattr(chosen, name) is not None:
-                    extra[name] = getattr(chosen, name)
-            if chosen.gpus is not None:
-                extra["device_requests"] = [docker.types.DeviceRequest(**chosen.gpus.device_request())]
+            period = extra.get("cpu_period", resources.CPU_PERIOD)
+            extra.update(resources.over_extra(extra, granted, self.choice_resources, period))
 
+        # DockerSpawner merges its extra_* settings last: what is built here is handed over
+        # through them, for this call only.
         with traits_set(
             self,
             extra_create_kwargs=_extended(self.extra_create_kwargs, create_extras),
             extra_host_config=_extended(self.extra_host_config, host_extras),
-            **chosen_limits(chosen),
         ):
             return await super().create_object()
 
@@ -837,21 +843,6 @@ def traits_set(spawner, **values):
     finally:
         for name, value in configured.items():
             setattr(spawner, name, value)
-
-
-def gpu_env(chosen: Resources) -> dict[str, str]:
-    """What a server's environment says to the NVIDIA runtime. A choice without GPUs gets
-    NVIDIA_VISIBLE_DEVICES=void: on a host whose default runtime is nvidia (docker_nvidia),
-    NVIDIA's toolkit gives every GPU to a container whose image sets CUDA_VERSION and no
-    NVIDIA_REQUIRE_CUDA (the legacy images' rule), unless this says none. A choice with
-    GPUs gets them through its device request (or its Swarm resource), which this leaves alone."""
-    return {} if chosen.gpus is not None else {"NVIDIA_VISIBLE_DEVICES": "void"}
-
-
-def chosen_limits(chosen: Resources) -> dict:
-    """The spawner's own limit traits a choice's resources set (the others stay as configured)."""
-    names = ("mem_limit", "mem_guarantee", "cpu_limit")
-    return {name: getattr(chosen, name) for name in names if getattr(chosen, name) is not None}
 
 
 def _extended(configured, extend):

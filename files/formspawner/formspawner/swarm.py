@@ -28,14 +28,14 @@ from pathlib import Path
 from pprint import pformat
 
 import docker.errors
-from docker.types import Mount, Resources, RestartPolicy
+from docker.types import Mount, RestartPolicy
 from dockerspawner import SwarmSpawner
 from traitlets import Enum, Int, Unicode, default
 
-from . import schedule
+from . import resources, schedule
 from .errors import OptionError, UserFacingError, as_http_error
 from .labels import OPTIONS_LABEL, USER_LABEL
-from .spawner import NO_HEALTHCHECK, FormDockerSpawner, chosen_limits, traits_set
+from .spawner import NO_HEALTHCHECK, FormDockerSpawner, traits_set
 
 # Node states in which a task is really where it was placed.
 _NODE_UP = "ready"
@@ -143,12 +143,6 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     def _default_shared_volume(self):
         return self.home_volume
 
-    pids_limit = Int(
-        0,
-        config=True,
-        help="The most processes a user's server may run (0 = no limit).",
-    )
-
     @default("object_name")
     def _object_name_default(self):
         """The service's name: DockerSpawner's, shortened with a digest of the whole when it
@@ -212,10 +206,7 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
                     driver_config=None if local_path else driver,
                 )
             )
-        if self.choice_resources.shm_size is not None:
-            # Services have no shm_size: /dev/shm as a tmpfs of the chosen size.
-            size = self.choice_resources.shm_size
-            mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=size))
+        mounts.extend(resources.swarm_mounts(self.grant))
         return mounts
 
     def _ensure_home(self) -> None:
@@ -337,31 +328,7 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
             raise RuntimeError(f"{path} does not hold the registry's push login as USER:PASSWORD.")
         return {"username": user, "password": password}
 
-    def _resources(self) -> Resources:
-        limits = {
-            "mem_limit": self.mem_limit,
-            "mem_reservation": self.mem_guarantee,
-            "cpu_limit": int(self.cpu_limit * 1e9) if self.cpu_limit else None,
-            "cpu_reservation": int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
-        }
-        gpus = self.choice_resources.gpus
-        if gpus is not None:
-            limits["generic_resources"] = {self.gpu_resource: gpus.count}
-        resources = Resources(**{**limits, **self.extra_resources_spec})
-        if self.pids_limit:
-            # Swarm's Limits.Pids (API 1.41, Docker 20.10); docker-py has no argument for it.
-            resources.setdefault("Limits", {})["Pids"] = self.pids_limit
-        return resources
-
     async def create_object(self):
-        chosen = self.choice_resources
-        limits = chosen_limits(chosen)
-        if chosen.pids_limit is not None:
-            limits["pids_limit"] = chosen.pids_limit
-        with traits_set(self, **limits):
-            return await self._create_service()
-
-    async def _create_service(self):
         constraints = await self._pin_constraint()  # raises UnavailableNode (its message is shown)
         if self.storage == "shared":
             self._ensure_home()
@@ -371,7 +338,7 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
             # A user's task is never restarted by the swarm elsewhere: the hub would keep
             # routing to the old address. The hub notices (poll) and the user starts again.
             "restart_policy": RestartPolicy(condition="none"),
-            "resources": self._resources(),
+            "resources": resources.swarm_resources(self.grant, self.gpu_resource, self.extra_resources_spec),
             **self.extra_task_spec,
         }
         endpoint = {"mode": "dnsrr", "ports": {None: (self.port, "tcp", "host")}, **self.extra_endpoint_spec}
