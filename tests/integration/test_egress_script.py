@@ -1,7 +1,9 @@
-"""The network policy's script (roles/jupyterhub/templates/jupyterhub-egress.j2), rendered
-by Ansible from the role's defaults and run for real, with the real iptables, inside a
-network (and mount) namespace of its own: the rules it leaves, that a second run leaves the
-same, that `remove` takes everything away, and which resolvers it opens.
+"""The network policy's program (roles/jupyterhub/files/jupyterhub-egress, static) with its
+policy (templates/jupyterhub-egress.json.j2, rendered by Ansible from the role's defaults),
+run for real, with the real iptables, inside a network (and mount) namespace of its own:
+the rules it leaves, that a second run leaves the same, that `remove` takes everything
+away, which resolvers it opens, and that a broken policy changes nothing. The rules it
+builds from each kind of policy, in-process: tests/unit/test_egress_policy.py.
 
 The traffic side (what a user's server and a build can reach, before and after a Docker
 restart and a reboot) is the jupyterhub molecule scenario's.
@@ -23,16 +25,21 @@ ROOT = Path(__file__).resolve().parents[2]
 # as the whole tier runs. Nothing here touches this machine's own firewall.
 
 
-def render(tmp_path: Path, **variables) -> Path:
-    """The script as the role writes it, for these variables over the role's defaults."""
+PROGRAM = ROOT / "roles/jupyterhub/files/jupyterhub-egress"
+
+
+def render(tmp_path: Path, **variables) -> str:
+    """The command that runs the program on the policy the role writes for these variables
+    over the role's defaults."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    script = tmp_path / "jupyterhub-egress"
+    policy = tmp_path / "jupyterhub-egress.json"
     play = [{
         "hosts": "localhost",
         "gather_facts": False,
         "vars_files": [str(ROOT / "roles/jupyterhub/defaults/main.yml"), str(ROOT / "roles/jupyterhub/vars/main.yml")],
         "tasks": [{"ansible.builtin.template": {
-            "src": str(ROOT / "roles/jupyterhub/templates/jupyterhub-egress.j2"), "dest": str(script), "mode": "0755",
+            "src": str(ROOT / "roles/jupyterhub/templates/jupyterhub-egress.json.j2"), "dest": str(policy),
+            "mode": "0644", "validate": f"env JUPYTERHUB_EGRESS_POLICY=%s {PROGRAM} check",
         }}],
     }]  # fmt: skip
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
@@ -43,7 +50,7 @@ def render(tmp_path: Path, **variables) -> Path:
         env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:]
-    return script
+    return f"env JUPYTERHUB_EGRESS_POLICY={policy} {PROGRAM}"
 
 
 def run_in_namespace(tmp_path: Path, commands: str, resolv: str = "nameserver 127.0.0.11\n") -> str:
@@ -66,8 +73,8 @@ def chain(rules: str, name: str) -> list[str]:
 
 def test_deny_private_rules_link_both_subnets_once_and_a_second_run_changes_nothing(tmp_path):
     script = render(tmp_path, jupyterhub_egress_allow=[{"to": "10.99.0.2", "ports": [5432, 5433]}])
-    once = run_in_namespace(tmp_path, f"sh {script}")
-    twice = run_in_namespace(tmp_path, f"sh {script} && sh {script}")
+    once = run_in_namespace(tmp_path, f"{script}")
+    twice = run_in_namespace(tmp_path, f"{script} && {script}")
     assert once == twice
     assert chain(once, "DOCKER-USER") == [
         "-A DOCKER-USER -s 10.211.1.0/24 -j JUPYTERHUB-EGRESS",
@@ -104,7 +111,7 @@ def test_an_exception_opens_this_hosts_own_services_only_when_it_says_host(tmp_p
     script = render(tmp_path, jupyterhub_egress_allow=[
         {"to": "10.0.0.0/16"}, {"to": "10.0.0.7", "ports": [3128], "host": True},
     ])  # fmt: skip
-    rules = run_in_namespace(tmp_path, f"sh {script}")
+    rules = run_in_namespace(tmp_path, f"{script}")
     assert "-A JUPYTERHUB-EGRESS -d 10.0.0.0/16 -j RETURN" in chain(rules, "JUPYTERHUB-EGRESS")
     assert "-A JUPYTERHUB-EGRESS -d 10.0.0.7/32 -p tcp -m multiport --dports 3128 -j RETURN" in chain(
         rules, "JUPYTERHUB-EGRESS"
@@ -117,14 +124,14 @@ def test_an_exception_opens_this_hosts_own_services_only_when_it_says_host(tmp_p
 
 def test_allowlist_refuses_everything_else_and_remove_takes_every_rule_away(tmp_path):
     script = render(tmp_path, jupyterhub_egress_policy="allowlist", jupyterhub_egress_allow=[{"to": "10.30.0.0/16"}])
-    rules = run_in_namespace(tmp_path, f"sh {script}")
+    rules = run_in_namespace(tmp_path, f"{script}")
     egress = chain(rules, "JUPYTERHUB-EGRESS")
     assert egress[1] == "-A JUPYTERHUB-EGRESS -d 10.30.0.0/16 -j RETURN"
     assert egress[-2:] == [
         "-A JUPYTERHUB-EGRESS -p tcp -j REJECT --reject-with tcp-reset",
         "-A JUPYTERHUB-EGRESS -j REJECT --reject-with icmp-admin-prohibited",
     ]
-    removed = run_in_namespace(tmp_path, f"sh {script} && sh {script} remove")
+    removed = run_in_namespace(tmp_path, f"{script} && {script} remove")
     assert "JUPYTERHUB" not in removed
     assert "JUPYTERHUB-INBOUND" not in rules  # only a swarm worker's servers take connections
     assert "-N DOCKER-USER" in removed  # Docker's chain is Docker's
@@ -133,7 +140,7 @@ def test_allowlist_refuses_everything_else_and_remove_takes_every_rule_away(tmp_
 def test_dns_is_open_to_the_hosts_resolvers_only_and_only_on_port_53(tmp_path):
     script = render(tmp_path)
     resolv = "nameserver 127.0.0.53\nnameserver 10.9.8.7\nnameserver fd00::53\nsearch example.edu\n"
-    rules = run_in_namespace(tmp_path, f"sh {script}", resolv=resolv)
+    rules = run_in_namespace(tmp_path, f"{script}", resolv=resolv)
     for name in ("JUPYTERHUB-EGRESS", "JUPYTERHUB-INPUT"):
         dns = [line for line in chain(rules, name) if "--dport 53" in line]
         assert dns == [
@@ -155,7 +162,7 @@ WORKER = {
 
 def test_on_a_worker_the_managers_api_is_open_the_nodes_are_not_and_only_the_manager_connects_in(tmp_path):
     script = render(tmp_path, _egress_rules=WORKER)
-    rules = run_in_namespace(tmp_path, f"sh {script} && sh {script}")
+    rules = run_in_namespace(tmp_path, f"{script} && {script}")
     assert chain(rules, "DOCKER-USER") == [
         "-A DOCKER-USER -d 10.213.0.0/24 -j JUPYTERHUB-INBOUND",
         "-A DOCKER-USER -s 10.213.0.0/24 -j JUPYTERHUB-EGRESS",
@@ -180,14 +187,14 @@ def test_on_a_worker_the_managers_api_is_open_the_nodes_are_not_and_only_the_man
         "-A JUPYTERHUB-INBOUND -p tcp -j REJECT --reject-with tcp-reset",
         "-A JUPYTERHUB-INBOUND -j REJECT --reject-with icmp-admin-prohibited",
     ]
-    removed = run_in_namespace(tmp_path, f"sh {script} && sh {script} remove")
+    removed = run_in_namespace(tmp_path, f"{script} && {script} remove")
     assert "JUPYTERHUB" not in removed
 
 
 def test_a_new_subnet_replaces_the_old_ones_links(tmp_path):
     old = render(tmp_path / "old", _egress_rules=WORKER)
     new = render(tmp_path / "new", _egress_rules={**WORKER, "subnets": ["10.214.0.0/24"]})
-    rules = run_in_namespace(tmp_path, f"sh {old} && sh {new}")
+    rules = run_in_namespace(tmp_path, f"{old} && {new}")
     links = chain(rules, "DOCKER-USER") + chain(rules, "INPUT")
     assert links and all("10.214.0.0/24" in link for link in links), links
 
@@ -197,9 +204,26 @@ def test_dns_can_be_closed_for_an_exam(tmp_path):
     host's resolvers, from either chain; the exceptions stay open by address."""
     script = render(tmp_path, jupyterhub_egress_policy="allowlist", jupyterhub_egress_dns=False,
                     jupyterhub_egress_allow=[{"to": "10.30.0.5", "ports": [443]}])
-    rules = run_in_namespace(tmp_path, f"sh {script}", resolv="nameserver 10.0.0.53\n")
+    rules = run_in_namespace(tmp_path, f"{script}", resolv="nameserver 10.0.0.53\n")
     assert "--dport 53" not in rules
     assert "-A JUPYTERHUB-EGRESS -d 10.30.0.5/32 -p tcp -m multiport --dports 443 -j RETURN" in rules
-    opened = run_in_namespace(tmp_path, f"sh {render(tmp_path / 'open', jupyterhub_egress_policy='allowlist')}",
+    opened = run_in_namespace(tmp_path, f"{render(tmp_path / 'open', jupyterhub_egress_policy='allowlist')}",
                               resolv="nameserver 10.0.0.53\n")
     assert "-A JUPYTERHUB-EGRESS -d 10.0.0.53/32 -p udp -m udp --dport 53 -j RETURN" in opened
+
+
+def test_a_broken_policy_file_changes_nothing_and_says_what_is_wrong(tmp_path):
+    """A policy file edited by hand into something else: the rules in force stay, the
+    unit fails with the reason (the role's template is validated by the same check)."""
+    script = render(tmp_path)
+    policy = tmp_path / "jupyterhub-egress.json"
+    good = run_in_namespace(tmp_path, script)
+    broken = json.loads(policy.read_text())
+    broken["allow"] = [{"to": "10.0.0.1; iptables -F"}]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    command = f"{script} && JUPYTERHUB_EGRESS_POLICY={tmp_path}/broken.json {PROGRAM} 2>{tmp_path}/err; true"
+    assert run_in_namespace(tmp_path, command) == good
+    assert (tmp_path / "err").read_text() == (
+        "jupyterhub-egress: allow[0].to is not an IPv4 address or network: '10.0.0.1; iptables -F'; "
+        "nothing was changed\n"
+    )
