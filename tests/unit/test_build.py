@@ -728,3 +728,63 @@ def test_a_build_network_carries_the_steps(checkout):
     run_build(engine, request, COMMIT, "refs/heads/main", KEY, TAG, BASE, policy, "lab", print,
               network="jupyterhub-builds")
     assert engine.build_args["network_mode"] == "jupyterhub-builds"
+
+
+class StuckProbe(Engine):
+    """A probe container that never exits."""
+
+    def inspect_container(self, container):
+        return {"State": {"Running": True}}
+
+
+def test_a_probe_that_does_not_answer_by_the_deadline_is_a_clear_build_error(monkeypatch):
+    monkeypatch.setattr(build.helpers, "POLL_SECONDS", 0.01)
+    base = BaseImage(id="sha256:" + "0123456789abcdef" * 4, user="1000:100", home="/home/jovyan", workdir="/w")
+    engine = StuckProbe()
+    started = time.monotonic()
+    with pytest.raises(BuildError) as refused:
+        build.image_facts(started + 0.2, engine, base, KEY)
+    assert str(refused.value) == "Looking into the image sha256:0123456789ab did not finish in time."
+    assert 0.2 <= time.monotonic() - started < 5  # the deadline given, not another
+    assert engine.probe_removed == [("probe1", True)]
+    assert build._image_facts == {}  # nothing learnt, nothing kept
+
+
+def test_build_output_lines_are_said_whole_blank_ones_dropped_and_long_ones_cut():
+    said = []
+    lines = build._Lines(said.append)
+    lines.feed("Step 1/2 : FROM x\n\n   \nab")
+    lines.feed("c\n")
+    assert said == ["Step 1/2 : FROM x", "   ", "abc"]
+    # A line past MAX_LINE, in many pieces: its first MAX_LINE characters, the rest counted,
+    # and no more pieces kept than it took to fill it.
+    for _ in range(3 * build.MAX_LINE):
+        lines.feed("x")
+    assert len(lines.parts) == build.MAX_LINE
+    lines.feed("\n")
+    assert said[-1] == "x" * build.MAX_LINE + f" [... {2 * build.MAX_LINE} more characters]"
+
+
+@pytest.mark.parametrize(
+    ("text", "package"),
+    [
+        ('[project]\nname = "lab"\n[build-system]\nrequires = ["setuptools"]\n', "pyproject.toml"),
+        ('[project]\nname = "lab"\n', ""),  # repo2docker installs neither alone
+        ('[build-system]\nrequires = ["setuptools"]\n', ""),
+        ("[tool.black]\nline-length = 100\n", ""),
+    ],
+)
+def test_a_pyproject_makes_a_package_only_with_project_and_build_system(tmp_path, text, package):
+    (tmp_path / "pyproject.toml").write_text(text)
+    assert build._is_python_package(tmp_path) == package
+
+
+def test_the_build_context_is_shared_with_the_group_and_executable_only_where_the_owner_may(tmp_path):
+    modes = {"private": 0o600, "world-run": 0o601, "script": 0o700, "read": 0o644}
+    for name, mode in modes.items():
+        (tmp_path / name).write_text("x")
+        (tmp_path / name).chmod(mode)
+    build.share_with_group(tmp_path)
+    assert {name: oct((tmp_path / name).stat().st_mode & 0o7777) for name in modes} == {
+        "private": "0o660", "world-run": "0o661", "script": "0o770", "read": "0o664",
+    }  # fmt: skip

@@ -153,8 +153,17 @@ def test_whole_home_volumes_mount_at_the_home_and_move_the_old_files_into_work()
     assert c.FormDockerSpawner.home_volume_moved_into == "work"
     assert c.FormDockerSpawner.home_volume_record == "/var/lib/jupyterhub/formspawner-whole-home.txt"
     assert "home_volume_moved_into" not in applied().FormDockerSpawner
-    with pytest.raises(PolicyError, match="not available on a swarm"):
+    # A trailing "/" on the mount is the same folder.
+    slash = applied(user={**BASE["user"], "volume_whole_home": True, "volume_mount": "/home/jovyan/work/"})
+    assert (slash.DockerSpawner.volumes, slash.FormDockerSpawner.home_volume_moved_into) == (
+        {"jupyterhub-user-{username}": "/home/jovyan"}, "work",
+    )  # fmt: skip
+    with pytest.raises(PolicyError) as refused:
         applied(swarm=SWARM, user={**BASE["user"], "volume_whole_home": True})
+    assert str(refused.value) == (
+        "jupyterhub_user_volume_whole_home is not available on a swarm: the move of each volume's files would "
+        "run on the hub's engine, not on the node that holds the volume."
+    )
     with pytest.raises(PolicyError, match="a folder of the home"):
         applied(user={**BASE["user"], "volume_whole_home": True, "volume_mount": "/work"})
 
@@ -420,6 +429,20 @@ def test_the_hosts_figures_are_registered_at_the_settings_interval_only_when_ena
     assert calls == [45]
 
 
+def test_the_served_certificates_days_are_registered_when_the_hub_serves_one(monkeypatch):
+    from formspawner import metrics
+
+    monkeypatch.setattr(metrics.DockerFigures, "register", classmethod(lambda cls, interval: None))
+    paths = []
+    monkeypatch.setattr(metrics.ServedCertificate, "register", classmethod(lambda cls, path: paths.append(path)))
+    enabled = {"enabled": True, "interval": 45, "token_file": "/nonexistent"}
+    hubconfig.register_metrics(settings(metrics=enabled))
+    hubconfig.register_metrics(settings(served_cert="/var/lib/jupyterhub/acme-served-cert.pem"))
+    assert paths == []  # no certificate served, or no metrics
+    hubconfig.register_metrics(settings(metrics=enabled, served_cert="/var/lib/jupyterhub/acme-served-cert.pem"))
+    assert paths == ["/var/lib/jupyterhub/acme-served-cert.pem"]
+
+
 def test_the_check_command_says_how_to_call_it_and_what_failed(tmp_path, capsys):
     assert hubconfig.main([]) == 2
     assert capsys.readouterr().err == "usage: python -m formspawner.hubconfig SETTINGS_JSON\n"
@@ -449,11 +472,21 @@ def test_the_limit_on_servers_at_once_reaches_jupyterhub_only_when_set():
     assert "active_server_limit" not in applied(active_server_limit=0).JupyterHub
 
 
+def test_auto_start_slots_are_the_hosts_cores_and_at_least_two(monkeypatch):
+    monkeypatch.setattr(hubconfig.os, "cpu_count", lambda: 8)
+    assert hubconfig.start_slots("auto", False) == 8
+    monkeypatch.setattr(hubconfig.os, "cpu_count", lambda: None)
+    assert hubconfig.start_slots("auto", False) == 2
+
+
 def test_servers_start_one_per_core_at_once_unless_inventory_says_otherwise_and_not_limited_on_a_swarm():
     assert applied().FormDockerSpawner.start_slots == max(2, os.cpu_count() or 1)
     assert applied(swarm=SWARM).FormDockerSpawner.start_slots == 0
     assert applied(start_slots=3).FormDockerSpawner.start_slots == 3
     assert applied(start_slots=0).FormDockerSpawner.start_slots == 0
+    older = settings()
+    del older["start_slots"]  # settings rendered before the setting existed: 'auto'
+    assert hubconfig.apply(Config(), older).FormDockerSpawner.start_slots == max(2, os.cpu_count() or 1)
     for wrong in ("four", -1, True, 2.5):
         with pytest.raises(PolicyError, match=r"jupyterhub_start_slots: 'auto' or a whole number"):
             applied(start_slots=wrong)
@@ -500,7 +533,9 @@ def test_an_admins_template_folders_come_before_the_roles():
     "extra, message",
     [
         ({"JupyterHub": {"load_roles": [{"name": "idle-culler", "scopes": []}]}},
-         "extra_config.JupyterHub.load_roles: 'idle-culler' is set by the jupyterhub role already"),
+         "extra_config.JupyterHub.load_roles: 'idle-culler' is set by the jupyterhub role already (its services' "
+         "roles and services come from its own settings: jupyterhub_idle_timeout, jupyterhub_metrics_enabled, "
+         "jupyterhub_services); give yours another name"),
         ({"DockerSpawner": {"extra_host_config": ["pids_limit"]}},
          "extra_config.DockerSpawner.extra_host_config: the jupyterhub role sets a mapping here; "
          "extra_config must give a mapping too"),
@@ -517,5 +552,7 @@ def test_extra_config_that_would_replace_the_roles_settings_wholesale_is_refused
 
 
 def test_extra_config_scalars_still_win_over_the_roles():
+    # A scalar of another type (bytes for the role's "2G") is the admin's to give.
+    assert applied(extra_config={"DockerSpawner": {"mem_limit": 2**31}}).DockerSpawner.mem_limit == 2**31
     c = applied(extra_config={"Spawner": {"start_timeout": 600}, "DockerSpawner": {"remove": False}})
     assert c.Spawner.start_timeout == 600 and c.DockerSpawner.remove is False

@@ -3,7 +3,7 @@
 import pytest
 
 from formspawner.errors import OptionError, PolicyError
-from formspawner.images import ImageCatalog
+from formspawner.images import Gpus, ImageCatalog, Resources, _human, _size
 
 ENTRIES = [
     {"name": "minimal", "display_name": "Minimal", "image": "quay.io/jupyter/minimal-notebook:2026-11-01"},
@@ -175,3 +175,56 @@ def test_the_guarantees_of_the_most_servers_at_once_must_fit_the_host():
     catalog.check_total(64 * 1024**3, 0)  # no limit on servers: no total
     catalog.check_total(None, 20)  # no facts
     ImageCatalog.from_config([{"name": "plain", "image": "x"}]).check_total(1, 1000)  # no guarantees
+
+
+def test_the_host_fit_check_names_the_setting_and_a_bad_limit():
+    catalog = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"cpu_limit": 8}}])
+    with pytest.raises(PolicyError, match=r"^images: 'ml' asks for cpu_limit 8"):
+        catalog.check_fits(None, 2)
+    guaranteed = ImageCatalog.from_config([{**ML, "groups": [], "resources": {"mem_guarantee": "1G"}}])
+    with pytest.raises(PolicyError, match=r"^mem_limit must be a size such as 512M or 8G, not 'lots'"):
+        guaranteed.check_fits(None, None, "lots")
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(1, 1), (1024, 1024), ("512", 512), ("512M", 512 * 1024**2), ("0.5G", 512 * 1024**2), ("2K", 2048)],
+)
+def test_sizes_are_bytes_or_a_number_with_a_unit(value, size):
+    assert _size(value, "x") == size
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "0G", "0", "lots", 1.5, None])
+def test_sizes_that_are_no_size_are_refused_naming_the_setting(value):
+    with pytest.raises(PolicyError, match=r"^where\.it must be a size such as 512M or 8G"):
+        _size(value, "where.it")
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(2 * 1024**4, "2 TB"), (3 * 1024**3, "3 GB"), (512 * 1024**2, "512 MB"), (2048, "2 KB"), (100, "100 bytes")],
+)
+def test_sizes_read_as_people_write_them(size, text):
+    assert _human(size) == text
+
+
+@pytest.mark.parametrize(
+    ("gpus", "message"),
+    [
+        ("some", r"^r\.gpus must be a number of GPUs, 'all', or a mapping with count or device_ids$"),
+        ({"count": -2}, r"^r\.gpus\.count must be a number of GPUs or 'all', not -2$"),
+        ({"count": True}, r"^r\.gpus\.count must be a number of GPUs or 'all', not True$"),
+        ({"count": 1, "capabilities": []}, r"^r\.gpus\.capabilities must be a list"),
+    ],
+)
+def test_gpus_that_are_no_gpus_are_refused_with_what_is_wrong(gpus, message):
+    with pytest.raises(PolicyError, match=message):
+        Gpus.from_config(gpus, "r.gpus")
+
+
+def test_the_form_says_which_gpus_cpus_and_guarantees_a_choice_has():
+    assert Gpus.from_config({"device_ids": ["0", "1"]}, "g").summary() == "GPU 0, 1"
+    assert Gpus.from_config("all", "g").summary() == "all GPUs"
+    assert (Gpus(count=1).summary(), Gpus(count=2).summary()) == ("1 GPU", "2 GPUs")
+    assert Resources(mem_guarantee=4 * 1024**3).summary() == "4 GB memory guaranteed"
+    assert (Resources(cpu_limit=1.0).summary(), Resources(cpu_limit=2.0).summary()) == ("1 CPU", "2 CPUs")

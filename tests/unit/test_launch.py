@@ -128,3 +128,32 @@ def test_a_link_to_a_named_server_on_a_hub_without_them_is_refused_naming_the_fi
     )
     handler.request.query_arguments = {}
     assert asyncio.run(LaunchHandler._server(handler, user)) == ("", default)
+
+
+def test_a_link_to_a_named_server_gets_that_server_or_the_default_as_stand_in_after_jupyterhubs_checks():
+    """An existing named server is the link's; a new name is checked by JupyterHub's own
+    rules (the user's limit, the name) and the default server's spawner stands in for it
+    until the start makes it. A name that is not UTF-8 reaches those rules, not a 500."""
+    import asyncio
+
+    default, lab = object(), object()
+    checked = []
+
+    async def check(user, server_name, name):
+        checked.append((user, server_name, name))
+        if "\ufffd" in name:
+            raise web.HTTPError(400, "Invalid server_name")
+
+    handler = SimpleNamespace(request=SimpleNamespace(query_arguments={"server": [b"lab"]}), allow_named_servers=True,
+                              _check_named_server_request=check)  # fmt: skip
+    handler._server_name = lambda: LaunchHandler._server_name(handler)
+    user = SimpleNamespace(spawners={"": default, "lab": lab}, orm_spawners={"lab": object()})
+    assert asyncio.run(LaunchHandler._server(handler, user)) == ("lab", lab)
+    assert checked == []  # an existing server is the user's already
+    handler.request.query_arguments = {"server": [b"new"]}
+    assert asyncio.run(LaunchHandler._server(handler, user)) == ("new", default)
+    assert checked == [(user, "new", "new")]
+    handler.request.query_arguments = {"server": [b"caf\xff"]}
+    with pytest.raises(web.HTTPError, match="Invalid server_name"):
+        asyncio.run(LaunchHandler._server(handler, user))
+    assert checked[-1][1:] == ("caf\ufffd", "caf\ufffd")

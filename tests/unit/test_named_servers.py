@@ -126,8 +126,13 @@ def test_the_home_page_comes_before_the_native_authenticators_pages():
 
 def test_a_users_shared_volume_with_pinned_swarm_storage_is_refused_naming_both_settings():
     named = {"enabled": True, "limit": 3, "storage": "user", "remove_when_culled": False}
-    with pytest.raises(PolicyError, match="storage 'user'.*swarm storage 'pin'"):
+    with pytest.raises(PolicyError) as refused:
         hubconfig.apply(Config(), settings(named_servers=named, swarm=SWARM))
+    assert str(refused.value) == (
+        "named servers with storage 'user' (one volume shared by a user's servers) cannot work with swarm storage "
+        "'pin': each server would be placed on its own node, with its own empty copy of the volume. Use named "
+        "server storage 'server' or swarm storage 'shared'."
+    )
     hubconfig.apply(Config(), settings(named_servers={**named, "storage": "server"}, swarm=SWARM))
     hubconfig.apply(Config(), settings(named_servers=named, swarm={**SWARM, "storage": "shared"}))
 

@@ -323,6 +323,11 @@ def test_base_image_facts_come_from_its_config_and_odd_values_are_refused():
     info["Config"].update(User="1000", Env=["HOME=/home/x y"])
     with pytest.raises(ValueError):
         BaseImage.from_inspect(info)
+    # docker-stacks' NB_GID and CONDA_DIR, used only when they are a group id and a path.
+    info["Config"]["Env"] = ["NB_GID=100", "CONDA_DIR=/opt/conda"]
+    assert (BaseImage.from_inspect(info).group, BaseImage.from_inspect(info).python_prefix) == ("100", "/opt/conda")
+    info["Config"]["Env"] = ["NB_GID=users", "CONDA_DIR=opt/conda"]
+    assert (BaseImage.from_inspect(info).group, BaseImage.from_inspect(info).python_prefix) == ("", "")
 
 
 def test_read_repository_prefers_the_binder_folder_and_ignores_symlinks(tmp_path):
