@@ -256,6 +256,35 @@ def test_what_the_image_cannot_do_is_refused_before_building_naming_the_file(rep
     assert checked in [e.get("message") for e in events]
 
 
+def test_a_runtime_txt_one_minor_version_away_launches_with_a_warning_or_is_refused_when_the_admin_says(
+    repo_hub, git_server, docker_client
+):
+    """Issue 47: runtime.txt names the version its author used; a pinned requirements.txt
+    still installs on the image's Python. The stand-in has no conda (the Python a docker-
+    stacks image would install instead: tests/unit/test_build.py)."""
+    python = stand_in_python(docker_client)
+    major, minor = python.split(".")
+    asked = f"{major}.{int(minor) - 1}"
+    wheel, data = make_wheel("fspinned", "pinned")
+    git_server.commit("fstest-runtime-near", {
+        "runtime.txt": f"python-{asked}\n", f"wheels/{wheel}": data, "requirements.txt": f"./wheels/{wheel}\n",
+    })  # fmt: skip
+    warning = f"Warning: runtime.txt asks for Python {asked}; this image has {python}; continuing with {python}"
+    hub = repo_hub()
+    assert hub.spawn("near", repo_body(git_server, "fstest-runtime-near")).status_code in (201, 202)
+    events = hub.progress_events("near")
+    assert events[-1].get("ready"), events[-3:]
+    assert warning in [e.get("message") for e in events]
+    assert run_as_user(docker_client, "near", "python -c 'import fspinned; print(fspinned.VALUE)'") == "pinned"
+    hub.stop()
+    strict = repo_hub(python_mismatch="refuse")
+    assert_launch_refused(
+        strict, git_server, "strict", "fstest-runtime-near",
+        f"The repository's runtime.txt asks for Python {asked}; the chosen image has Python {python}. "
+        f"Choose an image with Python {asked}, or change runtime.txt.",
+    )  # fmt: skip
+
+
 def test_unknown_refs_hosts_and_hostile_urls_are_refused_with_400(repo_hub, git_server, docker_client):
     hub = repo_hub(answer_at_once=False)
     package_repo(git_server, "fstest-pkg400", "x")

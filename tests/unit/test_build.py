@@ -10,6 +10,7 @@ argument, log line and cleanup step one by one, which a real build cannot show.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -20,8 +21,8 @@ import pytest
 
 from formspawner import build
 from formspawner.build import BuildJob, run_build
-from formspawner.errors import BuildError
-from formspawner.repo import BaseImage, RepoPolicy
+from formspawner.errors import BuildError, PolicyError
+from formspawner.repo import RECIPE_VERSION, BaseImage, RepoPolicy
 
 KEY = "k" * 64
 TAG = "formspawner-repo/github-com-course-lab:cccccccccccc-kkkkkkkkkkkk"
@@ -125,11 +126,11 @@ def fetch_writing(monkeypatch, files: dict[str, str]):
     monkeypatch.setattr(build, "fetch_commit", fetch)
 
 
-def launch(engine, policy=None, **changes):
+def launch(engine, policy=None, base=BASE, **changes):
     policy = policy or RepoPolicy.from_config({"build_memory": "2g", "build_timeout": 600})
     request = policy.check({"url": "https://github.com/course/lab", "ref": "main"})
     lines = []
-    run_build(engine, request, COMMIT, "refs/heads/main", KEY, TAG, BASE, policy, "lab", lines.append)
+    run_build(engine, request, COMMIT, "refs/heads/main", KEY, TAG, base, policy, "lab", lines.append)
     return lines
 
 
@@ -231,7 +232,8 @@ def test_a_package_is_built_and_files_binder_would_use_are_named_in_the_log(monk
         "see the launch page)",
     ]
     # The spawner always shows these lines.
-    assert build.ALWAYS_SHOWN == ("Building with", "Checked against the image", "Not used by this hub")
+    assert build.ALWAYS_SHOWN == ("Building with", "Checked against the image", "Not used by this hub", "Warning",
+                                  "Provided")
     assert "pip install --no-cache-dir .\n" in engine.dockerfile
 
 
@@ -290,13 +292,6 @@ def test_a_repository_without_files_that_need_checking_never_probes(checkout):
           'python_version = "3.11"\n'}, "python-3.11\n",
          "The repository's Pipfile.lock asks for Python 3.6; the chosen image has Python 3.11. "
          "Choose an image with Python 3.6, or change Pipfile.lock."),
-        ({"binder/Pipfile": '[requires]\npython_full_version = "3.13.1"\n'}, "python-3.11\n",
-         "The repository's binder/Pipfile asks for Python 3.13; the chosen image has Python 3.11. "
-         "Choose an image with Python 3.13, or change Pipfile."),
-        # repo2docker's tests/pipfile/py36: a Pipfile build ignores runtime.txt (here the image's Python).
-        ({"Pipfile": '[requires]\npython_version = "3.6"\n', "runtime.txt": "python-3.11\n"}, "python-3.11\n",
-         "The repository's Pipfile asks for Python 3.6; the chosen image has Python 3.11. "
-         "Choose an image with Python 3.6, or change Pipfile."),
         ({"Pipfile.lock": "{not json"}, "python-3.11\n",
          "The repository's Pipfile.lock is not valid JSON: Expecting property name enclosed in double quotes: "
          "line 1 column 2 (char 1)."),
@@ -324,7 +319,7 @@ def test_what_the_image_has_passes_and_files_it_has_but_this_hub_does_not_run_ar
     lines = launch(engine)
     assert lines[1:4] == [
         "Building with environment.yml",
-        "Checked against the image: runtime.txt asks for Python 3.12, which it has",
+        "Not used by this hub: runtime.txt (environment.yml decides the Python, as on Binder)",
         "Not used by this hub: install.R (it uses only apt.txt, environment.yml, Pipfile, requirements.txt, "
         "setup.py, pyproject.toml, postBuild; see the launch page)",
     ]
@@ -788,3 +783,106 @@ def test_the_build_context_is_shared_with_the_group_and_executable_only_where_th
     assert {name: oct((tmp_path / name).stat().st_mode & 0o7777) for name in modes} == {
         "private": "0o660", "world-run": "0o661", "script": "0o770", "read": "0o664",
     }  # fmt: skip
+
+
+# -- another Python than the image's (issue 47) --------------------------------------------
+# The test images have no conda: what a build provides with it is checked here, as the
+# decision and the Dockerfile's steps; the warning and the refusal also through a real hub
+# (tests/integration/test_repo_launches.py).
+
+MISMATCHES = [
+    # (files, the file named, the version asked for)
+    ({"runtime.txt": "python-3.10\n", "requirements.txt": "numpy==1.26.4\n"}, "runtime.txt", "3.10"),
+    ({"binder/Pipfile": '[requires]\npython_full_version = "3.13.1"\n'}, "binder/Pipfile", "3.13"),
+    # As repo2docker's tests/pipfile/py36: a Pipfile build ignores runtime.txt (here the image's Python).
+    ({"Pipfile": '[requires]\npython_version = "3.12"\n', "runtime.txt": "python-3.11\n"}, "Pipfile", "3.12"),
+]
+
+
+@pytest.mark.parametrize(("files", "path", "version"), MISMATCHES)
+def test_another_python_3_is_a_warning_by_default_and_the_build_goes_on(monkeypatch, files, path, version):
+    fetch_writing(monkeypatch, files)
+    engine = Engine(probe="python-3.11\n")
+    lines = launch(engine)
+    assert f"Warning: {path} asks for Python {version}; this image has 3.11; continuing with 3.11" in lines
+    assert not any(line.startswith(f"Not used by this hub: {path}") for line in lines)  # it was checked
+    assert engine.build_args is not None
+    assert "envs/python-" not in engine.dockerfile
+
+
+@pytest.mark.parametrize(("files", "path", "version"), MISMATCHES)
+def test_the_admin_can_make_another_python_a_refusal(monkeypatch, files, path, version):
+    fetch_writing(monkeypatch, files)
+    engine = Engine(probe="python-3.11\n")
+    policy = RepoPolicy.from_config({"build_memory": "2g", "python_mismatch": "refuse"})
+    with pytest.raises(BuildError) as refused:
+        launch(engine, policy)
+    assert str(refused.value) == (
+        f"The repository's {path} asks for Python {version}; the chosen image has Python 3.11. "
+        f"Choose an image with Python {version}, or change {path.rpartition('/')[2]}."
+    )
+    assert engine.build_args is None
+
+
+def test_a_refusing_policy_does_not_reuse_an_image_built_while_it_warned():
+    def fingerprint(config):
+        return RepoPolicy.from_config(config).builder_fingerprint("sha256:b")
+
+    # The default leaves every existing build's key as it was.
+    assert fingerprint({}) == fingerprint({"python_mismatch": "warn"}) == json.dumps(
+        [RECIPE_VERSION, "sha256:b", list(RepoPolicy().config_files)]
+    )
+    assert fingerprint({}) != fingerprint({"python_mismatch": "refuse"})
+    with pytest.raises(PolicyError, match=r"^repo_policy.python_mismatch must be warn or refuse, not 'ignore'$"):
+        RepoPolicy.from_config({"python_mismatch": "ignore"})
+
+
+CONDA_BASE = BaseImage(id="sha256:base", user="1000:100", home="/home/jovyan", workdir="/home/jovyan", group="100",
+                       python_prefix="/opt/conda")  # fmt: skip
+
+
+@pytest.mark.parametrize(("files", "path", "version"), MISMATCHES)
+def test_on_an_image_with_conda_the_build_provides_the_python_asked_for(monkeypatch, files, path, version):
+    """As repo2docker does: the build installs the version asked for (an environment of its
+    own, first on PATH, so requirements.txt and the Pipfile install there; the notebooks'
+    python3 kernel); even with python_mismatch: refuse, since nothing is left unmet."""
+    fetch_writing(monkeypatch, files)
+    engine = Engine(probe="mamba\nconda\npython-3.11\n")
+    policy = RepoPolicy.from_config({"build_memory": "2g", "python_mismatch": "refuse"})
+    lines = launch(engine, policy, base=CONDA_BASE)
+    assert (
+        f"Provided: {path} asks for Python {version}; this image has 3.11: the build installs Python {version} "
+        "with mamba for the notebooks and the terminal (the server stays on 3.11)"
+    ) in lines
+    steps = engine.dockerfile.splitlines()
+    env = f"/opt/conda/envs/python-{version}"
+    create = next(i for i, step in enumerate(steps) if "create -y -q" in step)
+    assert steps[create].endswith(
+        f"sh -c 'tool=$(command -v mamba || command -v conda) && \"$tool\" create -y -q -p {env} "
+        f"python={version} ipykernel pip && \"$tool\" clean -a -y -q && {env}/bin/python -m ipykernel install "
+        f"--prefix /opt/conda --name python3 --display-name \"Python {version}\"'"
+    )
+    assert steps[create + 1] == f"ENV PATH={env}/bin:$PATH"
+    # Before anything installs packages into it.
+    installs = [i for i, step in enumerate(steps) if "pip install" in step or "pipenv" in step]
+    assert installs and min(installs) > create + 1
+
+
+def test_a_python_conda_does_not_have_or_an_image_without_conda_dir_is_not_provided(monkeypatch):
+    fetch_writing(monkeypatch, {"runtime.txt": "python-3.7\n", "requirements.txt": "numpy\n"})
+    engine = Engine(probe="mamba\npython-3.11\n")
+    lines = launch(engine, base=CONDA_BASE)
+    assert "Warning: runtime.txt asks for Python 3.7; this image has 3.11; continuing with 3.11" in lines
+    fetch_writing(monkeypatch, {"runtime.txt": "python-3.10\n", "requirements.txt": "numpy\n"})
+    engine = Engine(probe="mamba\npython-3.11\n")
+    assert "Warning: runtime.txt asks for Python 3.10; this image has 3.11; continuing with 3.11" in launch(engine)
+    assert "envs/python-" not in engine.dockerfile
+
+
+def test_environment_yml_decides_its_own_python_as_on_binder(monkeypatch):
+    fetch_writing(monkeypatch, {"environment.yml": "dependencies: [python=3.10]\n", "runtime.txt": "python-3.9\n"})
+    engine = Engine(probe="mamba\npython-3.11\n")
+    lines = launch(engine, base=CONDA_BASE)
+    assert "Not used by this hub: runtime.txt (environment.yml decides the Python, as on Binder)" in lines
+    assert not any("3.9" in line for line in lines)
+    assert "envs/python-" not in engine.dockerfile

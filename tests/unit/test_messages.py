@@ -390,7 +390,7 @@ REFUSALS = [
         "repo-policy-unknown-key",
         lambda: RepoPolicy.from_config({"hosts": []}),
         "PolicyError",
-        "repo_policy: unknown key(s) 'hosts'; known keys are allow_private_hosts, allowed_hosts, build_cpus, build_memory, build_timeout, cache_max_images, cache_max_size, config_files, max_concurrent_builds, max_repo_size, min_free_disk, resolve_timeout",
+        "repo_policy: unknown key(s) 'hosts'; known keys are allow_private_hosts, allowed_hosts, build_cpus, build_memory, build_timeout, cache_max_images, cache_max_size, config_files, max_concurrent_builds, max_repo_size, min_free_disk, python_mismatch, resolve_timeout",
     ),
     (
         "repo-hosts-not-list",

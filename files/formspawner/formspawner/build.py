@@ -30,6 +30,7 @@ from .labels import REPO_LABEL
 from .outbound import Outbound
 from .repo import (
     COMPANIONS,
+    CONDA_PYTHONS,
     CONFIG_FILES,
     OTHER_BINDER_FILES,
     PACKAGE_FILES,
@@ -97,7 +98,17 @@ class _Lines:
 BUILDING_WITH = "Building with"
 CHECKED = "Checked against the image"
 NOT_USED = "Not used by this hub"
-ALWAYS_SHOWN = (BUILDING_WITH, CHECKED, NOT_USED)
+WARNING = "Warning"
+PROVIDED = "Provided"
+ALWAYS_SHOWN = (BUILDING_WITH, CHECKED, NOT_USED, WARNING, PROVIDED)
+
+
+class Checked(NamedTuple):
+    """What check_against_image found: {path: what the log and the spawn page say of it},
+    and the Python version the build is to install with conda or mamba ("" none)."""
+
+    notes: dict[str, str]
+    python: str = ""
 
 
 # repo2docker's builds for the Python side, first match wins: conda, pipenv, pip.
@@ -232,21 +243,30 @@ def _wanted_python(checkout: Path, files: RepoFiles, runtime: re.Match | None) -
 
 
 def check_against_image(
-    checkout: Path, files: RepoFiles, facts_of_image: Callable[[], frozenset[str]]
-) -> dict[str, str]:
+    checkout: Path,
+    files: RepoFiles,
+    facts_of_image: Callable[[], frozenset[str]],
+    python_mismatch: str = "warn",
+    conda_prefix: str = "",
+) -> Checked:
     """Refuse, before building, what the image cannot do. The image is asked
-    (`facts_of_image`, a probe container) only when a file has needs. The files the image
-    satisfies as they are (a runtime.txt or Pipfile naming its Python): {path: what the
-    log says of it}."""
+    (`facts_of_image`, a probe container) only when a file has needs. A repository asking
+    for another Python 3 version than the image has (runtime.txt, a Pipfile's
+    python_version; environment.yml decides its own, as on Binder) gets it installed by
+    the build where the image has conda or mamba and `conda_prefix` (a build follows, and
+    the image's CONDA_DIR is known), as repo2docker provides it; otherwise a warning, or a
+    refusal where `python_mismatch` says "refuse" or the file is Pipfile.lock. Python 2, or
+    no Python, is refused."""
     where = files.config_dir
     languages = [(name, tool, language) for name, tool, language in NEEDS_LANGUAGE if where + name in files.unused]
     has_runtime = where + "runtime.txt" in files.unused
     runtime = _runtime(checkout, files)
-    wanted = _wanted_python(checkout, files, runtime)
+    wanted = None if "environment.yml" in files.present else _wanted_python(checkout, files, runtime)
     if not ("environment.yml" in files.present or languages or wanted or has_runtime):
-        return {}
+        return Checked({})
     facts = facts_of_image()
-    if "environment.yml" in files.present and not facts & {"mamba", "conda"}:
+    conda = next((tool for tool in ("mamba", "conda") if tool in facts), "")
+    if "environment.yml" in files.present and not conda:
         raise BuildError(
             f"The repository's {where}environment.yml needs conda or mamba, which the chosen image does not have. "
             "Choose an image with conda (the docker-stacks images have it), or list the packages in requirements.txt."
@@ -262,26 +282,47 @@ def check_against_image(
             f"The repository's {where}runtime.txt asks for R ({runtime.group(0)!r}), "
             "which the chosen image does not have. Choose an image with R."
         )
+    if "environment.yml" in files.present and runtime and runtime.group(1):
+        path = where + "runtime.txt"
+        return Checked({path: f"{NOT_USED}: {path} (environment.yml decides the Python, as on Binder)"})
     if not wanted:
-        return {}
+        return Checked({})
     path, version = wanted
     have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
-    if have != version and not have.startswith(version + "."):
-        raise BuildError(
-            f"The repository's {path} asks for Python {version}; the chosen image has "
-            f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
-            f"or change {path.rpartition('/')[2]}."
-        )
-    return {path: f"{CHECKED}: {path} asks for Python {version}, which it has"}
+    if have == version or have.startswith(version + "."):
+        return Checked({path: f"{CHECKED}: {path} asks for Python {version}, which it has"})
+    refusal = BuildError(
+        f"The repository's {path} asks for Python {version}; the chosen image has "
+        f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
+        f"or change {path.rpartition('/')[2]}."
+    )
+    if not have.startswith("3.") or not version.startswith("3"):
+        raise refusal  # Python 2, or an image without Python: nothing to continue with
+    if conda and conda_prefix and version in CONDA_PYTHONS:
+        return Checked(
+            {path: f"{PROVIDED}: {path} asks for Python {version}; this image has {have}: the build installs "
+                   f"Python {version} with {conda} for the notebooks and the terminal (the server stays on {have})"},
+            python=version,
+        )  # fmt: skip
+    if python_mismatch == "refuse" or path.endswith("Pipfile.lock"):
+        raise refusal  # a lock file's exact pins are for its Python: they may have no build for this one
+    warning = f"{WARNING}: {path} asks for Python {version}; this image has {have}; continuing with {have}"
+    return Checked({path: warning})
 
 
 def checked_notes(
-    checkout: Path, files: RepoFiles, policy: RepoPolicy, facts_of_image: Callable[[], frozenset[str]]
-) -> list[str]:
+    checkout: Path,
+    files: RepoFiles,
+    policy: RepoPolicy,
+    facts_of_image: Callable[[], frozenset[str]],
+    conda_prefix: str = "",
+) -> tuple[list[str], str]:
     """check_against_image, then what the log and the spawn page say of the repository's
-    files: those the image satisfies, and those this hub does not use."""
+    files (those the image satisfies or was checked for, those this hub does not use), and
+    the Python version the build installs ("" none)."""
     notes = []
-    for path, note in check_against_image(checkout, files, facts_of_image).items():
+    checked = check_against_image(checkout, files, facts_of_image, policy.python_mismatch, conda_prefix)
+    for path, note in checked.notes.items():
         notes.append(note)
         if path in files.unused:
             files.unused.remove(path)
@@ -293,7 +334,7 @@ def checked_notes(
             f"{NOT_USED}: {', '.join(files.unused)} (it uses only "
             f"{', '.join(policy.config_files) or 'the repository itself'}; see the launch page)"
         )
-    return notes
+    return notes, checked.python
 
 
 def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
@@ -483,13 +524,14 @@ def run_build(
             )
         )
         probe = lambda: image_facts(time.monotonic() + 60, client, base, key)  # noqa: E731
-        for line in checked_notes(checkout, files, policy, probe):
+        notes, python = checked_notes(checkout, files, policy, probe, base.python_prefix)
+        for line in notes:
             say(line)
         share_with_group(checkout)
         outbound = outbound or Outbound()
         outbound.add_to_context(workdir)
         Path(workdir, "Dockerfile").write_text(
-            recipe(base, folder, files.present, files.config_dir, files.packages, outbound.recipe_lines())
+            recipe(base, folder, files.present, files.config_dir, files.packages, outbound.recipe_lines(), python)
         )
         if stop.is_set():
             raise BuildError(STOPPED)

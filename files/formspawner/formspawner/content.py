@@ -200,8 +200,9 @@ def fetch_and_record(
         checkout = Path(workdir, "repo")
         fetch_commit(request, commit, ref_name, str(checkout), policy, time.monotonic() + policy.build_timeout)
         files = read_repository(checkout, policy)
-        # A build checks and names these itself, in its log.
-        notes = [] if files.present else checked_notes(checkout, files, policy, facts_of_image)
+        # A build checks and names these itself, in its log. Without one nothing installs a
+        # Python: another version than the image's is a warning (or a refusal).
+        notes = [] if files.present else checked_notes(checkout, files, policy, facts_of_image)[0]
         copy, version = record(checkout, commit, request, root)
         return copy, launch_view(copy, version, root + VIEWS_SUFFIX), files, notes
     finally:

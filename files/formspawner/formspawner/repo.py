@@ -73,7 +73,14 @@ POLICY_KEYS = {
     "resolve_timeout",
     "max_repo_size",
     "max_concurrent_builds",
+    "python_mismatch",
 }
+# What a repository asking for another Python 3 minor version than the image has gets
+# (runtime.txt, a Pipfile's python_version), where the build cannot provide it with conda.
+PYTHON_MISMATCH = ("warn", "refuse")
+# The Python versions a build installs with conda or mamba when the repository asks for one
+# the image does not have (repo2docker's SUPPORTED_PYTHON_VERSION).
+CONDA_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 REQUEST_KEYS = {"url", "ref", "path"}
 MAX_URL_LENGTH = 400
 MAX_REF_LENGTH = 200
@@ -127,6 +134,13 @@ def _positive_int(config: Mapping, key: str, default: int, setting: str, minimum
     return value
 
 
+def _one_of(config: Mapping, key: str, choices: tuple[str, ...], setting: str) -> str:
+    value = config.get(key, choices[0])
+    if value not in choices:
+        raise PolicyError(f"{setting}.{key} must be {' or '.join(choices)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RepoRequest:
     """A checked request: the URL as it will be fetched, and the ref as the user gave it."""
@@ -171,6 +185,7 @@ class RepoPolicy:
     min_free_disk: int = 10 * 1024**3
     resolve_timeout: int = 30
     max_repo_size: int = 500 * 1024**2
+    python_mismatch: str = "warn"
 
     @classmethod
     def from_config(cls, config: Mapping | None, setting: str = "repo_policy") -> RepoPolicy:
@@ -208,6 +223,7 @@ class RepoPolicy:
             min_free_disk=_size(config, "min_free_disk", defaults.min_free_disk, setting),
             resolve_timeout=_positive_int(config, "resolve_timeout", defaults.resolve_timeout, setting),
             max_repo_size=parse_size(config.get("max_repo_size", defaults.max_repo_size), f"{setting}.max_repo_size"),
+            python_mismatch=_one_of(config, "python_mismatch", PYTHON_MISMATCH, setting),
         )
 
     # -- user input ------------------------------------------------------------
@@ -277,8 +293,11 @@ class RepoPolicy:
     # -- the build -------------------------------------------------------------
 
     def builder_fingerprint(self, base_image_id: str) -> str:
-        """What else decides a build's result: the base image, the recipe and the honoured files."""
-        return json.dumps([RECIPE_VERSION, base_image_id, list(self.config_files)])
+        """What else decides a build's result: the base image, the recipe, the honoured files
+        and (when not the default) what a Python mismatch gets: an image built while it was
+        a warning is not reused once it is a refusal."""
+        refuses = [self.python_mismatch] if self.python_mismatch != "warn" else []
+        return json.dumps([RECIPE_VERSION, base_image_id, list(self.config_files), *refuses])
 
 
 def check_ref(ref: str) -> str:
@@ -414,10 +433,14 @@ def recipe(
     config_dir: str,
     apt_packages: list[str],
     trust_lines: Sequence[str] = (),
+    python: str = "",
 ) -> str:
     """The Dockerfile of a repository build. Nothing the repository contains is pasted into
     it except apt package names, which read_apt_packages has checked. `trust_lines` (the
-    hub's CA bundle for the steps that download: outbound.Outbound.recipe_lines) come first."""
+    hub's CA bundle for the steps that download: outbound.Outbound.recipe_lines) come first.
+    `python` (a version build.check_against_image checked, such as "3.10"): installed with
+    the image's mamba or conda as an environment of its own, first on PATH (the repository's
+    packages go there) and the notebooks' python3 kernel; the server stays on the image's."""
     target = f"{base.home.rstrip('/')}/{folder}"
     lines = [
         f"FROM {base.id}",
@@ -446,6 +469,21 @@ def recipe(
         # a docker-stacks image: where the repository is, and the prefix of its Python.
         f"ENV REPO_DIR={target}" + (f" NB_PYTHON_PREFIX={base.python_prefix}" if base.python_prefix else ""),
     ]
+    if python:
+        if python not in CONDA_PYTHONS:
+            raise ValueError(f"not a Python version a build installs: {python!r}")
+        prefix = base.python_prefix.rstrip("/")
+        env = f"{prefix}/envs/python-{python}"
+        lines += [
+            "RUN "
+            + _limited(
+                "sh -c 'tool=$(command -v mamba || command -v conda) && "
+                f'"$tool" create -y -q -p {env} python={python} ipykernel pip && "$tool" clean -a -y -q && '
+                f'{env}/bin/python -m ipykernel install --prefix {prefix or "/"} --name python3 '
+                f'--display-name "Python {python}"\''
+            ),
+            f"ENV PATH={env}/bin:$PATH",
+        ]
     if "environment.yml" in present:
         lines.append(
             "RUN "
