@@ -53,6 +53,11 @@ def builds_logged(hub, url: str) -> int:
 def test_repo_launch_builds_once_per_commit_and_opens_in_the_repository(repo_hub, git_server, docker_client):
     hub = repo_hub()
     first = package_repo(git_server, "fstest-pkg", "first")
+    # The spawn page says what happens below: this hub keeps no repository files (issue 47).
+    hub.ensure_user("ada")
+    page = " ".join(hub.login("ada").get(f"{hub.url}/hub/spawn").text.split())
+    assert "Changes inside the repository's folder are not kept when your server stops" in page
+    assert "in your storage" not in page
 
     response = hub.spawn("ada", repo_body(git_server, "fstest-pkg"))
     assert response.status_code in (201, 202), response.text

@@ -1,5 +1,6 @@
 """The spawn form's HTML (formspawner.form)."""
 
+import asyncio
 from html.parser import HTMLParser
 
 from formspawner.form import render_form
@@ -120,3 +121,29 @@ def test_repo_field_shows_the_allowed_hosts_and_the_last_values_escaped():
     assert HOSTILE not in html and "&lt;script&gt;" in html
     # The default ref (HEAD) is shown as an empty field, as the user left it.
     assert 'value=""' in render_form(options, {"repo": {"url": "https://github.com/o/r", "ref": "HEAD"}}, [])
+
+
+def test_the_repository_help_says_what_the_spawner_does_with_the_files():
+    """Issue 47: the text comes from the setting the behaviour comes from (the spawner's
+    _content_storage): kept and merged in the user's storage, or in the server only. The
+    same through a real hub, beside the behaviour: tests/integration/test_course_content.py
+    (kept) and test_repo_launches.py (not kept)."""
+    from types import SimpleNamespace
+
+    from formspawner import FormDockerSpawner, FormSwarmSpawner
+
+    def form(spawner_class, **config):
+        s = spawner_class(form_options=["image", "repo"], images=IMAGES[:1], **config)
+        s.user = SimpleNamespace(name="ada", groups=[], url="/user/ada/", id=1, allow_named_servers=False)
+        return " ".join(asyncio.run(s.get_options_form()).split())
+
+    name = "jupyterhub-user-{username}"
+    volume = {"volumes": {name: "/home/jovyan/work"}, "home_volume": name}
+    kept = form(FormDockerSpawner, **volume)
+    assert "opens in a folder of its name in your storage, <code>/home/jovyan/work</code>" in kept
+    assert "Your changes there are kept when your server stops, and each launch merges" in kept
+    assert "not kept when your server stops" not in kept
+    for spawner_class, config in ((FormDockerSpawner, {}), (FormSwarmSpawner, volume)):
+        unkept = form(spawner_class, **config)
+        assert "Changes inside the repository's folder are not kept when your server stops" in unkept
+        assert "in your storage" not in unkept

@@ -47,12 +47,15 @@ def render_form(
     launch_url: str | None = None,
     link: list[tuple[str, str]] | None = None,
     servers: Sequence[tuple[str, str, list[tuple[str, str]]]] = (),
+    repo_storage: str | None = None,
 ) -> str:
     """The form's inner HTML (JupyterHub wraps it in its own <form> and Start button).
 
     With `launch_url`, a "Copy launch link" helper builds a link to the chosen image and
     repository (the only script: the form itself submits without JavaScript). `servers`:
-    the user's other servers (named servers), shown above the choices.
+    the user's other servers (named servers), shown above the choices. `repo_storage`:
+    where a launched repository's files are kept (the spawner's _content_storage, which
+    decides it), None where they live in the server only.
     """
     pieces = [
         {"template": p.template, **p.form_context(previous, groups)}
@@ -60,5 +63,6 @@ def render_form(
     ]
     link_keys = [field for p in option_set.pieces if p.from_links for field in _LINK_FIELDS[p.key]]
     return _templates.get_template("form.html").render(
-        pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link, servers=servers
+        pieces=pieces, launch_url=launch_url, link_keys=link_keys, link=link, servers=servers,
+        repo_storage=repo_storage,
     )

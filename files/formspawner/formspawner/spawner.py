@@ -208,7 +208,14 @@ class FormOptionsMixin(HasTraits):
         if self.launch_links and getattr(self, "hub", None) is not None:
             launch_url = self.hub.base_url.rstrip("/") + "/launch"
         link, self._pending_link = self._pending_link, None
-        return render_form(option_set, previous, self._user_groups(), launch_url, link, self._other_servers())
+        return render_form(
+            option_set, previous, self._user_groups(), launch_url, link, self._other_servers(),
+            self._content_storage() if "repo" in self.form_options else None,
+        )  # fmt: skip
+
+    def _content_storage(self) -> str | None:
+        """Where a launched repository's files are kept; None: in the server only."""
+        return None
 
     def _other_servers(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
         """With named servers on: the user's other servers, for the form (name, state, choices)."""
