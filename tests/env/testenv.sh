@@ -18,6 +18,9 @@ debian_mirror=${JHTEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 recipe_label=org.jhtest.recipe
 # docker-stacks' start files, unchanged from upstream, beside the project's clone (as CI has
 # it): the singleuser stand-ins are built with them.
+# The JupyterHub the hub runs, as the role pins it: the test images run the same.
+hub_version=$(sed -n 's/^jupyterhub_version: *//p' "$here/../../roles/jupyterhub/defaults/main.yml")
+[ -n "$hub_version" ] || { echo "testenv: no jupyterhub_version in roles/jupyterhub/defaults/main.yml" >&2; exit 1; }
 docker_stacks=${JHTEST_DOCKER_STACKS:-$(cd "$here/../../.." && pwd)/shared/upstream/docker-stacks}
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
@@ -157,7 +160,7 @@ chain_bookworm_server() {
     build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
 }
 chain_singleuser() {
-    build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm
+    build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm JUPYTERHUB_VERSION="$hub_version"
     build jhtest/singleuser:minimal singleuser-campus BASE=jhtest/singleuser:vanilla
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
     build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal

@@ -34,16 +34,21 @@ def test_the_hub_pins_in_requirements_txt_are_the_roles_pins():
     assert {name: pins.get(name) for name in role} == role
 
 
-def test_the_images_role_checks_against_the_hubs_pin():
-    """Without the jupyterhub role's variables (images.yml alone), the fallback is the same pin."""
-    defaults = yaml.safe_load((ROOT / "roles/images/defaults/main.yml").read_text())
-    pin = requirement_pins()["jupyterhub"]
-    assert defaults["images_hub_version"] == "{{ jupyterhub_version | default('" + pin + "') }}"
-
-
-def test_the_test_images_run_the_hubs_jupyterhub_version():
-    dockerfile = (ROOT / "tests/env/images/singleuser/Dockerfile").read_text()
-    assert re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", dockerfile, re.M).group(1) == requirement_pins()["jupyterhub"]
+def test_the_jupyterhub_version_is_written_once():
+    """The pin is in the jupyterhub role's defaults (and, checked above and by
+    test_argument_specs, mirrored in requirements.txt for the controller's venv and in the
+    argument specs for ansible-doc); every other file reads it from there."""
+    pin = yaml.safe_load((ROOT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
+    written = subprocess.run(["git", "grep", "-l", "-F", pin, "--", ".", ":!CHANGELOG.md"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert sorted(written) == [
+        "requirements.txt", "roles/jupyterhub/defaults/main.yml", "roles/jupyterhub/meta/argument_specs.yml",
+    ]
+    # The images role, alone, falls back to that file; the test images are built with it.
+    images = yaml.safe_load((ROOT / "roles/images/defaults/main.yml").read_text())["images_hub_version"]
+    assert "role_path ~ '/../jupyterhub/defaults/main.yml'" in images and "jupyterhub_version" in images
+    assert 'JUPYTERHUB_VERSION="$hub_version"' in (ROOT / "tests/env/testenv.sh").read_text()
+    assert re.search(r"^ARG JUPYTERHUB_VERSION$", (ROOT / "tests/env/images/singleuser/Dockerfile").read_text(), re.M)
 
 
 def test_each_module_has_one_copy():
