@@ -290,6 +290,50 @@ def test_a_runtime_txt_one_minor_version_away_launches_with_a_warning_or_is_refu
     )  # fmt: skip
 
 
+# Refusals decided before anything is built (issue 47): each with the words a user reads.
+REFUSALS = {
+    "fstest-no-binders": (
+        {"binder/requirements.txt": "numpy\n", ".binder/requirements.txt": "numpy\n"},
+        "The repository has both a binder/ and a .binder/ folder; Binder refuses that too. Keep one of them.",
+    ),
+    "fstest-no-conda": ({"environment.yml": "dependencies: [numpy]\n"}, "environment.yml needs conda or mamba"),
+    "fstest-no-r": ({"install.R": "install.packages('x')\n"}, "install.R needs R, which the chosen image"),
+    "fstest-no-py2": ({"runtime.txt": "python-2.7\n"}, "runtime.txt asks for Python 2.7; the chosen image has"),
+    "fstest-no-apt": ({"apt.txt": "vim; curl evil\n"}, "apt.txt line 1: 'vim; curl evil' is not a Debian package"),
+    "fstest-too-big": ({"data.bin": b"x" * (2 * 1024**2)}, "The repository's files take more than this hub allows"),
+}
+
+
+def test_refusals_known_before_building_are_400s_with_their_message_on_the_api_and_the_form(
+    repo_hub, git_server, docker_client
+):
+    """A course's launch script (the REST API) and the form tell a refused repository from a
+    crash: a 400 with the refusal's own words, nothing started. (Within the hub's
+    slow_spawn_timeout, 10 s by default, raised here so a loaded CI machine cannot turn the
+    answer into a 202; a refusal that comes later fails the spawn with the same words.)"""
+    hub = repo_hub(answer_at_once=False, extra='c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 120}\n',
+                   max_repo_size="1m")  # fmt: skip
+    for number, (name, (files, message)) in enumerate(REFUSALS.items()):
+        git_server.commit(name, files)
+        response = hub.spawn(f"refused{number}", repo_body(git_server, name))
+        assert response.status_code == 400, (name, response.status_code, response.text[:300])
+        assert message in response.json()["message"], (name, response.json())
+        assert not hub.api("GET", f"/users/refused{number}").json()["servers"]
+    # The form: the page comes back with a 400 and the same words.
+    hub.ensure_user("former")
+    session = hub.login("former")
+    session.get(f"{hub.url}/hub/spawn")
+    page = session.post(
+        f"{hub.url}/hub/spawn",
+        data={"image": "minimal", "repo_url": git_server.url("fstest-no-r"), "repo_ref": "main",
+              "_xsrf": session.cookies.get("_xsrf")},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert page.status_code == 400, page.text[:500]
+    assert "install.R needs R, which the chosen image does not have" in page.text
+    assert not running_builds(docker_client)
+
+
 def test_unknown_refs_hosts_and_hostile_urls_are_refused_with_400(repo_hub, git_server, docker_client):
     hub = repo_hub(answer_at_once=False)
     package_repo(git_server, "fstest-pkg400", "x")

@@ -21,7 +21,7 @@ import pytest
 
 from formspawner import build
 from formspawner.build import BuildJob, run_build
-from formspawner.errors import BuildError, PolicyError
+from formspawner.errors import BuildError, PolicyError, RepoRefused
 from formspawner.repo import RECIPE_VERSION, BaseImage, RepoPolicy
 
 KEY = "k" * 64
@@ -304,7 +304,7 @@ def test_a_repository_without_files_that_need_checking_never_probes(checkout):
 def test_what_the_image_cannot_do_is_refused_before_building(monkeypatch, files, probe, message):
     fetch_writing(monkeypatch, files)
     engine = Engine(probe=probe)
-    with pytest.raises(BuildError) as refused:
+    with pytest.raises(RepoRefused) as refused:  # the user's to change: a 400 (issue 47)
         launch(engine)
     assert str(refused.value) == message
     assert engine.build_args is None
@@ -815,7 +815,7 @@ def test_the_admin_can_make_another_python_a_refusal(monkeypatch, files, path, v
     fetch_writing(monkeypatch, files)
     engine = Engine(probe="python-3.11\n")
     policy = RepoPolicy.from_config({"build_memory": "2g", "python_mismatch": "refuse"})
-    with pytest.raises(BuildError) as refused:
+    with pytest.raises(RepoRefused) as refused:
         launch(engine, policy)
     assert str(refused.value) == (
         f"The repository's {path} asks for Python {version}; the chosen image has Python 3.11. "

@@ -14,7 +14,7 @@ import pytest
 from tornado import web
 
 from formspawner import FormDockerSpawner, git, schedule
-from formspawner.errors import BuildError, OptionError
+from formspawner.errors import BuildError, OptionError, RepoRefused
 
 IMAGES = [{"name": "minimal", "image": "x/minimal:1"}]
 
@@ -119,3 +119,34 @@ def test_a_pull_that_fails_says_which_image_and_why(monkeypatch):
     monkeypatch.setattr(FormDockerSpawner, "_client", Client())
     with pytest.raises(RuntimeError, match=r"^Pulling quay.io/x/y:1 failed: manifest unknown$"):
         asyncio.run(s.pull_image("quay.io/x/y:1"))
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (RepoRefused("The repository's install.R needs R, which the chosen image does not have."), 400),
+        (BuildError("The build failed. Last lines of its log:\nE: no such package"), None),
+    ],
+)
+def test_a_refused_repository_is_a_400_with_its_words_and_a_failed_build_is_not(monkeypatch, error, status):
+    """Issue 47: a refusal found before anything is built is the user's error (a 400, as the
+    other option errors); a build that fails is not, and keeps its own error."""
+    from formspawner import repolaunch
+
+    async def prepare(self, *args):
+        raise error
+
+    monkeypatch.setattr(repolaunch.RepoLaunch, "prepare", prepare)
+    s = repo_spawner()
+    s._repo_commit = ("c" * 40, "refs/heads/main")
+    s.volumes = {}
+    events = []
+    s.emit_progress = lambda progress, message: events.append(message)
+    with pytest.raises(Exception) as failed:
+        asyncio.run(s.start())
+    if status is None:
+        assert failed.value is error
+        assert events == []
+    else:
+        assert (failed.value.status_code, failed.value.jupyterhub_message) == (status, str(error))
+        assert events == [f"The repository https://github.com/course/lab was refused: {error}"]

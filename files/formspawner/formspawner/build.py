@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import helpers
-from .errors import BuildError
+from .errors import BuildError, RepoRefused
 from .events import EventLog
 from .git import STOPPED, fetch_commit
 from .labels import REPO_LABEL
@@ -136,7 +136,8 @@ def _read_small(path: Path, name: str) -> str:
     with open(path, "rb") as file:
         data = file.read(MAX_READ + 1)
     if len(data) > MAX_READ:
-        raise BuildError(f"The repository's {name} is larger than {MAX_READ // 1024**2} MB; this hub does not read it.")
+        limit = MAX_READ // 1024**2
+        raise RepoRefused(f"The repository's {name} is larger than {limit} MB; this hub does not read it.")
     return data.decode(errors="replace")
 
 
@@ -156,7 +157,7 @@ def _is_python_package(checkout: Path) -> str:
     try:
         table = tomllib.loads(_read_small(pyproject, "pyproject.toml"))
     except tomllib.TOMLDecodeError as error:
-        raise BuildError(f"The repository's pyproject.toml is not valid TOML: {error}.") from None
+        raise RepoRefused(f"The repository's pyproject.toml is not valid TOML: {error}.") from None
     return "pyproject.toml" if "project" in table and "build-system" in table else ""
 
 
@@ -230,9 +231,9 @@ def _wanted_python(checkout: Path, files: RepoFiles, runtime: re.Match | None) -
             table = json.loads(text) if name.endswith(".lock") else tomllib.loads(text)
         except ValueError as error:  # JSON's and TOML's decode errors both are
             kind = "JSON" if name.endswith(".lock") else "TOML"
-            raise BuildError(f"The repository's {where}{name} is not valid {kind}: {error}.") from None
+            raise RepoRefused(f"The repository's {where}{name} is not valid {kind}: {error}.") from None
         if not isinstance(table, dict):
-            raise BuildError(f"The repository's {where}{name} does not hold a table of settings.")
+            raise RepoRefused(f"The repository's {where}{name} does not hold a table of settings.")
         meta = table.get("_meta") if name.endswith(".lock") else table
         requires = meta.get("requires") if isinstance(meta, dict) else None
         for key in ("python_full_version", "python_version"):
@@ -267,18 +268,18 @@ def check_against_image(
     facts = facts_of_image()
     conda = next((tool for tool in ("mamba", "conda") if tool in facts), "")
     if "environment.yml" in files.present and not conda:
-        raise BuildError(
+        raise RepoRefused(
             f"The repository's {where}environment.yml needs conda or mamba, which the chosen image does not have. "
             "Choose an image with conda (the docker-stacks images have it), or list the packages in requirements.txt."
         )
     for name, tool, language in languages:
         if tool not in facts:
-            raise BuildError(
+            raise RepoRefused(
                 f"The repository's {where}{name} needs {language}, which the chosen image does not have. "
                 f"Choose an image with {language}."
             )
     if runtime and runtime.group(3) and "R" not in facts:
-        raise BuildError(
+        raise RepoRefused(
             f"The repository's {where}runtime.txt asks for R ({runtime.group(0)!r}), "
             "which the chosen image does not have. Choose an image with R."
         )
@@ -291,7 +292,7 @@ def check_against_image(
     have = next((fact.removeprefix("python-") for fact in facts if fact.startswith("python-")), "")
     if have == version or have.startswith(version + "."):
         return Checked({path: f"{CHECKED}: {path} asks for Python {version}, which it has"})
-    refusal = BuildError(
+    refusal = RepoRefused(
         f"The repository's {path} asks for Python {version}; the chosen image has "
         f"{'Python ' + have if have else 'no Python'}. Choose an image with Python {version}, "
         f"or change {path.rpartition('/')[2]}."
@@ -342,7 +343,7 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
     as on Binder), its apt packages, and the files Binder would use that this build does not."""
     folders = [f for f in (".binder", "binder") if (checkout / f).is_dir() and not (checkout / f).is_symlink()]
     if len(folders) > 1:
-        raise BuildError(
+        raise RepoRefused(
             "The repository has both a binder/ and a .binder/ folder; Binder refuses that too. Keep one of them."
         )
     config_dir = folders[0] + "/" if folders else ""
@@ -378,7 +379,7 @@ def read_repository(checkout: Path, policy: RepoPolicy) -> RepoFiles:
         try:
             packages = read_apt_packages(_read_small(checkout / config_dir / "apt.txt", config_dir + "apt.txt"))
         except ValueError as error:
-            raise BuildError(f"The repository's {config_dir}{error}.") from None
+            raise RepoRefused(f"The repository's {config_dir}{error}.") from None
     return RepoFiles(present, config_dir, packages, unused, outranked)
 
 

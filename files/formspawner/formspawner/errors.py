@@ -15,7 +15,7 @@ class PolicyError(ValueError):
     naming the setting, so a typo fails at hub start and not at the first spawn."""
 
 
-def as_http_error(error: OptionError):
+def as_http_error(error: Exception):
     """The 400 JupyterHub shows on the form and returns from the REST API.
 
     JupyterHub 6 has SpawnException (a policy failure, kept apart in its metrics);
@@ -48,6 +48,13 @@ class UserFacingError(RuntimeError):
 
 class BuildError(UserFacingError):
     """A repository could not be fetched or built."""
+
+
+class RepoRefused(BuildError):
+    """The repository asks for what this hub or the chosen image cannot give, found before
+    anything is built (both binder folders, environment.yml without conda, a language or
+    Python the image lacks, a checkout over the size limit, a file that does not parse):
+    the user's to change, so a 400 with this message, as an option error is."""
 
 
 class LaunchConfirmation(Exception):

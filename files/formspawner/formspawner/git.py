@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from .errors import BuildError, OptionError
+from .errors import BuildError, OptionError, RepoRefused
 from .repo import RepoPolicy, RepoRequest, is_commit_id, redact
 
 # Build results that git can end with; build.py says them too.
@@ -215,7 +215,8 @@ def _fetch(
             if _tree_size(where) > policy.max_repo_size:
                 process.kill()
                 process.wait()
-                raise BuildError(f"The repository is larger than this hub allows ({policy.max_repo_size // 2**20} MB).")
+                limit = policy.max_repo_size // 2**20
+                raise RepoRefused(f"The repository is larger than this hub allows ({limit} MB).")
             time.sleep(0.2)
         if process.returncode != 0:
             stderr.seek(0)
@@ -239,12 +240,12 @@ def check_checkout_size(
                 total += int(size) if size.isdigit() else 0
                 count += 1
                 if total > policy.max_repo_size:
-                    raise BuildError(
+                    raise RepoRefused(
                         f"The repository's files take more than this hub allows once checked out "
                         f"({policy.max_repo_size // 2**20} MB)."
                     )
                 if count > MAX_CHECKOUT_FILES:
-                    raise BuildError(f"The repository has more files than this hub allows ({MAX_CHECKOUT_FILES}).")
+                    raise RepoRefused(f"The repository has more files than this hub allows ({MAX_CHECKOUT_FILES}).")
                 if time.monotonic() > deadline:
                     raise BuildError("Fetching the repository took longer than this hub allows.")
         finally:

@@ -283,7 +283,7 @@ class RepoLaunch:
             raise
         except build.BuildError as error:
             ctx.log.warning("Build of %s at %s failed for %s", request.url, self.commit, ctx.log_name)
-            raise build.BuildError(str(error)) from None
+            raise type(error)(str(error)) from None  # a refusal stays one (errors.RepoRefused)
         finally:
             if job.leave(ctx.client):
                 ctx.log.warning("Stopping the build of %s: no launch waits for it any more", job.what)

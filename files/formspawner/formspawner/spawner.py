@@ -21,7 +21,7 @@ from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, defau
 
 from . import build, content, git, outbound, repolaunch, resources, schedule
 from .env import merge_environment
-from .errors import LaunchConfirmation, OptionError, PolicyError, UserFacingError, as_http_error
+from .errors import LaunchConfirmation, OptionError, PolicyError, RepoRefused, UserFacingError, as_http_error
 from .events import EventLog
 from .form import link_summary, render_form
 from .images import Resources
@@ -681,7 +681,14 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
                 launch = repolaunch.RepoLaunch(
                     self._launch_context(), self.repo_request, commit, ref_name, self.repo_policy_checked
                 )
-                self._apply_plan(await launch.prepare(self.image, self._content_storage(), self.volume_binds))
+                try:
+                    self._apply_plan(await launch.prepare(self.image, self._content_storage(), self.volume_binds))
+                except RepoRefused as error:
+                    # Known before anything was built, and the user's to change: a 400 with
+                    # its message (the REST API, the form) when it comes within the hub's
+                    # slow_spawn_timeout; later, the spawn page's failure says the same.
+                    self.emit_progress(100, f"The repository {self.repo_request.url} was refused: {error}")
+                    raise as_http_error(error) from None
             started = await self._start_container()
             if launch is not None and launch.sync is not None:
                 started = await self._content_synchronised(launch, started)
