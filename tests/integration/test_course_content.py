@@ -79,10 +79,14 @@ def test_a_students_work_survives_stops_hub_restarts_and_the_instructors_updates
     hub = content_hub()
     # The spawn page says what happens below: kept in the storage, and merged (issue 47).
     hub.ensure_user("ada")
-    page = " ".join(hub.login("ada").get(f"{hub.url}/hub/spawn").text.split())
+    session = hub.login("ada")
+    page = " ".join(session.get(f"{hub.url}/hub/spawn").text.split())
     assert "opens in a folder of its name in your storage, <code>/home/jovyan/work</code>" in page
     assert "Your changes there are kept when your server stops, and each launch merges" in page
     assert "are not kept when your server stops" not in page
+    link = session.get(f"{hub.url}/hub/launch", params={"repo": git_server.url("fstest-course"), "ref": "main"})
+    link_page = " ".join(link.text.split())
+    assert "It opens in a folder of its name in your storage, <code>/home/jovyan/work</code>" in link_page, link_page
     git_server.commit(
         "fstest-course", {"lab1/week1.py": WEEK1, "lab1/data.csv": "x\n1\n", "lab1/notes.md": "v1\n"}
     )

@@ -107,7 +107,19 @@ async def test_a_link_that_builds_says_whose_files_and_access_the_code_gets():
     plain = Page()
     await LaunchHandler._render(plain, heading="Start?", requested=[("Image", "SciPy")], builds=False,
                                 action="/hub/launch", button="Launch")
-    assert "launch-trust" not in plain.body
+    assert "launch-trust" not in plain.body and "launch-kept" not in plain.body
+
+
+async def test_a_link_with_a_repository_says_whether_its_files_are_kept():
+    """Issue 47: as the form, from the spawner's _content_storage (the same through a real
+    hub: tests/integration/test_course_content.py)."""
+    kept, unkept = Page(), Page()
+    for page, storage in ((kept, "/home/jovyan/work"), (unkept, None)):
+        await LaunchHandler._render(page, heading="Start?", requested=[("Repository", "https://h/a/b")], builds=True,
+                                    repo_storage=storage, action="/hub/launch", button="Launch")  # fmt: skip
+    assert ("It opens in a folder of its name in your storage, <code>/home/jovyan/work</code>: your changes there "
+            "are kept when your server stops, and each launch merges") in kept.body
+    assert "not kept when your server stops" in unkept.body and "in your storage" not in unkept.body
 
 
 def test_a_link_to_a_named_server_on_a_hub_without_them_is_refused_naming_the_fix():

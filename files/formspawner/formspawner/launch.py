@@ -114,6 +114,8 @@ class LaunchHandler(BaseHandler):
         if name:
             requested.insert(0, ("Server", name))
         builds = checked.get("repo") is not None
+        # What happens to the repository's files, from the setting that decides it (as the form says).
+        repo_storage = spawner._content_storage() if builds else None
         running_here = spawner.active and spawner.name == name
         if running_here:
             try:
@@ -131,6 +133,7 @@ class LaunchHandler(BaseHandler):
                 current=current,
                 requested=requested,
                 builds=builds,
+                repo_storage=repo_storage,
                 action=self.request.uri,
                 server_url=user.server_url(name),
                 button="Stop my server and start this one",
@@ -139,6 +142,7 @@ class LaunchHandler(BaseHandler):
             heading="Start your server from this link?",
             requested=requested,
             builds=builds,
+            repo_storage=repo_storage,
             action=self.request.uri,
             button="Launch",
         )
