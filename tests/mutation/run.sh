@@ -34,6 +34,11 @@ rm -rf src tests roles
 [ "${MUTATION_INCREMENTAL:-0}" = 1 ] || rm -rf mutants
 mkdir -p src mutants/src
 cp -r "$root/files/formspawner/formspawner" src/
+if [ -d mutants/src/formspawner ]; then
+  # Kept from the last run (MUTATION_INCREMENTAL=1): mutmut lays out the package's data
+  # files (the page templates) only when it makes mutants/ anew; the current ones go in.
+  (cd src && find formspawner -type f ! -name '*.py' -exec cp --parents {} ../mutants/src/ \;)
+fi
 cp -r "$root/tests" tests
 cp -r "$root/roles" roles
 cp "$root/ansible.cfg" "$root/pytest.ini" "$root/tests/mutation/pyproject.toml" .
