@@ -48,6 +48,8 @@ def run_role(role: str, tmp_path: Path, extra_vars: dict) -> subprocess.Complete
         ("jupyterhub", {"jupyterhub_port": "https"}, "jupyterhub_port"),
         ("jupyterhub", {"jupyterhub_authenticator": "oauth"}, "jupyterhub_authenticator"),
         ("jupyterhub", {"jupyterhub_form_options": ["image", "cmd"]}, "jupyterhub_form_options"),
+        # Choices are said in the argument specs only (check_inventory.py does not repeat them).
+        ("jupyterhub", {"jupyterhub_egress_policy": "open"}, "jupyterhub_egress_policy"),
     ],
 )
 def test_wrong_types_are_refused_naming_the_variable(tmp_path, role, extra_vars, message):

@@ -1,0 +1,264 @@
+"""The jupyterhub role's inventory rules (roles/jupyterhub/files/check_inventory.py),
+in-process: each rule refuses what it must and lets the role's defaults and working
+settings through. Through Ansible, as the role runs it before any change:
+test_jupyterhub_config.py (preflight) and test_argument_specs.py (the whole role)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ROOT / "roles/jupyterhub/files"
+_spec = importlib.util.spec_from_file_location("check_inventory", FILES / "check_inventory.py")
+checker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checker)
+egress = checker.load_egress(FILES / "jupyterhub-egress")
+
+DEFAULTS = yaml.safe_load((ROOT / "roles/jupyterhub/defaults/main.yml").read_text())
+# The role's defaults as the preflight passes them (the templated ones as they come out).
+BASE = {
+    **{name: value for name, value in DEFAULTS.items() if name in (
+        "jupyterhub_active_server_limit", "jupyterhub_authenticator", "jupyterhub_dummy_password",
+        "jupyterhub_egress_allow", "jupyterhub_egress_policy", "jupyterhub_env_policy", "jupyterhub_extra_config",
+        "jupyterhub_extra_config_files", "jupyterhub_form_options", "jupyterhub_images", "jupyterhub_insecure_demo",
+        "jupyterhub_metrics_enabled", "jupyterhub_metrics_token", "jupyterhub_port", "jupyterhub_repo_policy",
+        "jupyterhub_service_memory_max", "jupyterhub_service_tasks_max", "jupyterhub_services",
+        "jupyterhub_start_slots", "jupyterhub_subdomain_host", "jupyterhub_tls_acme",
+        "jupyterhub_tls_acme_backend_port", "jupyterhub_tls_cert_src", "jupyterhub_tls_enabled",
+        "jupyterhub_tls_key_src")},
+    "jupyterhub_images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2025-01-01"}],
+    "jupyterhub_user_cpu_limit": 1, "jupyterhub_user_mem_limit": "1G",
+    "docker_daemon_options": {}, "hub_port": 8081,
+    "host": {"memory": 8 << 30, "cpus": 4, "swarm": False},
+}  # fmt: skip
+ACME = {"jupyterhub_tls_acme": {"email": "admin@example.edu", "domains": ["hub.example.edu"]}}
+
+
+def errors(**changes) -> list[str]:
+    sys.path.insert(0, str(ROOT / "files/formspawner"))
+    try:
+        return checker.check({**copy.deepcopy(BASE), **changes}, egress)
+    finally:
+        sys.path.remove(str(ROOT / "files/formspawner"))
+
+
+def refused(message: str, **changes) -> None:
+    found = errors(**changes)
+    assert len(found) == 1 and message in found[0], found
+
+
+def test_the_roles_defaults_pass():
+    assert errors() == []
+    assert checker.warnings(BASE) == []
+
+
+@pytest.mark.parametrize("good", ["50%", "100%", "2G", "512M", "1048576", "infinity"])
+def test_the_hub_units_memory_limit_is_a_share_a_size_or_infinity(good):
+    assert errors(jupyterhub_service_memory_max=good) == []
+
+
+@pytest.mark.parametrize("bad", ["lots", "150%", "0", "0%", "2g", "2G\nExecStartPre=/bin/sh -c id", "infinity "])
+def test_any_other_memory_limit_is_refused_on_one_line(bad):
+    found = errors(jupyterhub_service_memory_max=bad)
+    assert len(found) == 1 and "jupyterhub_service_memory_max must be a percentage" in found[0], found
+    assert "\n" not in found[0]
+
+
+@pytest.mark.parametrize("good, bad", [(100, 99), ("4096", "many"), ("infinity", True), (12000, "100\n")])
+def test_the_hub_units_task_limit_is_at_least_100_or_infinity(good, bad):
+    assert errors(jupyterhub_service_tasks_max=good) == []
+    refused("jupyterhub_service_tasks_max must be a number of at least 100", jupyterhub_service_tasks_max=bad)
+
+
+def test_the_dummy_authenticator_needs_the_demo_flag_and_a_password():
+    refused("It is for demos and tests only", jupyterhub_authenticator="dummy", jupyterhub_dummy_password="12345678")
+    refused(
+        "jupyterhub_dummy_password must have at least 8 characters",
+        jupyterhub_authenticator="dummy",
+        jupyterhub_insecure_demo=True,
+        jupyterhub_dummy_password="1234567",
+    )
+    assert (
+        errors(jupyterhub_authenticator="dummy", jupyterhub_insecure_demo="yes", jupyterhub_dummy_password="12345678")
+        == []
+    )
+    assert errors(jupyterhub_authenticator="native", jupyterhub_dummy_password="") == []  # fmt: skip
+
+
+def test_the_metrics_service_keeps_its_name_and_its_token_is_long():
+    prometheus = [{"name": "prometheus", "api_token": "x" * 32}]
+    refused("has a service named prometheus", jupyterhub_services=prometheus)
+    assert errors(jupyterhub_services=prometheus, jupyterhub_metrics_enabled=False) == []
+    assert errors(jupyterhub_services=[{"name": "grader"}, {"api_token": "y"}]) == []
+    refused("jupyterhub_metrics_token must have at least 32", jupyterhub_metrics_token="x" * 31)
+    assert errors(jupyterhub_metrics_token="x" * 32) == []
+
+
+def test_a_certificate_comes_with_its_key():
+    refused("Set both jupyterhub_tls_cert_src and jupyterhub_tls_key_src", jupyterhub_tls_cert_src="/c.pem")
+    refused("Set both jupyterhub_tls_cert_src and jupyterhub_tls_key_src", jupyterhub_tls_key_src="/c.key")
+    assert errors(jupyterhub_tls_cert_src="/c.pem", jupyterhub_tls_key_src="/c.key") == []
+
+
+@pytest.mark.parametrize(
+    "acme",
+    [
+        {"domains": ["*.hub.example.edu"]},
+        {"domains": "hub.example.edu"},
+        {"domains": ["Hub.example.edu"]},
+        {"domains": ["hub.example.edu\n"]},
+        {"domains": ["hub"]},
+        {"domains": [7]},
+        {"domains": ["hub.example.edu"], "directory": "http://ca.example.edu/dir"},
+        {"domains": ["hub.example.edu"], "mail": "a@b.c"},
+        {"domains": ["hub.example.edu"], "email": "not an address"},
+        {"domains": ["hub.example.edu"], "email": "a@b@c"},
+        ["hub.example.edu"],
+    ],
+)
+def test_acme_settings_that_cannot_work_are_refused(acme):
+    refused("jupyterhub_tls_acme takes email, domains", jupyterhub_tls_acme=acme)
+
+
+def test_acme_settings_that_work_pass():
+    assert errors(**ACME) == []
+    assert errors(jupyterhub_tls_acme={
+        "domains": ["hub.example.edu", "jupyter.example.edu"], "directory": "https://acme.campus.example.edu/dir",
+        "ca_file": "/etc/campus-ca.pem"}) == []  # fmt: skip
+    assert errors(jupyterhub_tls_acme={"domains": ["hub.example.edu"], "directory": "", "email": ""}) == []
+
+
+def test_acme_conflicts_are_refused_only_while_acme_is_on():
+    own = {"jupyterhub_tls_cert_src": "/x.pem", "jupyterhub_tls_key_src": "/x.key"}
+    refused("choose the certificate from the ACME CA or your own file", **ACME, **own)
+    refused(
+        "a certificate for *.hub.example.edu, a wildcard", **ACME, jupyterhub_subdomain_host="https://hub.example.edu"
+    )
+    refused("jupyterhub_port (80) cannot be 80", **ACME, jupyterhub_port=80)
+    for backend in (80, 443, 8081):
+        message = f"jupyterhub_tls_acme_backend_port ({backend}) must differ"
+        refused(message, **ACME, jupyterhub_tls_acme_backend_port=backend)
+    assert errors(**ACME, jupyterhub_tls_acme_backend_port=8001) == []
+    # The same settings without ACME (no domains, or TLS off) are nobody's conflict.
+    for off in ({"jupyterhub_tls_acme": {}}, {**ACME, "jupyterhub_tls_enabled": False}):
+        assert errors(**off, **own, jupyterhub_subdomain_host="https://hub.example.edu", jupyterhub_port=80) == []
+
+
+@pytest.mark.parametrize("good, bad", [("auto", "many"), (0, -1), ("3", True), (12, 2.5), ("10", "3\n")])
+def test_start_slots_are_auto_or_a_whole_number(good, bad):
+    assert errors(jupyterhub_start_slots=good) == []
+    refused(
+        "jupyterhub_start_slots must be auto or a whole number of servers (0: no limit), not",
+        jupyterhub_start_slots=bad,
+    )
+
+
+def test_extra_config_files_are_python_files():
+    refused(
+        "/srv/hub/limits.yml, /srv/hub/py do not end in .py",
+        jupyterhub_extra_config_files=["/srv/a.py", "/srv/hub/limits.yml", "/srv/hub/py", "/srv/b.py"],
+    )
+    assert errors(jupyterhub_extra_config_files=["/srv/a.py"]) == []
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("10.0.0.1", "jupyterhub_egress_allow[0] is not a mapping"),
+        ({"to": "10.0.0.1", "port": [22]}, "jupyterhub_egress_allow[0] has port: an exception takes to, ports"),
+        ({"to": "10.0.0.0/33"}, "jupyterhub_egress_allow[0].to is not an IPv4 address"),
+        ({"to": "campus.example.edu"}, "jupyterhub_egress_allow[0].to is not an IPv4 address"),
+        ({"to": "2001:db8::1"}, "jupyterhub_egress_allow[0].to is not an IPv4 address"),
+        ({}, "jupyterhub_egress_allow[0].to is not an IPv4 address"),
+        ({"to": "10.0.0.1", "ports": 22}, "jupyterhub_egress_allow[0].ports must be a list of at most 15"),
+        ({"to": "10.0.0.1", "ports": list(range(1, 17))}, "jupyterhub_egress_allow[0].ports must be a list"),
+        ({"to": "10.0.0.1", "ports": [0]}, "jupyterhub_egress_allow[0].ports must be a port number"),
+        ({"to": "10.0.0.1", "ports": [65536]}, "jupyterhub_egress_allow[0].ports must be a port number"),
+        ({"to": "10.0.0.1", "ports": ["5432"]}, "jupyterhub_egress_allow[0].ports must be a port number"),
+        ({"to": "10.0.0.1", "ports": [True]}, "jupyterhub_egress_allow[0].ports must be a port number"),
+        ({"to": "10.0.0.1", "host": "yes"}, "jupyterhub_egress_allow[0].host must be true or false"),
+    ],
+)
+def test_a_network_exception_the_policy_program_would_refuse_is_refused_before_any_change(entry, message):
+    found = errors(jupyterhub_egress_allow=[entry])
+    assert len(found) == 1 and found[0].startswith(message) and "An exception is {to: ADDRESS" in found[0], found
+
+
+def test_network_exceptions_the_policy_program_takes_pass():
+    allow = [{"to": "10.20.0.5", "ports": [5432, 65535, 1]}, {"to": "10.30.0.0/16"}, {"to": "10.0.0.7", "host": True},
+             {"to": "10.1.2.3/16", "ports": list(range(1, 16))}]  # fmt: skip
+    assert errors(jupyterhub_egress_allow=allow) == []
+    # The same entries pass the program's check of the file the role writes from them.
+    egress.check({"policy": "allowlist", "subnets": ["10.211.0.0/24"], "allow": allow,
+                  "hub": {"chain": "JUPYTERHUB-INPUT", "from": "10.211.0.0/24", "to": "10.211.0.1", "port": 8081}},
+                 "policy.json")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "daemon",
+    [{"ipv6": True}, {"ipv6": "yes"}, {"default-network-opts": {"bridge": {"com.docker.network.enable_ipv6": "True"}}}],
+)
+def test_daemon_settings_that_put_users_on_ipv6_are_refused_while_the_policy_is_on(daemon):
+    refused("turns IPv6 on for Docker's default bridge", docker_daemon_options=daemon)
+    refused("turns IPv6 on", docker_daemon_options=daemon, jupyterhub_egress_policy="allowlist")
+    assert errors(docker_daemon_options=daemon, jupyterhub_egress_policy="off") == []
+
+
+def test_daemon_settings_without_ipv6_pass():
+    for daemon in ({"ipv6": False, "log-level": "warn"}, {"default-network-opts": {"bridge": {"x": "true"}}}, None):
+        assert errors(docker_daemon_options=daemon) == []
+
+
+def test_the_spawn_options_are_checked_with_formspawners_rules():
+    refused(
+        "in jupyterhub_images: the name 'a' is used by more than one entry",
+        jupyterhub_images=[{"name": "a", "image": "x"}, {"name": "a", "image": "y"}],
+    )
+    refused("in jupyterhub_user_cpu_limit: 5 is more than this host's 4 CPUs", jupyterhub_user_cpu_limit=5)
+    # A swarm's servers run on the workers: the manager's size does not limit them.
+    assert errors(jupyterhub_user_cpu_limit=5, host={"memory": 8 << 30, "cpus": 4, "swarm": True}) == []
+    refused(
+        "in jupyterhub_extra_config: 'jupyterhub' is not a configurable class name",
+        jupyterhub_extra_config={"jupyterhub": {"concurrent_spawn_limit": 20}},
+    )
+
+
+def test_every_error_is_reported_at_once():
+    found = errors(jupyterhub_start_slots="many", jupyterhub_metrics_token="short",
+                   jupyterhub_egress_allow=[{"to": "x"}], jupyterhub_user_cpu_limit=5)  # fmt: skip
+    assert len(found) == 4, found
+
+
+def test_launches_without_subdomains_are_warned_about():
+    launches = {**BASE, "jupyterhub_form_options": ["image", "env", "repo"]}
+    assert checker.warnings(launches)[0].startswith("WARNING: repository launches are on")
+    assert checker.warnings({**launches, "jupyterhub_subdomain_host": "https://hub.example.edu"}) == []
+
+
+def test_the_program_prints_warnings_or_every_error_and_fails():
+    run = [sys.executable, str(FILES / "check_inventory.py"), str(ROOT / "files/formspawner")]
+    ok = subprocess.run(run, input=json.dumps({**BASE, "jupyterhub_form_options": ["repo"]}), capture_output=True,
+                        text=True, timeout=60, check=True)  # fmt: skip
+    assert json.loads(ok.stdout)["warnings"][0].startswith("WARNING: repository launches")
+    twice = [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]
+    settings = json.dumps({**BASE, "jupyterhub_start_slots": "x", "jupyterhub_images": twice})
+    bad = subprocess.run(run, input=settings, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "Inventory error: jupyterhub_start_slots must be auto or a whole number of servers (0: no limit), not x.",
+        "Inventory error in jupyterhub_images: the name 'a' is used by more than one entry",
+    ]
+
+
+def test_the_preflight_has_no_rule_of_its_own():
+    """A rule lives in one place: the preflight runs the checker and asserts nothing itself."""
+    tasks = yaml.safe_load((ROOT / "roles/jupyterhub/tasks/preflight.yml").read_text())
+    assert not [task["name"] for task in tasks if "ansible.builtin.assert" in task]
