@@ -3,10 +3,15 @@
 
 import json
 import time
+from pathlib import Path
 
-API = "https://localhost/hub/api"
-# The molecule-tester service's token (the scenarios' jupyterhub_services).
-TOKEN = "0123456789abcdef0123456789abcdef"
+import yaml
+
+# The test service every scenario's hub runs with, declared once (vars/hubapi.yml, which each
+# molecule.yml reads into jupyterhub_services).
+_SHARED = yaml.safe_load((Path(__file__).parent / "vars" / "hubapi.yml").read_text())
+API = _SHARED["api"]
+TOKEN = _SHARED["service"]["api_token"]
 
 
 def api(host, method, path, body=None, token=TOKEN):

@@ -1,5 +1,6 @@
 """The repository's own structure: one source for each pin, tags that select tasks, one copy of a module."""
 
+import json
 import os
 import re
 import subprocess
@@ -117,3 +118,33 @@ def test_no_task_that_writes_a_secret_shows_it_in_diff_output():
                     checked.append(dest)
                     assert task.get("diff") is False or task.get("no_log") is True, f"{path.name}: {task['name']}"
     assert any(d.endswith("settings.json") for d in checked) and any("metrics-token" in d for d in checked)
+
+
+def test_the_molecule_test_service_and_its_token_are_declared_once():
+    """molecule/shared/vars/hubapi.yml holds the test service; each scenario's hub reads it
+    into jupyterhub_services (as Ansible renders it: checked here for one scenario), the
+    side effects start servers through molecule/shared/tasks/start-server.yml, the verifiers
+    through hubapi.py."""
+    shared = yaml.safe_load((ROOT / "molecule/shared/vars/hubapi.yml").read_text())
+    token = shared["service"]["api_token"]
+    written = subprocess.run(["git", "grep", "-l", "-F", token, "--", "molecule"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert written == ["molecule/shared/vars/hubapi.yml"]
+    hubs = [p for p in sorted(ROOT.glob("molecule/*/molecule.yml")) if "jupyterhub_services" in p.read_text()]
+    assert len(hubs) >= 5
+    for scenario in hubs:
+        group_vars = yaml.safe_load(scenario.read_text())["provisioner"]["inventory"]["group_vars"]
+        settings = next(v for v in group_vars.values() if "jupyterhub_services" in v)
+        assert settings["jupyterhub_services"] == ["{{ molecule_hub.service }}"], scenario
+        assert "molecule/shared/vars/hubapi.yml" in settings["molecule_hub"], scenario
+    for side_effect in ROOT.glob("molecule/*/side_effect.yml"):
+        assert "/server\"" not in side_effect.read_text(), f"{side_effect}: use ../shared/tasks/start-server.yml"
+    inventory = {name: settings[name] for name in ("molecule_hub", "jupyterhub_services")}
+    rendered = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local", "-m", "ansible.builtin.debug",
+         "-a", "var=jupyterhub_services", "-e", json.dumps(inventory),
+         "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
+        capture_output=True, text=True, timeout=120, check=True,
+        env=dict(os.environ, MOLECULE_PROJECT_DIRECTORY=str(ROOT), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+    )  # fmt: skip
+    assert json.loads(rendered.stdout.split("=>", 1)[1])["jupyterhub_services"] == [shared["service"]]

@@ -137,6 +137,8 @@ def test_a_refused_repository_is_a_400_with_its_words_and_a_failed_build_is_not(
         raise error
 
     monkeypatch.setattr(repolaunch.RepoLaunch, "prepare", prepare)
+    # No Docker engine in the quick tier: the launch never reaches it (prepare fails first).
+    monkeypatch.setattr(FormDockerSpawner, "_client", object())
     s = repo_spawner()
     s._repo_commit = ("c" * 40, "refs/heads/main")
     s.volumes = {}
