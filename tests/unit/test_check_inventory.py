@@ -36,6 +36,8 @@ BASE = {
         "jupyterhub_tls_key_src")},
     "jupyterhub_images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2025-01-01"}],
     "jupyterhub_user_cpu_limit": 1, "jupyterhub_user_mem_limit": "1G",
+    "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
+    "jupyterhub_db_url": f"sqlite:///{DEFAULTS['jupyterhub_data_dir']}/jupyterhub.sqlite",
     "docker_daemon_options": {}, "hub_port": 8081,
     "host": {"memory": 8 << 30, "cpus": 4, "swarm": False},
 }  # fmt: skip
@@ -262,3 +264,14 @@ def test_the_preflight_has_no_rule_of_its_own():
     """A rule lives in one place: the preflight runs the checker and asserts nothing itself."""
     tasks = yaml.safe_load((ROOT / "roles/jupyterhub/tasks/preflight.yml").read_text())
     assert not [task["name"] for task in tasks if "ansible.builtin.assert" in task]
+
+
+def test_the_database_is_the_sqlite_file_backups_restores_and_upgrades_read():
+    """Issue 46: another URL would leave backups and the migration's safety copy silently
+    without the database; it is refused, naming the setting and the one it supports."""
+    data = DEFAULTS["jupyterhub_data_dir"]
+    assert errors(jupyterhub_data_dir=data, jupyterhub_db_url=f"sqlite:///{data}/jupyterhub.sqlite") == []
+    for other in ("postgresql://hub:secret@db.example.edu/jupyterhub", f"sqlite:///{data}/other.sqlite",
+                  "sqlite:////srv/hub/jupyterhub.sqlite", "sqlite://"):  # fmt: skip
+        refused(f"jupyterhub_db_url: {other} is not the database this role can back up", jupyterhub_db_url=other)
+    assert errors(jupyterhub_data_dir="/srv/hub", jupyterhub_db_url="sqlite:////srv/hub/jupyterhub.sqlite") == []

@@ -148,3 +148,28 @@ def test_the_molecule_test_service_and_its_token_are_declared_once():
         env=dict(os.environ, MOLECULE_PROJECT_DIRECTORY=str(ROOT), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
     )  # fmt: skip
     assert json.loads(rendered.stdout.split("=>", 1)[1])["jupyterhub_services"] == [shared["service"]]
+
+
+@pytest.mark.parametrize(
+    "distribution, version, warned",
+    [("Debian", "12.8", False), ("Debian", "13.1", False), ("Debian", "14.0", True), ("Ubuntu", "24.04", True)],
+)  # fmt: skip
+def test_the_preflight_says_when_a_release_is_accepted_but_untested(tmp_path, distribution, version, warned):
+    """Issue 46: README's claim holds: Debian 12 and 13 are tested; the playbook's check
+    runs here with each release's facts (the target's facts stand in for a real host)."""
+    play = yaml.safe_load((ROOT / "playbooks/preflight.yml").read_text())[0]
+    task = next(t for t in play["tasks"] if t["name"] == "Warn about a release the project does not test")
+    facts = {"distribution": distribution, "distribution_version": version,
+             "distribution_major_version": version.split(".")[0]}  # fmt: skip
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_facts": facts},
+                                         "tasks": [task]}]))  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+         "-e", json.dumps({"ansible_python_interpreter": sys.executable}), str(playbook)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+    )  # fmt: skip
+    said = " ".join(result.stdout.split())
+    assert (f"WARNING: {distribution} {version} is accepted but not tested" in said) is warned, said[-1500:]
+    assert ("skipping: [localhost]" in said) is not warned

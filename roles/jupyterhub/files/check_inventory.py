@@ -137,6 +137,20 @@ def check_tls(s: dict) -> None:
         )
 
 
+def check_database(s: dict) -> None:
+    """The backups, the restore, the schema backup before a migration and the upgrade
+    checks read the SQLite file in the data directory: another database would leave them
+    silently without it. PostgreSQL is not supported in this release (docs/admin.md)."""
+    wanted = f"sqlite:///{s['jupyterhub_data_dir']}/jupyterhub.sqlite"
+    if s["jupyterhub_db_url"] != wanted:
+        raise InventoryError(
+            f"jupyterhub_db_url: {shown(s['jupyterhub_db_url'], 80)} is not the database this role can back up, "
+            f"restore and upgrade: it supports the SQLite file in jupyterhub_data_dir ({wanted}, the default) "
+            "only. Remove jupyterhub_db_url from your inventory; another database (PostgreSQL) is not "
+            "supported in this release."
+        )
+
+
 def check_start_slots(s: dict) -> None:
     slots = s["jupyterhub_start_slots"]
     # A string of digits too (-e on the command line gives strings); not true, 2.5 or -1.
@@ -241,7 +255,7 @@ def load_egress(path: Path):
 
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
-    rules = (check_service_limits, check_authenticator, check_metrics, check_tls, check_start_slots,
+    rules = (check_service_limits, check_authenticator, check_metrics, check_tls, check_database, check_start_slots,
              check_extra_config_files, check_spawn_options)  # fmt: skip
     errors = []
     for rule in rules:
