@@ -275,3 +275,9 @@ def test_the_database_is_the_sqlite_file_backups_restores_and_upgrades_read():
                   "sqlite:////srv/hub/jupyterhub.sqlite", "sqlite://"):  # fmt: skip
         refused(f"jupyterhub_db_url: {other} is not the database this role can back up", jupyterhub_db_url=other)
     assert errors(jupyterhub_data_dir="/srv/hub", jupyterhub_db_url="sqlite:////srv/hub/jupyterhub.sqlite") == []
+
+
+def test_groups_from_inventory_as_docs_admin_shows_them_pass():
+    """docs/admin.md gives image groups their members with JupyterHub's load_groups."""
+    groups = {"ml-course": {"users": ["ada", "grace"]}, "gpu-users": {"users": ["grace"]}}
+    assert errors(jupyterhub_extra_config={"JupyterHub": {"load_groups": groups}}) == []
