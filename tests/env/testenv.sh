@@ -5,7 +5,7 @@
 #   - the images every scenario needs, built from Debian's archive and PyPI only,
 #     rebuilt only when their recipe (or an image they build on) changed,
 #   - a local registry (Debian's docker-registry) serving the singleuser test images.
-# Usage: testenv.sh up | images | status
+# Usage: testenv.sh up | demo (what `make demo` needs only) | images | status
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -160,11 +160,21 @@ chain_bookworm_server() {
     build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
 }
 chain_singleuser() {
+    demo_singleuser
+    build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal
+}
+# What `make demo` needs, and no more: the bookworm target, the two images its inventory
+# offers (and the one they build on), the registry they are pulled from.
+demo_singleuser() {
     build jhtest/singleuser:vanilla singleuser BASE=jhtest/debian:bookworm JUPYTERHUB_VERSION="$hub_version"
     build jhtest/singleuser:minimal singleuser-campus BASE=jhtest/singleuser:vanilla
     build jhtest/singleuser:scipy singleuser-scipy BASE=jhtest/singleuser:minimal
-    build jhtest/singleuser:hub5 singleuser-hub5 BASE=jhtest/singleuser:minimal
     build jhtest/registry:latest registry BASE=jhtest/debian:bookworm
+}
+demo_server() { build jhtest/server:bookworm server BASE=jhtest/debian:bookworm; }
+ensure_demo_images() {
+    ensure_debian bookworm
+    side_by_side demo_server demo_singleuser
 }
 
 # side_by_side FUNCTION...: each function in a subshell of its own; fails when any failed
@@ -208,6 +218,8 @@ ensure_registry() {
     # Push what the registry lacks or holds in an older build (docker is localhost-insecure).
     local name local_id remote_tag
     for name in minimal scipy hub5 vanilla; do
+        # The demo's environment builds no hub5.
+        docker image inspect "jhtest/singleuser:$name" >/dev/null 2>&1 || continue
         local_id=$(image_id "jhtest/singleuser:$name")
         remote_tag=127.0.0.1:$registry_port/jhtest/singleuser:$name
         if [ "$(cat "$state_dir/pushed-$name" 2>/dev/null)" != "$local_id" ] \
@@ -232,9 +244,10 @@ main() {
         up) ensure_packages; ensure_docker; start_test_packages; ensure_images; ensure_registry
             wait_test_packages; status ;;
         docker) ensure_packages; ensure_docker ;;
+        demo) ensure_packages; ensure_docker; ensure_demo_images; ensure_registry; status ;;
         images) ensure_packages; ensure_docker; start_test_packages; ensure_images; wait_test_packages ;;
         status) status ;;
-        *) die "usage: $0 up|docker|images|status" ;;
+        *) die "usage: $0 up|demo|docker|images|status" ;;
     esac
 }
 
