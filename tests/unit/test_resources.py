@@ -69,6 +69,13 @@ def test_the_admins_extra_host_config_is_over_the_hubs_settings_and_the_choice_o
     assert resources.over_extra(extra, resources.grant(chosen, **HUB), chosen) == {**plain, "pids_limit": 2048,
                                                                                    "mem_limit": 8 * GIB}
     assert extra == {"pids_limit": 50, "mem_limit": "3g", "cap_drop": ["ALL"]}  # the admin's, unchanged
+    # The spawner's CPU period reaches both layers: the hub's limit and the choice's.
+    assert resources.over_extra({}, resources.grant(Resources(), **HUB), Resources(), cpu_period=50_000) == {
+        "mem_limit": 2 * GIB, "cpu_period": 50_000, "cpu_quota": 50_000, "pids_limit": 1024}
+    fast = Resources(cpu_limit=4.0)
+    extra = {"cpu_period": 1, "cpu_quota": 1}
+    over = resources.over_extra(extra, resources.grant(fast, **HUB), fast, cpu_period=50_000)
+    assert (over["cpu_period"], over["cpu_quota"]) == (50_000, 200_000)
 
 
 def test_a_swarm_task_gets_the_grant_as_limits_reservations_and_generic_gpus():
