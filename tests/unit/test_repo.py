@@ -15,6 +15,7 @@ from formspawner.repo import (
     PIPENV_VERSION,
     BaseImage,
     RepoPolicy,
+    _limited,
     cache_key,
     check_ref,
     folder_name,
@@ -734,3 +735,25 @@ def test_only_a_whole_hexadecimal_ref_is_taken_for_a_commit_id(ref):
 
     assert not is_commit_id(ref)
     assert is_commit_id("abcdef1") and is_commit_id("0" * 40)
+
+
+@pytest.mark.parametrize(("prefix", "env", "kernels"), [
+    ("/opt/conda", "/opt/conda/envs/python-3.10", "/opt/conda"),
+    ("/srv/pyX", "/srv/pyX/envs/python-3.10", "/srv/pyX"),
+    ("/", "/envs/python-3.10", "/"),  # CONDA_DIR=/ (the pattern's one path with a "/" at its end)
+])  # fmt: skip
+def test_the_python_a_build_provides_is_an_environment_of_its_own_first_on_path(prefix, env, kernels):
+    """Issue 47, the recipe's steps exactly (tests/unit/test_build.py: when they are used)."""
+    base = BaseImage(id="sha256:b", user="1000:100", home="/home/jovyan", workdir="/home/jovyan", group="100",
+                     python_prefix=prefix)  # fmt: skip
+    steps = recipe(base, "lab", {"requirements.txt"}, "", [], python="3.10").splitlines()
+    assert steps[0] == "FROM sha256:b"
+    create = next(i for i, step in enumerate(steps) if "create -y -q" in step)
+    assert steps[create] == "RUN " + _limited(
+        f"sh -c 'tool=$(command -v mamba || command -v conda) && \"$tool\" create -y -q -p {env} python=3.10 "
+        f"ipykernel pip && \"$tool\" clean -a -y -q && {env}/bin/python -m ipykernel install --prefix {kernels} "
+        "--name python3 --display-name \"Python 3.10\"'"
+    )
+    assert steps[create + 1] == f"ENV PATH={env}/bin:$PATH"
+    with pytest.raises(ValueError, match=r"^not a Python version a build installs: '2\.7'$"):
+        recipe(base, "lab", set(), "", [], python="2.7")
