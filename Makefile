@@ -47,7 +47,7 @@ venv: $(STAMP) ## Install the pinned controller toolchain into .venv
 testenv: ## Start Docker and build/refresh the test images and registry (cached)
 	$(TIMED) testenv bash tests/env/testenv.sh up
 
-# What the demo needs only (4 of the 11 test images): a newcomer's first command.
+# What the demo needs only (6 of the 11 test images): a newcomer's first command.
 testenv-demo:
 	$(TIMED) testenv-demo bash tests/env/testenv.sh demo
 

@@ -156,7 +156,7 @@ chain_trixie() {
     build jhtest/server:trixie-site server-site BASE=jhtest/server:trixie
 }
 chain_bookworm_server() {
-    build jhtest/server:bookworm server BASE=jhtest/debian:bookworm
+    demo_server
     build jhtest/server:bookworm-site server-site BASE=jhtest/server:bookworm
 }
 chain_singleuser() {
