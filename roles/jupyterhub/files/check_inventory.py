@@ -256,17 +256,13 @@ def load_egress(path: Path):
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
     rules = (check_service_limits, check_authenticator, check_metrics, check_tls, check_database, check_start_slots,
-             check_extra_config_files, check_spawn_options)  # fmt: skip
+             check_extra_config_files, check_spawn_options, lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
         try:
             rule(s)
         except InventoryError as error:
             errors.append(str(error))
-    try:
-        check_network_policy(s, egress)
-    except InventoryError as error:
-        errors.append(str(error))
     return errors
 
 
