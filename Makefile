@@ -60,8 +60,9 @@ syntax: $(STAMP) ## ansible-playbook --syntax-check of site.yml against the inve
 
 # Two workers (pytest-xdist): most unit tests wait on a subprocess (ansible-playbook rendering
 # the role's files, a hub loading its config), so two halve the tier's time (267 -> 134 s).
+# The quota service's tests use a real btrfs on a loop device (root, btrfs-progs).
 unit: $(STAMP) ## Unit tests (no Docker needed)
-	$(TIMED) unit $(BIN)/pytest -q -n 2 tests/unit
+	$(TIMED) unit bash -c 'bash tests/env/testenv.sh unit && $(BIN)/pytest -q -n 2 tests/unit'
 
 check: lint syntax unit ## The quick tier: lint, syntax check, unit tests
 

@@ -36,6 +36,9 @@ missing_packages() {
             command -v dockerd >/dev/null || missing+=(docker.io)
             command -v debootstrap >/dev/null || missing+=(debootstrap)
             command -v curl >/dev/null || missing+=(curl) ;;
+        unit)
+            # The quota service's real btrfs tests (tests/unit/test_quotad.py).
+            command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs) ;;
         tests)
             # The hub's proxy (integration tests) and the browser of the end-to-end test.
             [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
@@ -70,7 +73,19 @@ wait_test_packages() {
     wait "$test_packages_pid" || { tail -20 "$state_dir/apt-tests.log" >&2; die "installing the tests' packages failed"; }
 }
 
+# The molecule targets map /dev/loop-control and /dev/loop0-15 (.config/molecule/config.yml,
+# for docker_data_loop_size): a mapped device must exist on the machine. Opening a node
+# made here makes the kernel create that loop device.
+ensure_loop_devices() {
+    local i
+    [ -e /dev/loop-control ] || die "this machine has no /dev/loop-control (the loop module)"
+    for i in $(seq 0 15); do
+        [ -e "/dev/loop$i" ] || mknod -m 0660 "/dev/loop$i" b 7 "$i"
+    done
+}
+
 ensure_docker() {
+    ensure_loop_devices
     if docker info >/dev/null 2>&1; then return 0; fi
     mkdir -p "$state_dir"
     log "starting dockerd (log: $state_dir/dockerd.log)"
@@ -98,11 +113,14 @@ image_id() { docker image inspect -f '{{ .Id }}' "$1"; }
 ensure_debian() {
     local suite=$1 tag=jhtest/debian:$1
     local want
-    want=$(printf 'debootstrap minbase %s %s v1' "$suite" "$debian_mirror" | sha256sum | cut -c1-16)
+    want=$(printf 'debootstrap minbase %s %s v2' "$suite" "$debian_mirror" | sha256sum | cut -c1-16)
     [ "$(image_hash "$tag")" = "$want" ] && return 0
     log "building $tag with debootstrap"
     local root
     root=$(mktemp -d /var/tmp/jhtest-rootfs.XXXXXX)
+    # mktemp's 0700 would be the image's / (Docker's btrfs driver keeps the root's mode,
+    # overlay2 does not): every user but root could then run nothing in the image.
+    chmod 0755 "$root"
     debootstrap --variant=minbase "$suite" "$root" "$debian_mirror" >"$state_dir/debootstrap-$suite.log" 2>&1 \
         || { tail -20 "$state_dir/debootstrap-$suite.log" >&2; rm -rf "$root"; die "debootstrap $suite failed"; }
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
@@ -246,8 +264,9 @@ main() {
         docker) ensure_packages; ensure_docker ;;
         demo) ensure_packages; ensure_docker; ensure_demo_images; ensure_registry; status ;;
         images) ensure_packages; ensure_docker; start_test_packages; ensure_images; wait_test_packages ;;
+        unit) apt_install "$(missing_packages unit)" ;;
         status) status ;;
-        *) die "usage: $0 up|demo|docker|images|status" ;;
+        *) die "usage: $0 up|demo|docker|images|unit|status" ;;
     esac
 }
 
