@@ -33,7 +33,8 @@ BASE = {
         "jupyterhub_service_memory_max", "jupyterhub_service_tasks_max", "jupyterhub_services",
         "jupyterhub_start_slots", "jupyterhub_subdomain_host", "jupyterhub_tls_acme",
         "jupyterhub_tls_acme_backend_port", "jupyterhub_tls_cert_src", "jupyterhub_tls_enabled",
-        "jupyterhub_tls_key_src")},
+        "jupyterhub_tls_key_src", "jupyterhub_user_storage_quota", "jupyterhub_user_layer_quota",
+        "jupyterhub_min_free_disk", "jupyterhub_user_volume_name")},
     "jupyterhub_images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2025-01-01"}],
     "jupyterhub_user_cpu_limit": 1, "jupyterhub_user_mem_limit": "1G",
     "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
@@ -281,3 +282,29 @@ def test_groups_from_inventory_as_docs_admin_shows_them_pass():
     """docs/admin.md gives image groups their members with JupyterHub's load_groups."""
     groups = {"ml-course": {"users": ["ada", "grace"]}, "gpu-users": {"users": ["grace"]}}
     assert errors(jupyterhub_extra_config={"JupyterHub": {"load_groups": groups}}) == []
+
+
+# -- storage quotas (formspawner.quotad) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ["jupyterhub_user_storage_quota", "jupyterhub_user_layer_quota", "jupyterhub_min_free_disk"]
+)
+def test_storage_sizes_are_sizes_or_empty(key):
+    assert errors(**{key: "5G"}) == [] and errors(**{key: ""}) == []
+    refused(f"{key} must be a size such as 512M or 8G, not '5 GB' (or \"\" for none)", **{key: "5 GB"})
+    refused(f"{key} must be a size", **{key: "-1G"})
+
+
+def test_storage_quotas_are_refused_on_a_swarm_naming_the_images_that_set_them():
+    image = {"name": "big", "image": "quay.io/jupyter/scipy-notebook:2025-01-01", "resources": {"layer_quota": "2G"}}
+    swarm = {**BASE["host"], "swarm": True}
+    refused("not available on a swarm in this release", jupyterhub_user_storage_quota="5G", host=swarm)
+    refused("/ layer_quota of the images big) are not available on a swarm", jupyterhub_images=[image], host=swarm)
+    # The disk the hub keeps is checked on a swarm's manager too: not a quota.
+    assert errors(jupyterhub_min_free_disk="2G", host=swarm) == []
+
+
+def test_storage_quotas_need_a_volume_name_with_a_fixed_start():
+    refused("has no fixed start", jupyterhub_user_storage_quota="5G", jupyterhub_user_volume_name="{username}-home")
+    assert errors(jupyterhub_user_volume_name="{username}-home") == []

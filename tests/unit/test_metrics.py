@@ -144,3 +144,44 @@ def test_the_served_certificate_days_left_come_from_the_file(tmp_path):
     assert certificate_days_left(str(tmp_path / "missing.pem")) is None
     (tmp_path / "broken.pem").write_text("not a certificate")
     assert list(ServedCertificate(str(tmp_path / "broken.pem")).collect()) == []
+
+
+def test_users_storage_is_counted_by_how_full_without_a_series_per_user(tmp_path, caplog):
+    """The quota service answers over its real socket (its backend is a stand-in here; the
+    molecule backup scenario reads the real btrfs quotas)."""
+    import socket
+
+    from formspawner import quotad
+    from formspawner.metrics import StorageQuotas
+
+    held = {"jupyterhub-user-ada": (1 * GB, 10 * GB), "jupyterhub-user-bob": (6 * GB, 10 * GB),
+            "jupyterhub-user-cy": (19 * GB, 20 * GB), "jupyterhub-user-old": (None, None)}  # fmt: skip
+
+    class Backend:
+        def usage(self, names):
+            return {name: held[name] for name in names}
+
+    volumes = tmp_path / "volumes"
+    for name in held:
+        (volumes / name / "_data").mkdir(parents=True)
+    (volumes / "other" / "_data").mkdir(parents=True)
+    path = str(tmp_path / "quota.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    service = quotad.Service(Backend(), str(volumes), "jupyterhub-user-")
+    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    registry = CollectorRegistry()
+    StorageQuotas.register(path, interval=300, registry=registry)
+    deadline = time.monotonic() + 10
+    while "formspawner_storage_used_bytes" not in (text := scrape(registry)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "formspawner_storage_volumes_with_quota 3.0" in text
+    assert "formspawner_storage_volumes_without_quota 1.0" in text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert float(values["formspawner_storage_committed_bytes"]) == 40 * GB
+    assert float(values["formspawner_storage_used_bytes"]) == 26 * GB
+    for fill, count in (("below_50", 1), ("50_to_90", 1), ("above_90", 1)):
+        assert f'formspawner_storage_volumes_by_fill{{fill="{fill}"}} {count}.0' in text
+    assert "jupyterhub-user-" not in text.replace("jupyterhub-user-old", ""), "no user's name as a label"
+    assert "not under their storage quota yet (set at their user's next start): jupyterhub-user-old" in caplog.text

@@ -8,12 +8,15 @@ container (cgroup files, /dev/shm) in tests/integration/test_formdockerspawner.p
 here, since no GPU or NVIDIA runtime exists on this machine."""
 
 import asyncio
+import socket
+import threading
 from types import SimpleNamespace
 
 import docker
 import pytest
 
 from formspawner import FormDockerSpawner, resources
+from formspawner.errors import PolicyError
 from formspawner.images import Gpus, Resources
 
 IMAGES = [
@@ -182,3 +185,87 @@ def test_a_choice_without_gpus_tells_the_nvidia_runtime_none_and_one_with_gpus_k
     assert env_of["plain"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of["ml"]
     assert env_of["ml"]["JUPYTERHUB_API_TOKEN"] == "t"
+
+
+# -- storage quotas (formspawner.quota; the service's own tests: test_quotad.py) ---------
+
+
+def test_storage_quotas_are_sizes_a_choice_names_over_the_hubs_and_the_layer_reaches_docker():
+    chosen = Resources.from_config({"storage_quota": "5G", "layer_quota": "512M"}, "images[0].resources")
+    assert (chosen.storage_quota, chosen.layer_quota) == (5 * GIB, 512 * 1024**2)
+    assert chosen.summary() == "5 GB storage, 512 MB outside the storage"
+    with pytest.raises(PolicyError, match=r"images\[0\].resources.storage_quota must be a size"):
+        Resources.from_config({"storage_quota": "lots"}, "images[0].resources")
+    granted = resources.grant(chosen, storage_quota=GIB, layer_quota=0)
+    assert (granted.storage_quota, granted.layer_quota) == (5 * GIB, 512 * 1024**2)
+    assert resources.grant(Resources(), storage_quota=GIB, layer_quota=0).layer_quota is None
+    # The layer is the storage driver's size option; the volume's quota is not Docker's.
+    assert resources.host_config(granted) == {"storage_opt": {"size": str(512 * 1024**2)}}
+    assert resources.host_config(resources.Grant(storage_quota=GIB)) == {}
+
+
+def quota_spawner(monkeypatch, driver, **traits):
+    monkeypatch.setattr(FormDockerSpawner, "_client", docker.APIClient(base_url="unix:///nonexistent", version="1.41"))
+    monkeypatch.setattr(FormDockerSpawner, "_storage_driver", None)
+    s = FormDockerSpawner(images=IMAGES, **traits)
+    s.user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", id=1)
+    calls = []
+
+    async def docker_call(method, *args, **kwargs):
+        calls.append((method, args, kwargs))
+        return {"info": {"Driver": driver}, "inspect_image": {"Size": 700 * 1024**2}}.get(method, {"Id": "c1"})
+
+    async def command():
+        return ["start-notebook.py"]
+
+    s.docker, s.get_command, s.get_env = docker_call, command, dict
+    s.option_set.apply(s, s.option_set.check({"image": "plain"}, []))
+    return s, calls
+
+
+@pytest.mark.parametrize("driver, size", [("btrfs", 800 * 1024**2), ("overlay2", 100 * 1024**2)])
+def test_the_layer_quota_is_what_the_server_writes_the_images_size_added_on_btrfs(monkeypatch, driver, size):
+    """Docker's btrfs driver limits the container's whole snapshot, the image included (the
+    molecule backup scenario measured it): there the spawner adds the image's size."""
+    s, calls = quota_spawner(monkeypatch, driver, layer_quota=100 * 1024**2)
+    asyncio.run(s.create_object())
+    created = next(kwargs for method, _, kwargs in calls if method == "create_container")
+    assert created["host_config"]["StorageOpt"] == {"size": str(size)}
+    s.layer_quota = 0
+    asyncio.run(s.create_object())
+    created = [kwargs for method, _, kwargs in calls if method == "create_container"][-1]
+    assert "StorageOpt" not in created["host_config"]
+
+
+def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(monkeypatch, tmp_path):
+    from formspawner import quotad
+    from formspawner.errors import UserFacingError
+
+    asked = []
+
+    class Backend:
+        def limit(self, volume, data, size):
+            asked.append((volume, size))
+            return 59 * 1024**2, size
+
+    (tmp_path / "volumes" / "jupyterhub-user-alice" / "_data").mkdir(parents=True)
+    service = quotad.Service(Backend(), str(tmp_path / "volumes"), "jupyterhub-user-")
+    path = str(tmp_path / "quota.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    s, calls = quota_spawner(monkeypatch, "btrfs", storage_quota=60 * 1024**2, quota_socket=path,
+                             volumes={"jupyterhub-user-{username}": "/home/jovyan/work"},
+                             home_volume="jupyterhub-user-{username}")  # fmt: skip
+    asyncio.run(s._storage_under_quota())
+    assert calls[0] == ("create_volume", (), {"name": "jupyterhub-user-alice"})
+    assert asked == [("jupyterhub-user-alice", 60 * 1024**2)] and s.storage_usage == (59 * 1024**2, 60 * 1024**2)
+    assert "Your storage is almost full: 59 MB of 60 MB used (98%)" in [e["message"] for e in s._progress_events]
+    # No quota, no request; a refused one stops the start with a message for the user.
+    s.storage_quota = 0
+    asyncio.run(s._storage_under_quota())
+    assert len(asked) == 1
+    s.storage_quota, s.quota_socket = GIB, str(tmp_path / "absent.sock")
+    with pytest.raises(UserFacingError, match="could not be put under its quota, so your server was not started"):
+        asyncio.run(s._storage_under_quota())

@@ -163,6 +163,7 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.DockerSpawner.mem_limit = user["mem_limit"]
     c.DockerSpawner.cpu_limit = float(user["cpu_limit"])
     c.FormDockerSpawner.pids_limit = user["pids_limit"]
+    apply_storage(c, s)
     # The campus's CA bundle and proxy, for servers and builds (formspawner.outbound).
     outbound = s.get("outbound") or {}
     c.FormDockerSpawner.ca_bundle = outbound.get("ca_bundle", "")
@@ -172,6 +173,31 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.Spawner.http_timeout = s["http_timeout"]
     c.FormDockerSpawner.start_slots = start_slots(s.get("start_slots", "auto"), bool(s.get("swarm")))
     c.Spawner.default_url = "/lab"
+
+
+def apply_storage(c: Config, s: dict) -> None:
+    """Storage quotas (the user's volume, the container's writable layer) and the disk the
+    hub keeps for itself (formspawner.quota, formspawner.quotad)."""
+    from .images import _size
+
+    user, storage = s["user"], s["storage"]
+    quotas = {
+        key: _size(user[key], f"jupyterhub_user_{key}") if user[key] not in (None, "", 0, "0") else 0
+        for key in ("storage_quota", "layer_quota")
+    }
+    chosen = any((image.get("resources") or {}).get(key) for image in s["images"] for key in quotas)
+    if s.get("swarm") and (any(quotas.values()) or chosen):
+        raise PolicyError(
+            "storage quotas (jupyterhub_user_storage_quota, jupyterhub_user_layer_quota, an image's "
+            "resources.storage_quota or layer_quota) are not available on a swarm yet: each node would need "
+            "its own quota service and checks. Remove them, or run the hub on one host."
+        )
+    c.FormDockerSpawner.storage_quota = quotas["storage_quota"]
+    c.FormDockerSpawner.layer_quota = quotas["layer_quota"]
+    c.FormDockerSpawner.quota_socket = storage["quota_socket"]
+    c.FormDockerSpawner.docker_data_root = storage["docker_data_root"]
+    free = storage["min_free_disk"]
+    c.FormDockerSpawner.min_free_disk = _size(free, "jupyterhub_min_free_disk") if free not in (None, "", 0, "0") else 0
 
 
 def start_slots(setting, swarm: bool) -> int:
@@ -328,6 +354,11 @@ def register_metrics(settings: dict) -> None:
         from .metrics import DockerFigures, ServedCertificate
 
         DockerFigures.register(interval=metrics["interval"])
+        quota_socket = (settings.get("storage") or {}).get("quota_socket")
+        if quota_socket:
+            from .metrics import StorageQuotas
+
+            StorageQuotas.register(quota_socket, interval=metrics["interval"])
         if settings.get("served_cert"):
             ServedCertificate.register(settings["served_cert"])
 

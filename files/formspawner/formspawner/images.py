@@ -10,7 +10,10 @@ from .errors import OptionError, PolicyError, describe, refuse_unknown_keys
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 ENTRY_KEYS = {"name", "display_name", "image", "description", "default", "groups", "resources"}
-RESOURCE_KEYS = {"mem_limit", "mem_guarantee", "cpu_limit", "pids_limit", "shm_size", "gpus"}
+RESOURCE_KEYS = {
+    "mem_limit", "mem_guarantee", "cpu_limit", "pids_limit", "shm_size", "gpus", "storage_quota", "layer_quota",
+}  # fmt: skip
+SIZE_KEYS = ("mem_limit", "mem_guarantee", "shm_size", "storage_quota", "layer_quota")
 GPU_KEYS = {"count", "device_ids", "capabilities"}
 # JupyterHub's units for sizes (its ByteSpecification): binary multiples.
 UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -101,6 +104,9 @@ class Resources:
     pids_limit: int | None = None
     shm_size: int | None = None
     gpus: Gpus | None = None
+    # The user's storage (the volume) and the container's writable layer (formspawner.quotad).
+    storage_quota: int | None = None
+    layer_quota: int | None = None
 
     @classmethod
     def from_config(cls, value: object, where: str) -> Resources:
@@ -109,8 +115,7 @@ class Resources:
         if not isinstance(value, Mapping):
             raise PolicyError(f"{where} must be a mapping such as {{mem_limit: 8G, cpu_limit: 4}}")
         refuse_unknown_keys(value, RESOURCE_KEYS, where)
-        sizes = {key: _size(value[key], f"{where}.{key}") for key in ("mem_limit", "mem_guarantee", "shm_size")
-                 if value.get(key) is not None}  # fmt: skip
+        sizes = {key: _size(value[key], f"{where}.{key}") for key in SIZE_KEYS if value.get(key) is not None}
         if "mem_guarantee" in sizes and sizes["mem_guarantee"] > sizes.get("mem_limit", sizes["mem_guarantee"]):
             raise PolicyError(f"{where}.mem_guarantee is more than its mem_limit")
         cpu = value.get("cpu_limit")
@@ -127,6 +132,8 @@ class Resources:
             pids,
             sizes.get("shm_size"),
             Gpus.from_config(gpus, f"{where}.gpus") if gpus is not None else None,
+            sizes.get("storage_quota"),
+            sizes.get("layer_quota"),
         )
 
     def __bool__(self) -> bool:
@@ -148,6 +155,10 @@ class Resources:
             parts.append(f"{_human(self.shm_size)} shared memory")
         if self.pids_limit is not None:
             parts.append(f"{self.pids_limit} processes")
+        if self.storage_quota is not None:
+            parts.append(f"{_human(self.storage_quota)} storage")
+        if self.layer_quota is not None:
+            parts.append(f"{_human(self.layer_quota)} outside the storage")
         return ", ".join(parts)
 
 

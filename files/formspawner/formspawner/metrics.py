@@ -62,31 +62,40 @@ def read_figures(client) -> dict:
     return figures
 
 
-class DockerFigures:
-    """A Prometheus collector of `read_figures`, refreshed in the background."""
+class Refreshed:
+    """A Prometheus collector whose figures (`read()`) are read in the background: a scrape
+    shows the last ones and, when they are older than `interval`, starts a new read.
+    `gauges`: name -> help of the plain gauges; `labelled`: one gauge with a label, as
+    (name, help, label), whose figure is a mapping of label values to numbers."""
 
-    prefix = "formspawner_docker_"
+    name = "figures"
+    prefix = "formspawner_"
+    gauges: dict[str, str] = {}
+    labelled: tuple[str, str, str] = ("", "", "")
 
-    def __init__(self, interval: float = 300, client_factory: Callable | None = None):
+    def __init__(self, interval: float = 300):
         self.interval = interval
-        self._client_factory = client_factory or _docker_client
         self._lock = threading.Lock()
         self._figures: dict | None = None
         self._read_at = 0.0
         self._reading = False
 
     @classmethod
-    def register(cls, interval: float = 300, registry=REGISTRY) -> DockerFigures:
-        collector = cls(interval)
+    def register(cls, *args, registry=REGISTRY, **kwargs):
+        collector = cls(*args, **kwargs)
         registry.register(collector)
         return collector
+
+    def read(self) -> dict:
+        raise NotImplementedError
 
     def describe(self):
         # Names only: registering must not start a read (the config is also loaded by
         # `jupyterhub upgrade-db` and by the role's syntax check).
-        for name, text in GAUGES.items():
+        for name, text in self.gauges.items():
             yield GaugeMetricFamily(self.prefix + name, text)
-        yield GaugeMetricFamily(self.prefix + "user_containers", "Users' containers by state", labels=["state"])
+        name, text, label = self.labelled
+        yield GaugeMetricFamily(self.prefix + name, text, labels=[label])
 
     def collect(self):
         self.refresh_if_old()
@@ -95,12 +104,13 @@ class DockerFigures:
         if figures is None:
             return
         figures = {**figures, "figures_age_seconds": time.monotonic() - read_at}
-        for name, text in GAUGES.items():
+        for name, text in self.gauges.items():
             if name in figures:
                 yield GaugeMetricFamily(self.prefix + name, text, value=figures[name])
-        family = GaugeMetricFamily(self.prefix + "user_containers", "Users' containers by state", labels=["state"])
-        for state, count in figures["user_containers"].items():
-            family.add_metric([state], count)
+        name, text, label = self.labelled
+        family = GaugeMetricFamily(self.prefix + name, text, labels=[label])
+        for value, count in figures[name].items():
+            family.add_metric([value], count)
         yield family
 
     def refresh_if_old(self) -> None:
@@ -109,19 +119,71 @@ class DockerFigures:
             if fresh or self._reading:
                 return
             self._reading = True
-        threading.Thread(target=self._read, name="formspawner-docker-figures", daemon=True).start()
+        threading.Thread(target=self._read, name=f"formspawner-{self.name}", daemon=True).start()
 
     def _read(self) -> None:
         figures = None
         try:
-            figures = read_figures(self._client_factory())
-        except Exception as error:  # Docker down: keep the last figures, their age grows
-            log.warning("Could not read the Docker host's figures: %s", error)
+            figures = self.read()
+        except Exception as error:  # Docker or the service down: keep the last figures, their age grows
+            log.warning("Could not read the %s: %s", self.name, error)
         finally:
             with self._lock:
                 if figures is not None:
                     self._figures, self._read_at = figures, time.monotonic()
                 self._reading = False
+
+
+class DockerFigures(Refreshed):
+    """The Docker host's figures (`read_figures`), refreshed in the background."""
+
+    prefix = "formspawner_docker_"
+    name = "Docker host's figures"
+    gauges = GAUGES
+    labelled = ("user_containers", "Users' containers by state", "state")
+
+    def __init__(self, interval: float = 300, client_factory: Callable | None = None):
+        super().__init__(interval)
+        self._client_factory = client_factory or _docker_client
+
+    def read(self) -> dict:
+        return read_figures(self._client_factory())
+
+
+STORAGE_GAUGES = {
+    "volumes_with_quota": "Users' volumes under a storage quota",
+    "volumes_without_quota": "Users' volumes not under one yet (set at their next start; the hub's log names them)",
+    "committed_bytes": "The quotas of users' volumes added up (compare with formspawner_docker_disk_size_bytes)",
+    "used_bytes": "Bytes users' volumes under a quota hold",
+    "figures_age_seconds": "Seconds since these figures were read from the quota service",
+}
+
+
+class StorageQuotas(Refreshed):
+    """Users' storage as the quota service (formspawner.quotad) reads it from the filesystem's
+    quotas, without walking any files: totals and counts by how full, not a series per user."""
+
+    prefix = "formspawner_storage_"
+    name = "users' storage quotas"
+    gauges = STORAGE_GAUGES
+    labelled = ("volumes_by_fill", "Users' volumes by how full", "fill")
+
+    def __init__(self, socket_path: str, interval: float = 300):
+        super().__init__(interval)
+        self.socket_path = socket_path
+        self._told: set[str] = set()
+
+    def read(self) -> dict:
+        from .quota import USAGE_TIMEOUT, ask_blocking, summary
+
+        volumes = ask_blocking(self.socket_path, {"op": "usage"}, USAGE_TIMEOUT)["volumes"]
+        figures = summary({name: tuple(value) for name, value in volumes.items()})
+        new = set(figures["without_quota"]) - self._told
+        if new:
+            log.warning("Volumes not under their storage quota yet (set at their user's next start): %s",
+                        ", ".join(sorted(new)))  # fmt: skip
+            self._told |= new
+        return figures
 
 
 def _docker_client():

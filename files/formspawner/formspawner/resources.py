@@ -35,6 +35,8 @@ class Grant:
     pids_limit: int | None = None
     shm_size: int | None = None
     gpus: Gpus | None = None
+    storage_quota: int | None = None
+    layer_quota: int | None = None
 
 
 def grant(chosen: Resources, **configured) -> Grant:
@@ -85,6 +87,10 @@ def host_config(granted: Grant, cpu_period: int = CPU_PERIOD) -> dict:
         config["shm_size"] = granted.shm_size
     if granted.gpus is not None:
         config["device_requests"] = [docker.types.DeviceRequest(**granted.gpus.device_request())]
+    if granted.layer_quota is not None:
+        # What the container writes outside its volumes (/tmp, pip install, conda): the
+        # storage driver's size option (btrfs; overlay2 on XFS mounted prjquota).
+        config["storage_opt"] = {"size": str(granted.layer_quota)}
     return config
 
 

@@ -19,7 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, content, git, outbound, repolaunch, resources, schedule
+from . import build, content, git, outbound, quota, repolaunch, resources, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, RepoRefused, UserFacingError, as_http_error
 from .events import EventLog
@@ -312,6 +312,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     same options; otherwise it is recreated (DockerSpawner issue #423).
     """
 
+    # What the user's storage held and its quota at the server's last start (bytes).
+    storage_usage: tuple[int, int] | None = None
+
     @default("remove")
     def _default_remove(self):
         return True
@@ -325,6 +328,44 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         config=True,
         help="""The most processes a user's server may run (0 = no limit); a chosen image's
         resources.pids_limit is used over it.""",
+    )
+
+    storage_quota = Integer(
+        0,
+        config=True,
+        help="""The most bytes a user's storage (home_volume; each named server's own with
+        server_storage 'server') may hold (0 = no quota); a chosen image's
+        resources.storage_quota is used over it. Set by quota_socket's service before the
+        server starts, on new volumes and on volumes made before.""",
+    )
+
+    layer_quota = Integer(
+        0,
+        config=True,
+        help="""The most bytes a server may write outside its volumes (its container's writable
+        layer: /tmp, pip install, conda environments) (0 = no quota); a chosen image's
+        resources.layer_quota is used over it. Docker's storage_opt size: the btrfs storage
+        driver, or overlay2 on XFS mounted with project quotas.""",
+    )
+
+    quota_socket = Unicode(
+        "",
+        config=True,
+        help="""The Unix socket of the root service that sets storage quotas (formspawner.quotad,
+        systemd's jupyterhub-quota.socket); '' when storage quotas are off.""",
+    )
+
+    min_free_disk = Integer(
+        0,
+        config=True,
+        help="""Bytes the hub keeps free on the filesystem of docker_data_root: a start or a
+        build is refused while less is free (0 = no check).""",
+    )
+
+    docker_data_root = Unicode(
+        "/var/lib/docker",
+        config=True,
+        help="""Where Docker keeps images, containers and volumes (min_free_disk's filesystem).""",
     )
 
     repo_cache_file = Unicode(
@@ -474,6 +515,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         return resources.grant(
             self.choice_resources, mem_limit=self.mem_limit, mem_guarantee=self.mem_guarantee,
             cpu_limit=self.cpu_limit, cpu_guarantee=self.cpu_guarantee, pids_limit=self.pids_limit,
+            storage_quota=self.storage_quota, layer_quota=self.layer_quota,
         )  # fmt: skip
 
     def get_env(self):
@@ -600,6 +642,40 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         self.log.info("Volume %s holds the whole home now (%s)", source, result)
         await asyncio.to_thread(_append_line, record, source)
 
+    def _storage_volume(self) -> str | None:
+        """The name of the volume that holds this server's storage (home_volume)."""
+        if not self.home_volume:
+            return None
+        name = self.format_volume_name(self.home_volume, self)
+        binds = self.volume_binds
+        return next((source for source in (name + self.storage_suffix(), name) if source in binds), None)
+
+    async def _storage_under_quota(self) -> None:
+        """The granted storage_quota on the server's volume, before the container exists.
+        A volume used by another of the user's servers keeps its files and the quota it
+        has: the service sets a quota on a volume made before only when nothing uses it."""
+        size = self.grant.storage_quota
+        volume = self._storage_volume()
+        if not size or not self.quota_socket or volume is None:
+            return
+        self.emit_progress(15, "Checking your storage")
+        await self.docker("create_volume", name=volume)
+        try:
+            used, limit = await quota.limit(self.quota_socket, volume, size)
+        except quota.QuotaUnavailable as error:
+            if self._running_servers_sharing_storage():
+                self.log.warning("Quota of %s not set (another server uses it): %s", volume, error)
+                return
+            self.log.error("Quota of %s not set: %s", volume, error)
+            raise UserFacingError(
+                "Your storage could not be put under its quota, so your server was not started. "
+                "Please tell the hub's admins (the hub's log says why)."
+            ) from None
+        self.storage_usage = (used, limit)
+        self.log.info("Storage %s: %s", volume, quota.describe(used, limit))
+        if limit and used >= limit * 0.9:
+            self.emit_progress(20, f"Your storage is almost full: {quota.describe(used, limit)}")
+
     def _running_servers_sharing_storage(self) -> list[str]:
         """The user's other running servers that mount this server's volume (named servers
         with server_storage 'user')."""
@@ -674,6 +750,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         started in its turn and answering."""
         launch = None
         try:
+            quota.check_free_space(self.docker_data_root, self.min_free_disk, "starting a server or a build")
+            await self._storage_under_quota()
             if self.home_volume_moved_into:
                 await self._move_volume_into_home()
             if self.repo_request is not None:
@@ -767,7 +845,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
     async def create_object(self):
         self.emit_progress(60, f"Creating your container from {self.image}")
         fingerprint = self._options_fingerprint()
-        granted = self.grant
+        granted = await self._with_layer_of_image(self.grant)
 
         def create_extras(extra):
             extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
@@ -792,6 +870,21 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             extra_host_config=_extended(self.extra_host_config, host_extras),
         ):
             return await super().create_object()
+
+    _storage_driver: str | None = None
+
+    async def _with_layer_of_image(self, granted: resources.Grant) -> resources.Grant:
+        """layer_quota is what the server may write. Docker's btrfs driver limits the
+        container's whole snapshot, the image's layers included: there the image's size is
+        added (overlay2 on XFS counts only what the container writes)."""
+        if granted.layer_quota is None:
+            return granted
+        if FormDockerSpawner._storage_driver is None:
+            FormDockerSpawner._storage_driver = (await self.docker("info")).get("Driver", "")
+        if FormDockerSpawner._storage_driver != "btrfs":
+            return granted
+        size = (await self.docker("inspect_image", self.image)).get("Size") or 0
+        return dataclasses.replace(granted, layer_quota=granted.layer_quota + size)
 
     async def start_object(self):
         self.emit_progress(80, "Starting your container")

@@ -228,6 +228,40 @@ def check_spawn_options(s: dict) -> None:
         raise InventoryError(f"in jupyterhub_{error}") from None
 
 
+def check_storage(s: dict) -> None:
+    """Storage quotas and the disk the hub keeps: sizes, and what quotas need."""
+    from formspawner.errors import PolicyError
+    from formspawner.images import ImageCatalog, _size
+
+    sizes = {}
+    for key in ("jupyterhub_user_storage_quota", "jupyterhub_user_layer_quota", "jupyterhub_min_free_disk"):
+        value = s[key]
+        if value in (None, "", 0, "0"):
+            continue
+        try:
+            sizes[key] = _size(value, key)
+        except PolicyError as error:
+            raise InventoryError(f"{error} (or \"\" for none).") from None
+    try:
+        choices = ImageCatalog.from_config(s["jupyterhub_images"]).choices
+    except PolicyError:
+        return  # check_spawn_options reports it
+    chosen = [c.name for c in choices if c.resources.storage_quota or c.resources.layer_quota]
+    if not sizes.keys() - {"jupyterhub_min_free_disk"} and not chosen:
+        return
+    if (s.get("host") or {}).get("swarm"):
+        raise InventoryError(
+            "storage quotas (jupyterhub_user_storage_quota, jupyterhub_user_layer_quota, or resources.storage_quota "
+            f"/ layer_quota of the images {', '.join(chosen) or 'none'}) are not available on a swarm in this "
+            "release: remove them, or run the hub's servers on one host."
+        )
+    if not s["jupyterhub_user_volume_name"].split("{")[0]:
+        raise InventoryError(
+            f"jupyterhub_user_volume_name {shown(s['jupyterhub_user_volume_name'])} has no fixed start (such as "
+            "jupyterhub-user-{username}): the quota service touches only volumes whose names start with it."
+        )
+
+
 def warnings(s: dict) -> list[str]:
     found = []
     # Without per-user subdomains every user's server is served from the hub's own origin, so
@@ -256,7 +290,8 @@ def load_egress(path: Path):
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
     rules = (check_service_limits, check_authenticator, check_metrics, check_tls, check_database, check_start_slots,
-             check_extra_config_files, check_spawn_options, lambda s: check_network_policy(s, egress))  # fmt: skip
+             check_extra_config_files, check_spawn_options, check_storage,
+             lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
         try:
