@@ -159,8 +159,13 @@ def test_a_volume_made_before_becomes_a_subvolume_under_its_quota_with_every_fil
 def test_a_volume_in_use_is_not_moved_and_an_interrupted_move_is_made_again(btrfs):
     data = plain_volume(btrfs, "jupyterhub-user-bob")
     busy = quotad.Btrfs(str(btrfs / "volumes"), in_use=lambda volume: ["jupyter-bob"])
-    with pytest.raises(quotad.QuotaRefused, match="jupyterhub-user-bob is used by jupyter-bob"):
+    with pytest.raises(quotad.VolumeInUse, match="jupyterhub-user-bob is used by jupyter-bob"):
         busy.limit("jupyterhub-user-bob", str(data), 20 * MiB)
+    # The hub hears it as "in use" (it starts the server and tries again at the next start).
+    service = quotad.Service(busy, str(btrfs / "volumes"), "jupyterhub-user-")
+    answer = json.loads(service.answer(b'{"op": "limit", "volume": "jupyterhub-user-bob", "bytes": 1048576}'))
+    assert answer == {"error": "jupyterhub-user-bob is used by jupyter-bob: its quota is set at a start when no "
+                      "container uses it", "in_use": True}  # fmt: skip
     assert data.stat().st_ino != quotad.BTRFS_SUBVOLUME_INO and (data / "work/thesis.txt").exists()
     # A move that died half-way left a partial copy: thrown away, made again.
     leftover = data.parent / ("_data" + quotad.NEW_SUFFIX)

@@ -244,8 +244,12 @@ def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(
     asked = []
 
     class Backend:
+        busy = False
+
         def limit(self, volume, data, size):
             asked.append((volume, size))
+            if self.busy:
+                raise quotad.VolumeInUse("used by jupyter-alice")
             return 59 * 1024**2, size
 
     (tmp_path / "volumes" / "jupyterhub-user-alice" / "_data").mkdir(parents=True)
@@ -269,3 +273,8 @@ def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(
     s.storage_quota, s.quota_socket = GIB, str(tmp_path / "absent.sock")
     with pytest.raises(UserFacingError, match="could not be put under its quota, so your server was not started"):
         asyncio.run(s._storage_under_quota())
+    # A volume made before quotas that a container still mounts: started without it, for now.
+    Backend.busy = True
+    s.quota_socket, s.storage_usage = path, None
+    asyncio.run(s._storage_under_quota())
+    assert s.storage_usage is None

@@ -22,6 +22,11 @@ class QuotaUnavailable(Exception):
     """The quota service did not do what was asked; the text says why."""
 
 
+class VolumeInUse(QuotaUnavailable):
+    """A volume made before quotas that a container still mounts: its quota waits for a
+    start when none does (the metrics count it, the hub's log names it)."""
+
+
 async def ask(socket_path: str, request: dict, timeout: float) -> dict:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(socket_path), timeout=10)
@@ -57,6 +62,8 @@ def _answer(line: bytes) -> dict:
         answer = json.loads(line)
     except ValueError:
         raise QuotaUnavailable(f"the quota service answered {line[:200]!r}") from None
+    if isinstance(answer, dict) and answer.get("in_use"):
+        raise VolumeInUse(str(answer.get("error")))
     if not isinstance(answer, dict) or "error" in answer:
         raise QuotaUnavailable(str(answer.get("error") if isinstance(answer, dict) else answer))
     return answer

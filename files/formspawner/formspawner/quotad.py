@@ -60,6 +60,10 @@ class QuotaRefused(Exception):
     """A request this service will not carry out; its text goes back to the hub."""
 
 
+class VolumeInUse(QuotaRefused):
+    """A volume made before quotas that a container still mounts: left as it is for now."""
+
+
 def run(command: Sequence[str]) -> str:
     done = subprocess.run(list(command), capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
@@ -119,7 +123,7 @@ class Btrfs:
         """Turn the volume's plain folder into a subvolume with the same files."""
         users = self.in_use(volume)
         if users:
-            raise QuotaRefused(
+            raise VolumeInUse(
                 f"{volume} is used by {', '.join(users)}: its quota is set at a start when no container uses it"
             )
         new = data + NEW_SUFFIX
@@ -296,6 +300,8 @@ class Service:
     def answer(self, line: bytes) -> bytes:
         try:
             reply = self.handle(json.loads(line))
+        except VolumeInUse as error:
+            reply = {"error": str(error), "in_use": True}
         except QuotaRefused as error:
             reply = {"error": str(error)}
         except (ValueError, OSError) as error:

@@ -652,8 +652,9 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     async def _storage_under_quota(self) -> None:
         """The granted storage_quota on the server's volume, before the container exists.
-        A volume used by another of the user's servers keeps its files and the quota it
-        has: the service sets a quota on a volume made before only when nothing uses it."""
+        The service moves a volume made before quotas into its quota only when no container
+        mounts it; until then the server starts without it (logged, and counted in the
+        metrics). Any other failure stops the start: the admin's limit is not skipped."""
         size = self.grant.storage_quota
         volume = self._storage_volume()
         if not size or not self.quota_socket or volume is None:
@@ -662,10 +663,13 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await self.docker("create_volume", name=volume)
         try:
             used, limit = await quota.limit(self.quota_socket, volume, size)
+        except quota.VolumeInUse as error:
+            # A volume made before quotas, still mounted (another of the user's servers, a
+            # kept container): the user's files stay where they are; the quota comes at a
+            # start when nothing uses it.
+            self.log.warning("Quota of %s not set yet: %s", volume, error)
+            return
         except quota.QuotaUnavailable as error:
-            if self._running_servers_sharing_storage():
-                self.log.warning("Quota of %s not set (another server uses it): %s", volume, error)
-                return
             self.log.error("Quota of %s not set: %s", volume, error)
             raise UserFacingError(
                 "Your storage could not be put under its quota, so your server was not started. "
