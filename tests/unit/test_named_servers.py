@@ -164,3 +164,28 @@ def test_swarm_service_names_stay_within_63_characters_and_distinct():
     for name in names:
         assert len(name) <= 63 and name.startswith(f"jupyter-{long_user}--da")
         assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name)
+
+
+def test_the_storage_a_server_used_at_its_last_start_is_on_the_home_page_and_kept_in_its_state():
+    s = docker_spawner("lab")
+    assert s.storage_summary() == "" and "storage_usage" not in s.get_state()
+    s.storage_usage = (3 << 30, 5 << 30)
+    assert s.server_summary()[-1] == ("Storage at its last start", "3 GB of 5 GB used (60%)")
+    restored = docker_spawner("lab")
+    restored.load_state(s.get_state())
+    assert restored.storage_usage == (3 << 30, 5 << 30)
+    for bad in ({"storage_usage": "full"}, {"storage_usage": [1]}, {"storage_usage": [1, "2"]}):
+        fresh = docker_spawner("lab")
+        fresh.load_state(bad)
+        assert fresh.storage_usage is None
+
+
+def test_with_quotas_the_home_page_is_formspawners_once_named_servers_or_not():
+    storage = {"quota_socket": "/run/jupyterhub-quota.sock", "docker_data_root": "/var/lib/docker",
+               "min_free_disk": ""}  # fmt: skip
+    c = hubconfig.apply(Config(), settings(storage=storage))
+    assert c.JupyterHub.template_paths[0].endswith(os.path.join("templates", "hub"))
+    named = {"enabled": True, "limit": 2, "storage": "server", "remove_when_culled": False}
+    c = hubconfig.apply(Config(), settings(storage=storage, named_servers=named))
+    assert len(c.JupyterHub.template_paths) == 1 and c.FormDockerSpawner.quota_socket == storage["quota_socket"]
+    assert "template_paths" not in hubconfig.apply(Config(), settings()).JupyterHub

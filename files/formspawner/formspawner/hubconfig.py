@@ -195,6 +195,8 @@ def apply_storage(c: Config, s: dict) -> None:
     c.FormDockerSpawner.storage_quota = quotas["storage_quota"]
     c.FormDockerSpawner.layer_quota = quotas["layer_quota"]
     c.FormDockerSpawner.quota_socket = storage["quota_socket"]
+    if storage["quota_socket"]:
+        use_home_page(c)  # the storage each server used at its last start
     c.FormDockerSpawner.docker_data_root = storage["docker_data_root"]
     free = storage["min_free_disk"]
     c.FormDockerSpawner.min_free_disk = _size(free, "jupyterhub_min_free_disk") if free not in (None, "", 0, "0") else 0
@@ -224,13 +226,20 @@ def apply_named_servers(c: Config, s: dict) -> None:
             "swarm storage 'pin': each server would be placed on its own node, with its own empty copy "
             "of the volume. Use named server storage 'server' or swarm storage 'shared'."
         )
-    from importlib import resources
-
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = named["limit"]
     c.FormDockerSpawner.server_storage = named["storage"]
+    use_home_page(c)
+
+
+def use_home_page(c: Config) -> None:
+    """formspawner's home page (templates/hub/home.html: what each server runs, the
+    storage used) before the other pages, once."""
+    from importlib import resources
+
     pages = str(resources.files("formspawner").joinpath("templates", "hub"))
-    c.JupyterHub.template_paths = [pages, *c.JupyterHub.get("template_paths", [])]
+    others = [path for path in c.JupyterHub.get("template_paths", []) if path != pages]
+    c.JupyterHub.template_paths = [pages, *others]
 
 
 def apply_docker_host(c: Config, s: dict) -> None:

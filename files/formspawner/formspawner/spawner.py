@@ -191,7 +191,14 @@ class FormOptionsMixin(HasTraits):
         image = checked.get("image")
         if image is not None and image.resources:
             rows.insert(1, ("Resources", image.resources.summary()))
+        if self.storage_summary():
+            rows.append(("Storage at its last start", self.storage_summary()))
         return rows
+
+    def storage_summary(self) -> str:
+        """"1.2 GB of 5 GB used (24%)" at the server's last start; "" without a quota."""
+        usage = getattr(self, "storage_usage", None)
+        return quota.describe(*usage) if usage else ""
 
     # -- JupyterHub's hooks ------------------------------------------------------
 
@@ -649,6 +656,18 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         name = self.format_volume_name(self.home_volume, self)
         binds = self.volume_binds
         return next((source for source in (name + self.storage_suffix(), name) if source in binds), None)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.storage_usage:
+            state["storage_usage"] = list(self.storage_usage)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        usage = state.get("storage_usage")
+        if isinstance(usage, list) and len(usage) == 2 and all(isinstance(n, int) for n in usage):
+            self.storage_usage = (usage[0], usage[1])
 
     async def _storage_under_quota(self) -> None:
         """The granted storage_quota on the server's volume, before the container exists.

@@ -7,6 +7,7 @@ its quota, and keeper's start in test_backup.py put it under the quota; Docker h
 been restarted (test_the_network_policy_holds_on_the_restored_server).
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def test_a_full_storage_says_disk_quota_exceeded_and_another_student_and_the_hub
     assert status == 200 and {"keeper", "second"} <= {u["name"] for u in users}
     # The second student's new volume is under its own quota from its first start.
     assert qgroup_of(host, "/srv/docker/volumes/jupyterhub-user-second/_data")[1] == 60 * MIB
+    # keeper's home page says what the storage held at the server's last start (logged in
+    # by test_backup.py, cookies in /tmp/jar).
+    home = host.check_output("curl -sk -b /tmp/jar https://localhost/hub/home")
+    assert re.search("Your storage at your server(&#39;|')s last start:", home), home[-2000:]
+    assert "of 60 MB used" in home, home[-2000:]
     # keeper deletes the file (a full quota still lets a student delete) and writes again.
     host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
     host.check_output("docker exec --user 1000 jupyter-keeper sh -c 'echo two > /home/jovyan/work/chapter2.txt'")
