@@ -9,10 +9,12 @@ been restarted (test_the_network_policy_holds_on_the_restored_server).
 
 import re
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
+import scenario  # noqa: E402  (molecule/shared, beside the scenarios)
+from hubapi import api, wait_ready  # noqa: E402
 
 MIB = 1024 * 1024
 KEEPER = "/srv/docker/volumes/jupyterhub-user-keeper/_data"
@@ -93,8 +95,6 @@ def test_what_a_server_writes_outside_its_storage_is_bounded_too(host):
 
 def test_the_metrics_show_the_users_storage_from_the_quotas(host):
     """Read by the real quota service from the filesystem's qgroups (no file walked)."""
-    import time
-
     token = host.file("/etc/jupyterhub/metrics-token").content_string.strip()
     url = "https://localhost/hub/metrics"
     for _ in range(60):  # read behind the first scrape, never during one
@@ -112,3 +112,14 @@ def test_the_metrics_show_the_users_storage_from_the_quotas(host):
     assert values["formspawner_storage_committed_bytes"] == 2 * 60 * MIB
     assert 0 < values["formspawner_storage_used_bytes"] < 2 * 60 * MIB
     assert sum(v for k, v in values.items() if k.startswith("formspawner_storage_volumes_by_fill")) == 2
+
+
+def test_a_rerun_of_the_site_keeps_the_quotas_and_the_running_servers(host):
+    container = host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper")
+    result = scenario.run_playbook(host, "converge.yml", __file__)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper") == container
+    assert qgroup_of(host, KEEPER)[1] == 60 * MIB
+    fill = host.run("docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100")
+    assert fill.rc != 0 and "Disk quota exceeded" in fill.stderr, fill.stderr
+    host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
