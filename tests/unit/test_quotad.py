@@ -153,6 +153,9 @@ def test_a_volume_made_before_becomes_a_subvolume_under_its_quota_with_every_fil
     assert (work / "thesis.txt").read_text() == "chapter one\n"
     (work / "fill").unlink()
     assert backend.usage(["jupyterhub-user-ada", "jupyterhub-user-none"])["jupyterhub-user-none"] == (None, None)
+    # The subvolume's id through the ioctl is the one btrfs-progs reports.
+    rootid = subprocess.run(["btrfs", "inspect-internal", "rootid", data], capture_output=True, text=True, check=True)
+    assert quotad.Btrfs.subvolume_id(str(data)) == int(rootid.stdout) >= 256  # the top level is 5
 
 
 @needs_root
