@@ -90,14 +90,14 @@ def cpu_since(before: dict, hub_pid: int | None, servers: int) -> dict:
     return spent
 
 
-def floor_start(client, image: str, name: str, timeout: float) -> float | None:
+def floor_start(client, image: str, name: str, timeout: float, network: str = NETWORK) -> float | None:
     """One server without a hub: the create call until its Jupyter server answers /api."""
     start = time.perf_counter()
     container = client.containers.run(
-        image, detach=True, name=name, network=NETWORK, healthcheck={"Test": ["NONE"]},
+        image, detach=True, name=name, network=network, healthcheck={"Test": ["NONE"]},
     )  # fmt: skip
     container.reload()
-    address = container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     while time.perf_counter() - start < timeout:
         try:
             if requests.get(f"http://{address}:8888/api", timeout=1).status_code == 200:

@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "files/formspawner"))
 
 import docker  # noqa: E402
-import requests  # noqa: E402
 
 from benchmarks.common import emit  # noqa: E402
+from benchmarks.lecture import floor_start  # noqa: E402
 from formspawner import quota, quotad  # noqa: E402
 
 MiB = 1 << 20
@@ -68,28 +68,13 @@ async def burst(path: str, names: list[str], size: int) -> tuple[list[float], fl
     return list(samples), time.perf_counter() - wall
 
 
-def floor_start(client, image: str, name: str, timeout: float) -> float | None:
-    start = time.perf_counter()
-    container = client.containers.run(image, detach=True, name=name, healthcheck={"Test": ["NONE"]})
-    container.reload()
-    address = container.attrs["NetworkSettings"]["IPAddress"]
-    while time.perf_counter() - start < timeout:
-        try:
-            if requests.get(f"http://{address}:8888/api", timeout=1).status_code == 200:
-                return time.perf_counter() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    return None
-
-
 def floor(image: str, size: int, timeout: float = 120) -> dict:
     client = docker.from_env()
     names = [f"fstest-quota-floor-{i}" for i in range(size)]
     try:
         with ThreadPoolExecutor(size) as pool:
             wall = time.perf_counter()
-            samples = list(pool.map(lambda n: floor_start(client, image, n, timeout), names))
+            samples = list(pool.map(lambda n: floor_start(client, image, n, timeout, network="bridge"), names))
             wall = time.perf_counter() - wall
     finally:
         for container in client.containers.list(all=True, filters={"name": "fstest-quota-floor-"}):
