@@ -282,3 +282,26 @@ def test_limits_lost_with_the_filesystems_quotas_are_set_again_from_the_record(b
     # A recorded volume that is gone is reported, not fatal.
     service.remember("jupyterhub-user-gone", MiB)
     assert service.reapply() == [f"jupyterhub-user-gone: no volume jupyterhub-user-gone in {volumes}"]
+
+
+@needs_root
+def test_the_reapply_command_turns_quotas_on_and_sets_the_recorded_limits(btrfs, tmp_path):
+    """`python -m formspawner.quotad --reapply CONFIG`, as jupyterhub-quota-reapply.service
+    runs it: the records are in the settings' state_dir, never beside the settings."""
+    data = plain_volume(btrfs, "jupyterhub-user-ada")
+    state, etc = tmp_path / "state", tmp_path / "etc"
+    state.mkdir()
+    etc.mkdir()
+    config = etc / "quota.json"
+    config.write_text(json.dumps({"backend": "btrfs", "mount": str(btrfs), "volumes": str(btrfs / "volumes"),
+                                  "prefix": "jupyterhub-user-", "state_dir": str(state)}))  # fmt: skip
+    volumes = str(btrfs / "volumes")
+    service = quotad.Service(quotad.Btrfs(volumes, in_use=lambda v: []), volumes, "jupyterhub-user-",
+                             str(state / "limits.json"))  # fmt: skip
+    service.answer(b'{"op": "limit", "volume": "jupyterhub-user-ada", "bytes": 20971520}')
+    subprocess.run(["btrfs", "quota", "disable", btrfs], check=True)
+    with pytest.raises(SystemExit) as ended:
+        quotad.main(["--reapply", str(config)])
+    assert ended.value.code == 0
+    assert write(data / "work" / "fill", 40 * MiB) < 20 * MiB
+    assert [p.name for p in etc.iterdir()] == ["quota.json"] and [p.name for p in state.iterdir()] == ["limits.json"]

@@ -14,7 +14,7 @@ starts (new ones, ones made before quotas were switched on, a changed size):
   any container uses the volume.
 - `xfs` (its decisions and commands tested in tests/unit/test_quotad.py; the kernels of
   the project's machines have no XFS quota support): a project id of the volume's own,
-  kept in `projects.json` beside the config, set on the folder and all it holds
+  kept in `projects.json` in the service's state directory, set on the folder and all it holds
   (`xfs_quota project -s`), and a hard block limit on that project.
 
 A lowered quota below what a volume holds deletes nothing: further writes fail with
@@ -339,12 +339,11 @@ class Service:
             threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
 
 
-def backend_from(config: dict, config_path: str):
+def backend_from(config: dict):
     if config["backend"] == "btrfs":
         return Btrfs(config["volumes"])
     if config["backend"] == "xfs":
-        record = os.path.join(os.path.dirname(config_path), "quota-projects.json")
-        return Xfs(config["volumes"], config["mount"], record)
+        return Xfs(config["volumes"], config["mount"], os.path.join(config["state_dir"], "projects.json"))
     raise SystemExit(f"unknown quota backend {config['backend']!r}")
 
 
@@ -357,8 +356,11 @@ def main(argv: list[str] | None = None) -> None:
     config_path = argv[0] if argv else "/etc/jupyterhub/quota.json"
     with open(config_path) as f:
         config = json.load(f)
-    record = os.path.join(os.path.dirname(config_path), "quota-limits.json")
-    service = Service(backend_from(config, config_path), config["volumes"], config["prefix"], record)
+    # The records live in a state directory of their own (systemd's StateDirectory), not
+    # beside the settings: a file written there would make the hub's configuration look
+    # changed to the role's next run (service_stale) and restart the hub.
+    record = os.path.join(config["state_dir"], "limits.json")
+    service = Service(backend_from(config), config["volumes"], config["prefix"], record)
     if reapply:
         if config["backend"] == "btrfs":
             run(["btrfs", "quota", "enable", config["mount"]])

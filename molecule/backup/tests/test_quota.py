@@ -40,6 +40,12 @@ def test_dockers_data_is_on_the_loop_mounted_btrfs_with_quotas_on(host):
     assert host.service("jupyterhub-quota.socket").is_enabled
     socket = host.file("/run/jupyterhub-quota.sock")
     assert socket.is_socket and socket.mode == 0o660 and socket.group == "jupyterhub"
+    # The limits set are recorded for the reapply after each start of Docker, in the
+    # service's own state directory: not beside the hub's settings, whose change would
+    # restart the hub at the role's next run.
+    record = host.file("/var/lib/jupyterhub-quota/limits.json")
+    assert record.exists and record.user == "root" and host.file("/var/lib/jupyterhub-quota").mode == 0o700
+    assert not host.file("/etc/jupyterhub/quota-limits.json").exists
 
 
 def test_the_restored_volume_got_its_quota_at_its_users_start_and_kept_its_files(host):
