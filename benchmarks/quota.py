@@ -2,8 +2,8 @@
 container, on a real btrfs (a loop-mounted file, quotas on), next to the starts themselves.
 
 The spawner asks formspawner.quotad to put the user's volume under its quota before it
-creates the container; the service does one volume at a time (a lock: a burst of legacy
-volumes must not copy in parallel), so in a lecture's burst the students' requests queue.
+creates the container; the service serves different volumes side by side (one request at a
+time per volume).
 Measured, for a burst of N at once through the real service and its real Unix socket:
 - `new`: N volumes Docker just made (empty): each becomes a subvolume with its limit;
 - `again`: the same N at their users' next start (already under quota: the limit is set

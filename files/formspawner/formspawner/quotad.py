@@ -198,6 +198,7 @@ class Xfs:
 
     def __init__(self, volumes: str, mount: str, record: str, runner: Runner = run):
         self.volumes, self.mount, self.record, self.run = volumes, mount, record, runner
+        self._record_lock = threading.Lock()  # the service serves volumes side by side
 
     def projects(self) -> dict[str, int]:
         try:
@@ -208,6 +209,10 @@ class Xfs:
 
     def project_of(self, volume: str) -> int:
         """The volume's project id, the same at every start (recorded, never reused)."""
+        with self._record_lock:
+            return self._project_of(volume)
+
+    def _project_of(self, volume: str) -> int:
         projects = self.projects()
         if volume not in projects:
             projects[volume] = max(projects.values(), default=XFS_FIRST_PROJECT - 1) + 1
@@ -253,7 +258,16 @@ class Service:
 
     def __init__(self, backend, volumes: str, prefix: str, record: str | None = None):
         self.backend, self.volumes, self.prefix, self.record = backend, volumes, prefix, record
-        self.lock = threading.Lock()
+        # One request at a time per volume (a burst's second start of the same volume waits
+        # for the first's move), never one for all: a student whose old volume holds a
+        # million files must not hold up everyone else's start.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._record_lock = threading.Lock()
+
+    def lock(self, volume: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(volume, threading.Lock())
 
     def limits(self) -> dict[str, int]:
         try:
@@ -265,11 +279,12 @@ class Service:
     def remember(self, volume: str, size: int) -> None:
         if self.record is None:
             return
-        limits = {**self.limits(), volume: size}
-        temporary = self.record + ".tmp"
-        with open(temporary, "w") as f:
-            json.dump(limits, f, indent=1, sort_keys=True)
-        os.replace(temporary, self.record)
+        with self._record_lock:
+            limits = {**self.limits(), volume: size}
+            temporary = self.record + ".tmp"
+            with open(temporary, "w") as f:
+                json.dump(limits, f, indent=1, sort_keys=True)
+            os.replace(temporary, self.record)
 
     def reapply(self) -> list[str]:
         """Every recorded limit set again (Docker 20.10's btrfs driver turns the filesystem's
@@ -280,7 +295,7 @@ class Service:
         for volume, size in sorted(self.limits().items()):
             try:
                 data = self.data_folder(volume)
-                with self.lock:
+                with self.lock(volume):
                     self.backend.limit(volume, data, size)
             except (QuotaRefused, OSError) as error:
                 failed.append(f"{volume}: {error}")
@@ -308,9 +323,9 @@ class Service:
             if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_BYTES:
                 raise QuotaRefused(f"bytes must be a positive whole number, not {size!r}")
             data = self.data_folder(request.get("volume"))
-            with self.lock:  # one move at a time: a burst of starts must not copy in parallel
+            with self.lock(request["volume"]):
                 used, limit = self.backend.limit(request["volume"], data, size)
-                self.remember(request["volume"], size)
+            self.remember(request["volume"], size)
             return {"used": used, "limit": limit}
         if op == "usage":
             return {"volumes": {name: list(value) for name, value in self.backend.usage(self.names()).items()}}
