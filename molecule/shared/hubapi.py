@@ -38,3 +38,20 @@ def wait_ready(host, user, timeout=180):
         time.sleep(1)
     journal = host.run("journalctl -u jupyterhub --no-pager -n 60").stdout
     raise AssertionError(f"{user}'s server is not ready:\n{journal}")
+
+
+def metrics(host, wait_for: str, prefixes=("formspawner_", "jupyterhub_")) -> dict[str, float]:
+    """The hub's /hub/metrics with its own token, as {series: value} for the series whose
+    names start with `prefixes`. The formspawner figures are read behind the first scrape,
+    never during one: scrapes again until `wait_for` is among them (up to a minute)."""
+    token = host.file("/etc/jupyterhub/metrics-token").content_string.strip()
+    for _ in range(60):
+        text = host.check_output(f"curl -sfk -H 'Authorization: token {token}' https://localhost/hub/metrics")
+        if wait_for in text:
+            break
+        time.sleep(1)
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(tuple(prefixes))
+    }

@@ -286,20 +286,27 @@ class Service:
                 json.dump(limits, f, indent=1, sort_keys=True)
             os.replace(temporary, self.record)
 
-    def reapply(self) -> list[str]:
+    def reapply(self) -> tuple[list[str], list[str]]:
         """Every recorded limit set again (Docker 20.10's btrfs driver turns the filesystem's
         quotas off, and with them every limit, each time dockerd stops: moby#34593, fixed in
-        Docker 23). A volume in use that is not a subvolume yet is left for its next start.
-        Returns what could not be done."""
-        failed = []
+        Docker 23). Returns (what failed, what was left): a recorded volume that is gone
+        (removed, or not restored yet) and one made before quotas that a container still
+        mounts are left, not failed: the hub asks for the limit again at its next start."""
+        failed, left = [], []
         for volume, size in sorted(self.limits().items()):
             try:
                 data = self.data_folder(volume)
+            except QuotaRefused as error:
+                left.append(f"{volume}: {error}")
+                continue
+            try:
                 with self.lock(volume):
                     self.backend.limit(volume, data, size)
+            except VolumeInUse as error:
+                left.append(f"{volume}: {error}")
             except (QuotaRefused, OSError) as error:
                 failed.append(f"{volume}: {error}")
-        return failed
+        return failed, left
 
     def data_folder(self, volume: object) -> str:
         if not isinstance(volume, str) or not VOLUME_RE.fullmatch(volume) or not volume.startswith(self.prefix):
@@ -379,7 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     if reapply:
         if config["backend"] == "btrfs":
             run(["btrfs", "quota", "enable", config["mount"]])
-        failed = service.reapply()
+        failed, left = service.reapply()
+        for line in left:
+            print(f"quota left for the volume's next start: {line}", file=sys.stderr)
         for line in failed:
             print(f"quota not set again: {line}", file=sys.stderr)
         sys.exit(1 if failed else 0)

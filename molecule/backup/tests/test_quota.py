@@ -9,12 +9,11 @@ been restarted (test_the_network_policy_holds_on_the_restored_server).
 
 import re
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import scenario  # noqa: E402  (molecule/shared, beside the scenarios)
-from hubapi import api, wait_ready  # noqa: E402
+from hubapi import api, metrics, wait_ready  # noqa: E402
 
 MIB = 1024 * 1024
 KEEPER = "/srv/docker/volumes/jupyterhub-user-keeper/_data"
@@ -63,12 +62,17 @@ def test_a_full_storage_says_disk_quota_exceeded_and_another_student_and_the_hub
     assert fill.rc != 0 and "Disk quota exceeded" in fill.stderr, fill.stderr
     written = int(host.check_output("docker exec jupyter-keeper stat -c %s /home/jovyan/work/fill"))
     assert 40 * MIB < written <= 60 * MIB
-    # The disk is not full: another student starts, writes, and the hub answers.
+    # The disk is not full: another student's server is built from a repository (the Git
+    # server the side effect runs) and starts, the student writes, and the hub answers.
     assert api(host, "POST", "/users/second")[0] in (201, 409)
-    assert api(host, "POST", "/users/second/server", {"image": "minimal"})[0] in (201, 202)
-    wait_ready(host, "second", timeout=150)
-    out = host.check_output("docker exec --user 1000 jupyter-second sh -c 'echo fine > work/note && cat work/note'")
-    assert out == "fine"
+    body = {"image": "minimal", "repo": {"url": "https://localhost:8443/course.git", "ref": "main"}}
+    status, answer = api(host, "POST", "/users/second/server", body)
+    assert status in (201, 202), answer
+    wait_ready(host, "second", timeout=400)
+    run = "docker exec --user 1000 jupyter-second"
+    assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
+    assert host.check_output(f"{run} cat /home/jovyan/work/course/README.md") == "# course"
+    assert host.check_output(f"{run} sh -c 'echo fine > work/note && cat work/note'") == "fine"
     status, users = api(host, "GET", "/users")
     assert status == 200 and {"keeper", "second"} <= {u["name"] for u in users}
     # The second student's new volume is under its own quota from its first start.
@@ -101,18 +105,7 @@ def test_what_a_server_writes_outside_its_storage_is_bounded_too(host):
 
 def test_the_metrics_show_the_users_storage_from_the_quotas(host):
     """Read by the real quota service from the filesystem's qgroups (no file walked)."""
-    token = host.file("/etc/jupyterhub/metrics-token").content_string.strip()
-    url = "https://localhost/hub/metrics"
-    for _ in range(60):  # read behind the first scrape, never during one
-        text = host.check_output(f"curl -sfk -H 'Authorization: token {token}' {url}")
-        if "formspawner_storage_committed_bytes" in text:
-            break
-        time.sleep(1)
-    values = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("formspawner_storage_")
-    }
+    values = metrics(host, "formspawner_storage_committed_bytes", ("formspawner_storage_",))
     assert values["formspawner_storage_volumes_with_quota"] == 2  # keeper's and second's
     assert values["formspawner_storage_volumes_without_quota"] == 0
     assert values["formspawner_storage_committed_bytes"] == 2 * 60 * MIB

@@ -13,7 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import egress  # noqa: E402  (molecule/shared, beside the scenarios)
 import scenario  # noqa: E402
-from hubapi import API, TOKEN, api, wait_ready  # noqa: E402
+from hubapi import API, TOKEN, api, metrics, wait_ready  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[3]
 PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
@@ -275,18 +275,8 @@ def test_metrics_need_their_token_and_carry_the_docker_hosts_figures(host):
     # Neither anonymous nor with another service's token (molecule-tester is an admin).
     assert host.check_output(status) == "403"
     assert host.check_output(f"{status} -H 'Authorization: token {TOKEN}'") == "403"
-    token = host.file("/etc/jupyterhub/metrics-token").content_string.strip()
     # The Docker figures are read behind the first scrape, never during one.
-    for _ in range(60):
-        text = host.check_output(f"curl -sfk -H 'Authorization: token {token}' {url}")
-        if "formspawner_docker_disk_free_bytes" in text:
-            break
-        time.sleep(1)
-    values = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(("formspawner_", "jupyterhub_running_servers"))
-    }
+    values = metrics(host, "formspawner_docker_disk_free_bytes", ("formspawner_", "jupyterhub_running_servers"))
     assert values["formspawner_docker_disk_free_bytes"] > 0
     assert values["formspawner_docker_images_bytes"] > 0 and values["formspawner_docker_volumes_bytes"] >= 0
     # alice's and early's servers, at least; a built repository image.

@@ -18,6 +18,22 @@ WORK = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
 DB = "/var/lib/jupyterhub/jupyterhub.sqlite"
+MIB = 1024 * 1024
+# keeper's volume, made by the previous release on the campus's btrfs partition (converge.yml).
+KEEPER = "/srv/docker/volumes/jupyterhub-user-keeper/_data"
+
+
+def quota_of(host, data: str):
+    """The btrfs qgroup limit of the subvolume at `data` (None: no limit), or False when
+    `data` is a plain folder, not a subvolume of its own."""
+    if host.check_output(f"stat -c %i {data}") != "256":  # a subvolume's root
+        return False
+    rootid = host.check_output(f"btrfs inspect-internal rootid {data}")
+    for line in host.check_output("btrfs qgroup show -re --raw /srv/docker").splitlines():
+        fields = line.split()
+        if fields and fields[0] == f"0/{rootid}":
+            return None if fields[3] == "none" else int(fields[3])
+    raise AssertionError(f"no qgroup 0/{rootid}")
 
 
 def read_log(name: str) -> str:
@@ -107,6 +123,9 @@ def test_the_users_server_kept_running_with_its_options_and_files_and_restarts_w
         "https://localhost/user/keeper/api/status"
     )
     assert status == "200"
+    # Quotas came with the upgrade; the running server's volume is left as the previous
+    # release made it (a plain folder) until its next start.
+    assert quota_of(host, KEEPER) is False
     # Its stored options are valid for the new hub: a restart brings back the same choices.
     assert api(host, "DELETE", "/users/keeper/server")[0] in (202, 204)
     for _ in range(60):
@@ -117,6 +136,9 @@ def test_the_users_server_kept_running_with_its_options_and_files_and_restarts_w
     wait_ready(host, "keeper")
     assert host.check_output("docker exec jupyter-keeper printenv BEFORE_UPGRADE") == "yes"
     assert host.check_output("docker exec jupyter-keeper cat /home/jovyan/work/kept.txt") == "kept"
+    # ... and at that start the volume was put under its quota, its files kept.
+    assert quota_of(host, KEEPER) == 60 * MIB
+    assert host.check_output(f"stat -c %u {KEEPER}/kept.txt") == "1000"
 
 
 def test_the_database_was_kept_and_the_hub_restarted_at_most_once(host):
@@ -125,3 +147,28 @@ def test_the_database_was_kept_and_the_hub_restarted_at_most_once(host):
     since = host.file("/root/upgrade-started").content_string.strip()
     starts = host.run(f"journalctl -u jupyterhub --no-pager --since=@{since} -o cat | grep -c '^Started'").stdout
     assert int(starts.strip() or 0) <= 1, host.run(f"journalctl -u jupyterhub --no-pager --since=@{since}").stdout
+
+
+def test_the_volume_from_before_the_upgrade_is_held_to_its_quota_across_a_restart_of_docker(host):
+    """Debian 12's Docker 20.10 turns btrfs quotas off, and every limit with them, when it
+    stops (moby#34593): jupyterhub-quota-reapply.service sets them again after its start.
+    Here on the admin's own btrfs partition (no docker_data_loop_size)."""
+    fill = "docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100"
+    result = host.run(fill)
+    assert result.rc != 0 and "Disk quota exceeded" in result.stderr, result.stderr
+    host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
+    container = host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper")
+    host.check_output("systemctl restart docker")
+    # Restarted with docker.service (PartOf=), after its start (After=): a oneshot that stays
+    # active once every limit is set again.
+    for _ in range(60):
+        state = host.run("systemctl is-active jupyterhub-quota-reapply.service").stdout.strip()
+        if state != "activating":
+            break
+        time.sleep(1)
+    assert state == "active", host.run("journalctl -u jupyterhub-quota-reapply --no-pager -n 20").stdout
+    assert quota_of(host, KEEPER) == 60 * MIB
+    assert host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper") == container  # live restore
+    result = host.run(fill)
+    assert result.rc != 0 and "Disk quota exceeded" in result.stderr, result.stderr
+    assert host.check_output("docker exec jupyter-keeper cat /home/jovyan/work/kept.txt") == "kept"
