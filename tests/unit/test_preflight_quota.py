@@ -9,6 +9,7 @@ import pytest
 import yaml
 from test_jupyterhub_config import ROLE, run_role_tasks
 
+BOTH = {"jupyterhub_user_storage_quota": "5G", "jupyterhub_user_layer_quota": "2G"}
 REFUSAL = "Refuse storage quotas the server's filesystem cannot hold, before anything changes"
 
 
@@ -57,8 +58,8 @@ def test_a_filesystem_whose_quotas_cannot_work_is_refused_with_what_to_change(tm
 @pytest.mark.parametrize(
     "fs, inventory",
     [
-        ({"fstype": "btrfs", "driver": "btrfs"}, {"jupyterhub_user_storage_quota": "5G", "jupyterhub_user_layer_quota": "2G"}),
-        ({"fstype": "xfs", "options": "rw,prjquota"}, {"jupyterhub_user_storage_quota": "5G", "jupyterhub_user_layer_quota": "2G"}),
+        ({"fstype": "btrfs", "driver": "btrfs"}, BOTH),
+        ({"fstype": "xfs", "options": "rw,prjquota"}, BOTH),
         ({"fstype": "btrfs", "driver": "overlay2"}, {"jupyterhub_user_storage_quota": "5G"}),
     ],
 )
