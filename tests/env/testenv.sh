@@ -42,7 +42,11 @@ missing_packages() {
         tests)
             # The hub's proxy (integration tests) and the browser of the end-to-end test.
             [ -x /usr/bin/configurable-http-proxy ] || missing+=(node-configurable-http-proxy)
-            [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
+            [ -x /usr/bin/chromium ] || missing+=(chromium)
+            # The campus directory of the login tests (tests/integration/ldapserver.py runs its
+            # own slapd on loopback; the package's system service is not used).
+            [ -x /usr/sbin/slapd ] || missing+=(slapd)
+            command -v ldapadd >/dev/null || missing+=(ldap-utils) ;;
     esac
     echo "${missing[*]}"
 }

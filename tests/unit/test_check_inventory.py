@@ -26,7 +26,8 @@ DEFAULTS = yaml.safe_load((ROOT / "roles/jupyterhub/defaults/main.yml").read_tex
 # The role's defaults as the preflight passes them (the templated ones as they come out).
 BASE = {
     **{name: value for name, value in DEFAULTS.items() if name in (
-        "jupyterhub_active_server_limit", "jupyterhub_authenticator", "jupyterhub_dummy_password",
+        "jupyterhub_active_server_limit", "jupyterhub_authenticator", "jupyterhub_authenticator_config",
+        "jupyterhub_login_groups", "jupyterhub_admin_groups", "jupyterhub_dummy_password",
         "jupyterhub_egress_allow", "jupyterhub_egress_policy", "jupyterhub_env_policy", "jupyterhub_extra_config",
         "jupyterhub_extra_config_files", "jupyterhub_form_options", "jupyterhub_images", "jupyterhub_insecure_demo",
         "jupyterhub_metrics_enabled", "jupyterhub_metrics_token", "jupyterhub_port", "jupyterhub_repo_policy",
@@ -308,3 +309,25 @@ def test_storage_quotas_are_refused_on_a_swarm_naming_the_images_that_set_them()
 def test_storage_quotas_need_a_volume_name_with_a_fixed_start():
     refused("has no fixed start", jupyterhub_user_storage_quota="5G", jupyterhub_user_volume_name="{username}-home")
     assert errors(jupyterhub_user_volume_name="{username}-home") == []
+
+
+LDAP_GROUPS = {"allowed_groups": ["cn=ml-101,ou=groups,dc=campus,dc=edu"], "group_search_filter": "(member={userdn})",
+               "group_attributes": ["member"], "server_address": "ldap.campus.edu"}  # fmt: skip
+
+
+def test_groups_from_the_login_need_an_authenticator_that_brings_them():
+    ldap = {"jupyterhub_authenticator": "ldap", "jupyterhub_authenticator_config": LDAP_GROUPS}
+    assert errors(**ldap, jupyterhub_login_groups=True, jupyterhub_admin_groups=["hub-admins"]) == []
+    assert errors(jupyterhub_authenticator="generic-oauth", jupyterhub_login_groups=True) == []
+    refused("jupyterhub_login_groups: the native login brings no groups. Use ldap or generic-oauth",
+            jupyterhub_login_groups=True)  # fmt: skip
+    refused("jupyterhub_admin_groups needs jupyterhub_login_groups: true", jupyterhub_admin_groups=["hub-admins"])
+
+
+def test_ldap_groups_need_the_groups_to_look_up_and_how():
+    refused("needs in jupyterhub_authenticator_config: allowed_groups, group_search_filter, group_attributes",
+            jupyterhub_authenticator="ldap", jupyterhub_login_groups=True,
+            jupyterhub_authenticator_config={"server_address": "ldap.campus.edu"})  # fmt: skip
+    refused("jupyterhub_authenticator_config.manage_groups is set by jupyterhub_login_groups",
+            jupyterhub_authenticator="ldap", jupyterhub_login_groups=True,
+            jupyterhub_authenticator_config={**LDAP_GROUPS, "manage_groups": True})  # fmt: skip

@@ -156,7 +156,7 @@ def spawner_traits(config: Path, spawner_class: str, *names: str) -> list:
                 "bind_dn_template": ["uid={username},ou=people,dc=example,dc=edu"],
                 "use_ssl": True,
             },
-            "ldapauthenticator.ldapauthenticator.LDAPAuthenticator",
+            "formspawner.ldaplogin.LDAPAuthenticator",
             {"server_address": "'ldap.example.edu'", "use_ssl": "True"},
         ),
         ("native", {"open_signup": False}, "nativeauthenticator.nativeauthenticator.NativeAuthenticator",

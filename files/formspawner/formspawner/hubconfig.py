@@ -38,6 +38,7 @@ def apply(c: Config, settings: dict) -> Config:
     metrics token is read from its file); registering metrics is register_metrics'."""
     apply_hub(c, settings)
     apply_authenticator(c, settings)
+    apply_login_groups(c, settings)
     apply_services(c, settings)
     apply_spawner(c, settings)
     apply_named_servers(c, settings)
@@ -87,6 +88,41 @@ def apply_authenticator(c: Config, s: dict) -> None:
     section = c[class_name.rsplit(".", 1)[1]]
     for key, value in (s.get("authenticator_config") or {}).items():
         section[key] = value
+
+
+# The authenticators whose logins bring groups (formspawner.logins), and their sections.
+LOGIN_GROUPS = {"ldap": "LDAPAuthenticator", "generic-oauth": "GenericOAuthenticator"}
+
+
+def apply_login_groups(c: Config, s: dict) -> None:
+    """Groups from the login (inventory: jupyterhub_login_groups): the identity provider's
+    groups become the user's hub groups at each login (JupyterHub's manage_groups), and
+    members of `admin_groups` are admins. LDAP through a post-login hook over
+    ldapauthenticator's groups, OpenID Connect through oauthenticator's own settings with
+    the claim `claim`; both name groups by formspawner.logins' rules."""
+    groups = s.get("login_groups") or {}
+    if not groups.get("enabled"):
+        return
+    from . import logins
+
+    authenticator = s["authenticator"]
+    if authenticator not in LOGIN_GROUPS:
+        raise PolicyError(
+            f"login_groups: the {authenticator} login brings no groups; use ldap or generic-oauth,"
+            " or give users their groups with load_groups or the admin page"
+        )
+    admin_groups = list(groups.get("admin_groups") or [])
+    section = c[LOGIN_GROUPS[authenticator]]
+    section.manage_groups = True
+    if authenticator == "ldap":
+        section.post_auth_hook = logins.LdapGroupsHook(admin_groups, set(s.get("admin_users", [])))
+    else:
+        claim = groups.get("claim") or "groups"
+        section.auth_state_groups_key = lambda auth_state: logins.claim_group_names(
+            (auth_state.get("oauth_user") or {}).get(claim)
+        )
+        if admin_groups:
+            section.admin_groups = set(admin_groups)
 
 
 def apply_services(c: Config, s: dict) -> None:

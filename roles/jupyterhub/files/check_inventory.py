@@ -79,6 +79,41 @@ def check_authenticator(s: dict) -> None:
         raise InventoryError("jupyterhub_dummy_password must have at least 8 characters.")
 
 
+def check_login_groups(s: dict) -> None:
+    """Groups from the login: an authenticator that brings them, and what it needs."""
+    enabled = truthy(s.get("jupyterhub_login_groups"))
+    if s.get("jupyterhub_admin_groups") and not enabled:
+        raise InventoryError(
+            "jupyterhub_admin_groups needs jupyterhub_login_groups: true (the groups come from the login); "
+            "otherwise name the admins in jupyterhub_admin_users."
+        )
+    if not enabled:
+        return
+    authenticator = s["jupyterhub_authenticator"]
+    if authenticator not in ("ldap", "generic-oauth"):
+        raise InventoryError(
+            f"jupyterhub_login_groups: the {authenticator} login brings no groups. Use ldap or generic-oauth, "
+            "or set it to false and give users their groups with load_groups or the admin page."
+        )
+    config = s.get("jupyterhub_authenticator_config") or {}
+    if authenticator == "ldap":
+        missing = [key for key in ("allowed_groups", "group_search_filter", "group_attributes") if not config.get(key)]
+        if missing:
+            raise InventoryError(
+                "jupyterhub_login_groups with ldap needs in jupyterhub_authenticator_config: "
+                + ", ".join(missing)
+                + " (allowed_groups: the DNs of the groups to bring, e.g. cn=ml-101,ou=groups,dc=campus,dc=edu; "
+                "group_search_filter: (member={userdn}); group_attributes: [member]). With jupyterhub_allow_all "
+                "false, only members of those groups may log in."
+            )
+    for key in ("manage_groups", "auth_state_groups_key", "admin_groups", "post_auth_hook"):
+        if key in config:
+            raise InventoryError(
+                f"jupyterhub_authenticator_config.{key} is set by jupyterhub_login_groups "
+                "(and jupyterhub_admin_groups, jupyterhub_login_groups_claim): remove it."
+            )
+
+
 def check_metrics(s: dict) -> None:
     names = [service.get("name") for service in s["jupyterhub_services"] if isinstance(service, dict)]
     if truthy(s["jupyterhub_metrics_enabled"]) and "prometheus" in names:
@@ -289,8 +324,8 @@ def load_egress(path: Path):
 
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
-    rules = (check_service_limits, check_authenticator, check_metrics, check_tls, check_database, check_start_slots,
-             check_extra_config_files, check_spawn_options, check_storage,
+    rules = (check_service_limits, check_authenticator, check_login_groups, check_metrics, check_tls, check_database,
+             check_start_slots, check_extra_config_files, check_spawn_options, check_storage,
              lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
