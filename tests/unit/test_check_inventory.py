@@ -319,7 +319,7 @@ def test_groups_from_the_login_need_an_authenticator_that_brings_them():
     ldap = {"jupyterhub_authenticator": "ldap", "jupyterhub_authenticator_config": LDAP_GROUPS}
     assert errors(**ldap, jupyterhub_login_groups=True, jupyterhub_admin_groups=["hub-admins"]) == []
     assert errors(jupyterhub_authenticator="generic-oauth", jupyterhub_login_groups=True) == []
-    refused("jupyterhub_login_groups: the native login brings no groups. Use ldap or generic-oauth",
+    refused("jupyterhub_login_groups: the native login brings no groups. Use ldap, generic-oauth or lti13",
             jupyterhub_login_groups=True)  # fmt: skip
     refused("jupyterhub_admin_groups needs jupyterhub_login_groups: true", jupyterhub_admin_groups=["hub-admins"])
 
@@ -331,3 +331,16 @@ def test_ldap_groups_need_the_groups_to_look_up_and_how():
     refused("jupyterhub_authenticator_config.manage_groups is set by jupyterhub_login_groups",
             jupyterhub_authenticator="ldap", jupyterhub_login_groups=True,
             jupyterhub_authenticator_config={**LDAP_GROUPS, "manage_groups": True})  # fmt: skip
+
+
+MOODLE = "https://moodle.campus.edu/mod/lti"
+LTI13 = {"issuer": "https://moodle.campus.edu", "client_id": ["Xy12"], "authorize_url": f"{MOODLE}/auth.php",
+         "jwks_endpoint": f"{MOODLE}/certs.php"}  # fmt: skip
+
+
+def test_an_lti_tool_needs_the_platforms_registration():
+    assert errors(jupyterhub_authenticator="lti13", jupyterhub_authenticator_config=LTI13,
+                  jupyterhub_login_groups=True) == []  # fmt: skip
+    refused("lti13 needs in jupyterhub_authenticator_config the platform's client_id, jwks_endpoint",
+            jupyterhub_authenticator="lti13",
+            jupyterhub_authenticator_config={k: v for k, v in LTI13.items() if k in ("issuer", "authorize_url")})

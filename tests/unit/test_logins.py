@@ -88,5 +88,39 @@ def test_openid_connect_logins_read_the_claim_through_oauthenticators_own_settin
 
 def test_off_by_default_and_refused_for_a_login_without_groups():
     assert "manage_groups" not in applied(**LDAP).LDAPAuthenticator
-    with pytest.raises(PolicyError, match="login brings no groups; use ldap or generic-oauth"):
+    with pytest.raises(PolicyError, match="login brings no groups; use ldap, generic-oauth or lti13"):
         applied(login_groups={"enabled": True})
+
+
+CONTEXT, ROLES = logins.LTI_CONTEXT, logins.LTI_ROLES
+MEMBER = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+
+
+@pytest.mark.parametrize(
+    "roles, groups",
+    [
+        ([MEMBER + "Learner"], {"ml-101", "ml-101-students"}),
+        ([MEMBER + "Instructor"], {"ml-101", "ml-101-instructors"}),
+        (["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"], {"ml-101", "ml-101-tas"}),
+        (["http://purl.imsglobal.org/vocab/lis/v2/institution/person#Faculty"], {"ml-101"}),  # not a course role
+    ],
+)
+def test_an_lti_launch_brings_its_course_and_the_role_in_it(roles, groups):
+    mine, every = logins.lti_course_groups({CONTEXT: {"id": "x1", "label": "ML 101"}, ROLES: roles})
+    assert mine == groups
+    assert every == {"ml-101", "ml-101-students", "ml-101-instructors", "ml-101-tas"}
+    assert logins.lti_course_groups({ROLES: roles}) == (set(), set())  # a launch outside a course
+
+
+def test_an_lti_launch_changes_only_its_own_courses_groups():
+    class Group:
+        def __init__(self, name):
+            self.name = name
+
+    user = type("User", (), {"groups": [Group("phy-2"), Group("ml-101-students"), Group("gpu-users")]})()
+    handler = type("Handler", (), {"find_user": lambda self, name: user})()
+    authenticator = type("Stub", (), {"log": logging.getLogger("test")})()
+    hook = logins.LtiGroupsHook([], set())
+    model = {"name": "bob", "admin": None, "auth_state": {CONTEXT: {"label": "ML 101"}, ROLES: [MEMBER + "Instructor"]}}
+    assert hook(authenticator, handler, model)["groups"] == ["gpu-users", "ml-101", "ml-101-instructors", "phy-2"]
+    assert "admin" in model and model["admin"] is None  # no admin groups: JupyterHub decides

@@ -91,15 +91,15 @@ def apply_authenticator(c: Config, s: dict) -> None:
 
 
 # The authenticators whose logins bring groups (formspawner.logins), and their sections.
-LOGIN_GROUPS = {"ldap": "LDAPAuthenticator", "generic-oauth": "GenericOAuthenticator"}
+LOGIN_GROUPS = {"ldap": "LDAPAuthenticator", "generic-oauth": "GenericOAuthenticator", "lti13": "LTI13Authenticator"}
 
 
 def apply_login_groups(c: Config, s: dict) -> None:
     """Groups from the login (inventory: jupyterhub_login_groups): the identity provider's
     groups become the user's hub groups at each login (JupyterHub's manage_groups), and
-    members of `admin_groups` are admins. LDAP through a post-login hook over
-    ldapauthenticator's groups, OpenID Connect through oauthenticator's own settings with
-    the claim `claim`; both name groups by formspawner.logins' rules."""
+    members of `admin_groups` are admins. LDAP and LTI 1.3 through a post-login hook over
+    what the login brought, OpenID Connect through oauthenticator's own settings with the
+    claim `claim`; all name groups by formspawner.logins' rules."""
     groups = s.get("login_groups") or {}
     if not groups.get("enabled"):
         return
@@ -108,7 +108,7 @@ def apply_login_groups(c: Config, s: dict) -> None:
     authenticator = s["authenticator"]
     if authenticator not in LOGIN_GROUPS:
         raise PolicyError(
-            f"login_groups: the {authenticator} login brings no groups; use ldap or generic-oauth,"
+            f"login_groups: the {authenticator} login brings no groups; use ldap, generic-oauth or lti13,"
             " or give users their groups with load_groups or the admin page"
         )
     admin_groups = list(groups.get("admin_groups") or [])
@@ -116,6 +116,8 @@ def apply_login_groups(c: Config, s: dict) -> None:
     section.manage_groups = True
     if authenticator == "ldap":
         section.post_auth_hook = logins.LdapGroupsHook(admin_groups, set(s.get("admin_users", [])))
+    elif authenticator == "lti13":
+        section.post_auth_hook = logins.LtiGroupsHook(admin_groups, set(s.get("admin_users", [])))
     else:
         claim = groups.get("claim") or "groups"
         section.auth_state_groups_key = lambda auth_state: logins.claim_group_names(

@@ -8,7 +8,11 @@ hub's configuration wires them (`hubconfig.apply_login_groups`):
   member of arrive as DNs in the login's `auth_state["ldap_groups"]`; each becomes the hub
   group named after the value of its first part (`cn=ML 101,ou=groups,...` -> `ml-101`);
 - OpenID Connect (`oauthenticator`): its own `manage_groups` and `auth_state_groups_key`
-  read a claim; the names are made readable the same way.
+  read a claim; the names are made readable the same way;
+- LTI 1.3 (`jupyterhub-ltiauthenticator`): a launch carries one course (its context) and the
+  user's roles in it: the course's group (its label, else its title, made readable) and one
+  for the role (`ml-101-instructors`, `ml-101-tas`, `ml-101-students`). A launch changes
+  only that course's groups: a student in two courses keeps the other's.
 A group name is stable (the same provider group gives the same name at every login) and
 readable: lower case, letters, digits, `.`, `_` and `-`, at most 64 characters.
 """
@@ -100,4 +104,62 @@ class LdapGroupsHook:
         if admin is not None:
             authentication["admin"] = admin
         authenticator.log.info("Groups of %s from LDAP: %s", authentication["name"], ", ".join(groups) or "none")
+        return authentication
+
+
+LTI_CONTEXT = "https://purl.imsglobal.org/spec/lti/claim/context"
+LTI_ROLES = "https://purl.imsglobal.org/spec/lti/claim/roles"
+# LIS membership roles (LTI 1.3 core, A.2.3) -> the role group's suffix. A TA is the
+# Instructor sub-role `membership/Instructor#TeachingAssistant` (checked first).
+LTI_ROLE_GROUPS = (
+    ("membership/instructor#teachingassistant", "tas"),
+    ("membership#teachingassistant", "tas"),
+    ("membership#instructor", "instructors"),
+    ("membership#learner", "students"),
+)
+
+
+def lti_course_groups(claims: dict) -> tuple[set[str], set[str]]:
+    """(the launch's groups, every group of that course): the course's group and one for
+    each of the user's roles in it; none when the launch names no course."""
+    context = claims.get(LTI_CONTEXT) or {}
+    if not isinstance(context, dict):
+        raise LoginGroupsError(f"the launch's context is not an object: {context!r}")
+    name = context.get("label") or context.get("title") or context.get("id")
+    if not name:
+        return set(), set()
+    course = readable(str(name))
+    every = {course} | {f"{course}-{suffix}" for _, suffix in LTI_ROLE_GROUPS}
+    groups = {course}
+    roles = claims.get(LTI_ROLES) or []
+    if not isinstance(roles, list):
+        raise LoginGroupsError(f"the launch's roles are not a list: {roles!r}")
+    for role in roles:
+        text = str(role).lower()
+        for marker, suffix in LTI_ROLE_GROUPS:
+            if text.endswith(marker):
+                groups.add(f"{course}-{suffix}")
+                break
+    return groups, every
+
+
+class LtiGroupsHook(LdapGroupsHook):
+    """`Authenticator.post_auth_hook` for jupyterhub-ltiauthenticator (LTI 1.3): the launch's
+    course groups replace that course's groups, the user's other groups stay (a launch
+    carries one course), and admin follows the admin groups."""
+
+    def __call__(self, authenticator, handler, authentication: dict) -> dict:
+        claims = authentication.get("auth_state") or {}
+        mine, every = lti_course_groups(claims)
+        user = handler.find_user(authentication["name"]) if handler is not None else None
+        kept = {group.name for group in user.groups} - every if user is not None else set()
+        groups = sorted(kept | mine)
+        authentication["groups"] = groups
+        admin = is_admin(groups, self.admin_groups, authentication["name"], self.admin_users)
+        if admin is not None:
+            authentication["admin"] = admin
+        authenticator.log.info(
+            "Groups of %s from the LTI launch: %s (kept: %s)",
+            authentication["name"], ", ".join(sorted(mine)) or "none", ", ".join(sorted(kept)) or "none",
+        )  # fmt: skip
         return authentication

@@ -66,7 +66,19 @@ def check_service_limits(s: dict) -> None:
         )
 
 
+LTI13_NEEDS = ("issuer", "client_id", "authorize_url", "jwks_endpoint")
+
+
 def check_authenticator(s: dict) -> None:
+    if s["jupyterhub_authenticator"] == "lti13":
+        config = s.get("jupyterhub_authenticator_config") or {}
+        missing = [key for key in LTI13_NEEDS if not config.get(key)]
+        if missing:
+            raise InventoryError(
+                "jupyterhub_authenticator: lti13 needs in jupyterhub_authenticator_config the platform's "
+                + ", ".join(missing)
+                + " (from the LMS's registration of the tool: docs/admin.md, \"Launches from the LMS\")."
+            )
     if s["jupyterhub_authenticator"] != "dummy":
         return
     if not truthy(s["jupyterhub_insecure_demo"]):
@@ -90,9 +102,9 @@ def check_login_groups(s: dict) -> None:
     if not enabled:
         return
     authenticator = s["jupyterhub_authenticator"]
-    if authenticator not in ("ldap", "generic-oauth"):
+    if authenticator not in ("ldap", "generic-oauth", "lti13"):
         raise InventoryError(
-            f"jupyterhub_login_groups: the {authenticator} login brings no groups. Use ldap or generic-oauth, "
+            f"jupyterhub_login_groups: the {authenticator} login brings no groups. Use ldap, generic-oauth or lti13, "
             "or set it to false and give users their groups with load_groups or the admin page."
         )
     config = s.get("jupyterhub_authenticator_config") or {}

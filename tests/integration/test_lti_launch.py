@@ -1,0 +1,101 @@
+"""Launches from the learning management system (#43): LTI 1.3 through the real
+jupyterhub-ltiauthenticator, configured by the role's own code (hubconfig's
+apply_authenticator and apply_login_groups), from a stand-in platform
+(tests/integration/ltiplatform.py: no LMS runs here, so its three requests are played).
+The course and the role in it become hub groups; a launch from another course keeps the
+first course's groups; a launch signed with another key logs no one in."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES
+from .ltiplatform import MEMBERSHIP, TA, Platform
+
+ML = {"id": "c0ffee-17", "label": "ML 101", "title": "Machine Learning, winter term"}
+PHYSICS = {"id": "beef-42", "label": "PHY-2", "title": "Physics II"}
+COURSE_IMAGE = {"name": "ml", "display_name": "ML 101", "image": "jhtest/singleuser:scipy", "groups": ["ml-101"]}
+
+
+@pytest.fixture(scope="module")
+def platform():
+    stand_in = Platform()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def lti_hub(make_hub, platform):
+    hub = make_hub()
+    settings = {
+        "authenticator": "lti13",
+        "authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator",
+        "authenticator_config": platform.tool_config(),
+        "admin_users": [],
+        "allow_all": True,
+        "login_groups": {"enabled": True, "admin_groups": [], "claim": "groups"},
+    }
+    extra = (
+        "from formspawner import hubconfig\n"
+        f"_login = {settings!r}\n"
+        "c.Authenticator.admin_users = set()\n"
+        "hubconfig.apply_authenticator(c, _login)\n"
+        "hubconfig.apply_login_groups(c, _login)\n"
+    )
+    hub.start(
+        "formspawner.FormDockerSpawner",
+        {"images": [*IMAGES, COURSE_IMAGE], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
+        DOCKER_SETTINGS,
+        extra=extra,
+    )
+    return hub
+
+
+def groups_of(hub, name: str) -> list[str]:
+    return sorted(hub.api("GET", f"/users/{name}").json()["groups"])
+
+
+def test_a_launch_logs_the_student_in_with_the_course_and_role_as_groups(lti_hub, platform):
+    # The course's link is a launch link for its image: the student lands on it, logged in.
+    answer = platform.launch(lti_hub.url, "ada", ML, [MEMBERSHIP + "Learner"], target="/hub/launch?image=ml")
+    assert answer.status_code == 302, answer.text[:800]
+    assert answer.headers["Location"] == "/hub/launch?image=ml"
+    assert groups_of(lti_hub, "ada") == ["ml-101", "ml-101-students"]
+    answer = platform.launch(lti_hub.url, "prof", ML, [MEMBERSHIP + "Instructor"])
+    assert answer.status_code == 302 and groups_of(lti_hub, "prof") == ["ml-101", "ml-101-instructors"]
+    answer = platform.launch(lti_hub.url, "tina", ML, [TA])
+    assert answer.status_code == 302 and groups_of(lti_hub, "tina") == ["ml-101", "ml-101-tas"]
+    # Instructors of a course are no hub admins.
+    assert lti_hub.api("GET", "/users/prof").json()["admin"] is False
+    # The course's image is offered to its members (the group the launch brought).
+    assert lti_hub.spawn("tina", {"image": "ml"}).status_code in (201, 202)
+    assert lti_hub.spawn("dora", {"image": "ml"}).status_code == 400
+
+
+def test_a_launch_from_another_course_keeps_the_first_courses_groups(lti_hub, platform):
+    platform.launch(lti_hub.url, "bob", ML, [MEMBERSHIP + "Learner"])
+    platform.launch(lti_hub.url, "bob", PHYSICS, [MEMBERSHIP + "Learner"])
+    assert groups_of(lti_hub, "bob") == ["ml-101", "ml-101-students", "phy-2", "phy-2-students"]
+    # Made a TA of ML 101 since: that course's groups follow, physics stays.
+    platform.launch(lti_hub.url, "bob", ML, [TA])
+    assert groups_of(lti_hub, "bob") == ["ml-101", "ml-101-tas", "phy-2", "phy-2-students"]
+
+
+def test_a_launch_with_a_bad_signature_or_another_audience_logs_no_one_in(lti_hub, platform):
+    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    answer = platform.launch(lti_hub.url, "mallory", ML, [MEMBERSHIP + "Instructor"], key=impostor)
+    assert answer.status_code == 400 and "Signature verification failed" in answer.text, answer.text[-800:]
+    assert lti_hub.api("GET", "/users/mallory").status_code == 404
+    # Signed by the platform, for another tool of the same LMS.
+    answer = platform.launch(lti_hub.url, "mallory", ML, [MEMBERSHIP + "Instructor"], audience="another-tool")
+    assert answer.status_code == 401 and lti_hub.api("GET", "/users/mallory").status_code == 404
+
+
+def test_the_tool_serves_the_configuration_an_lms_admin_registers(lti_hub):
+    answer = requests.get(f"{lti_hub.url}/hub/lti13/config", timeout=10)
+    assert answer.status_code == 200, answer.text[:500]
+    config = answer.json()
+    assert config["oidc_initiation_url"] == f"{lti_hub.url}/hub/lti13/oauth_login", config
+    assert config["target_link_uri"] == lti_hub.url, config
