@@ -27,7 +27,7 @@ DEFAULTS = yaml.safe_load((ROOT / "roles/jupyterhub/defaults/main.yml").read_tex
 BASE = {
     **{name: value for name, value in DEFAULTS.items() if name in (
         "jupyterhub_active_server_limit", "jupyterhub_authenticator", "jupyterhub_authenticator_config",
-        "jupyterhub_login_groups", "jupyterhub_admin_groups", "jupyterhub_dummy_password",
+        "jupyterhub_login_groups", "jupyterhub_admin_groups", "jupyterhub_dummy_password", "jupyterhub_extra_packages",
         "jupyterhub_egress_allow", "jupyterhub_egress_policy", "jupyterhub_env_policy", "jupyterhub_extra_config",
         "jupyterhub_extra_config_files", "jupyterhub_form_options", "jupyterhub_images", "jupyterhub_insecure_demo",
         "jupyterhub_metrics_enabled", "jupyterhub_metrics_token", "jupyterhub_port", "jupyterhub_repo_policy",
@@ -41,6 +41,7 @@ BASE = {
     "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
     "jupyterhub_db_url": f"sqlite:///{DEFAULTS['jupyterhub_data_dir']}/jupyterhub.sqlite",
     "docker_daemon_options": {}, "hub_port": 8081,
+    "hub_packages": ["jupyterhub==6.1.1", "dockerspawner==14.0.0", "jupyterhub-idle-culler==2.0.0"],
     "host": {"memory": 8 << 30, "cpus": 4, "swarm": False},
 }  # fmt: skip
 ACME = {"jupyterhub_tls_acme": {"email": "admin@example.edu", "domains": ["hub.example.edu"]}}
@@ -344,3 +345,13 @@ def test_an_lti_tool_needs_the_platforms_registration():
     refused("lti13 needs in jupyterhub_authenticator_config the platform's client_id, jwks_endpoint",
             jupyterhub_authenticator="lti13",
             jupyterhub_authenticator_config={k: v for k, v in LTI13.items() if k in ("issuer", "authorize_url")})
+
+
+def test_extra_hub_packages_are_pinned_and_leave_the_hubs_own_pins_alone():
+    assert errors(jupyterhub_extra_packages=["jupyterhub-tmpauthenticator==1.0.0", "ldap3[extras]==2.9.1"]) == []
+    refused("jupyterhub_extra_packages: jupyterhub-tmpauthenticator is not a pinned package: write name==version",
+            jupyterhub_extra_packages=["jupyterhub-tmpauthenticator"])  # fmt: skip
+    refused("is not a pinned package", jupyterhub_extra_packages=["pkg==1.0 --hash=sha256:00"])
+    refused("Dockerspawner is one of the hub's own packages", jupyterhub_extra_packages=["Dockerspawner==13.0.0"])
+    refused("JupyterHub is one of the hub's own packages", jupyterhub_extra_packages=["JupyterHub==5.0.0"])
+    refused("A_B is listed twice", jupyterhub_extra_packages=["a-b==1", "A_B==2"])

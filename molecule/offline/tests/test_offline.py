@@ -25,6 +25,9 @@ def test_the_venv_came_from_the_wheelhouse(host):
     assert host.run("ls /opt/jupyterhub-wheels/jupyterhub-*.whl").rc == 0
     assert host.check_output("/opt/jupyterhub/bin/jupyterhub --version").strip() == HUB_VERSION
     assert host.run("/opt/jupyterhub/bin/pip show --quiet formspawner").rc == 0
+    # The admin's extra package (jupyterhub_extra_packages), from the bundle as well.
+    assert host.run("ls /opt/jupyterhub-wheels/jupyterhub_tmpauthenticator-1.0.0-*.whl").rc == 0
+    assert host.check_output("/opt/jupyterhub/bin/python -c 'import tmpauthenticator; print(1)'") == "1"
 
 
 def test_the_image_came_from_its_archive_and_a_user_spawns_from_it(host):

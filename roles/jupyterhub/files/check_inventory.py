@@ -126,6 +126,39 @@ def check_login_groups(s: dict) -> None:
             )
 
 
+PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9][A-Za-z0-9.+!_-]*)")
+
+
+def package_name(name: str) -> str:
+    """A package's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_extra_packages(s: dict) -> None:
+    """More packages in the hub's environment: each pinned, none the hub pins itself."""
+    extra = s.get("jupyterhub_extra_packages") or []
+    own = {package_name(PIN.fullmatch(p).group(1)) for p in s.get("hub_packages") or [] if PIN.fullmatch(p)}
+    own |= {"jupyterhub", "formspawner"}
+    seen = set()
+    for entry in extra:
+        found = PIN.fullmatch(str(entry).strip())
+        if not found:
+            raise InventoryError(
+                f"jupyterhub_extra_packages: {shown(entry)} is not a pinned package: write name==version "
+                "(e.g. jupyterhub-tmpauthenticator==1.0.0), so that every run and the offline bundle install "
+                "the same (hashes are not taken in this release)."
+            )
+        name = package_name(found.group(1))
+        if name in own:
+            raise InventoryError(
+                f"jupyterhub_extra_packages: {found.group(1)} is one of the hub's own packages, pinned by the "
+                "role (jupyterhub_version, jupyterhub_authenticator_versions, ...): change that setting instead."
+            )
+        if name in seen:
+            raise InventoryError(f"jupyterhub_extra_packages: {found.group(1)} is listed twice.")
+        seen.add(name)
+
+
 def check_metrics(s: dict) -> None:
     names = [service.get("name") for service in s["jupyterhub_services"] if isinstance(service, dict)]
     if truthy(s["jupyterhub_metrics_enabled"]) and "prometheus" in names:
@@ -336,8 +369,8 @@ def load_egress(path: Path):
 
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
-    rules = (check_service_limits, check_authenticator, check_login_groups, check_metrics, check_tls, check_database,
-             check_start_slots, check_extra_config_files, check_spawn_options, check_storage,
+    rules = (check_service_limits, check_authenticator, check_login_groups, check_extra_packages, check_metrics,
+             check_tls, check_database, check_start_slots, check_extra_config_files, check_spawn_options, check_storage,
              lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
