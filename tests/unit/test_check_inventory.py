@@ -41,7 +41,8 @@ BASE = {
     "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
     "jupyterhub_db_url": f"sqlite:///{DEFAULTS['jupyterhub_data_dir']}/jupyterhub.sqlite",
     "docker_daemon_options": {}, "hub_port": 8081,
-    "hub_packages": ["jupyterhub==6.1.1", "dockerspawner==14.0.0", "jupyterhub-idle-culler==2.0.0"],
+    "hub_packages": [f"jupyterhub=={DEFAULTS['jupyterhub_version']}", "dockerspawner==14.0.0",
+                     "jupyterhub-idle-culler==2.0.0"],
     "host": {"memory": 8 << 30, "cpus": 4, "swarm": False},
 }  # fmt: skip
 ACME = {"jupyterhub_tls_acme": {"email": "admin@example.edu", "domains": ["hub.example.edu"]}}
