@@ -148,7 +148,7 @@ demo-clean: ## Remove the demo container and its Docker volume
 	-docker rm -f jupyterhub-demo
 	-docker volume rm jupyterhub-demo-docker
 
-bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs stock DockerSpawner, repo launches, quotas
+bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs stock DockerSpawner, repo launches, quotas, capacity
 	mkdir -p artifacts
 	$(BIN)/python benchmarks/spawn.py --out artifacts/bench-spawn.json
 	$(BIN)/python benchmarks/spawn.py --profiles --out artifacts/bench-spawn-profiles.json
@@ -158,6 +158,7 @@ bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs 
 	$(BIN)/python benchmarks/lecture.py --out artifacts/bench-lecture.json
 	$(BIN)/python benchmarks/build_flood.py --out artifacts/bench-build-flood.json
 	$(BIN)/python benchmarks/quota.py --out artifacts/bench-quota.json
+	$(BIN)/python benchmarks/capacity.py --out artifacts/bench-capacity.json
 	$(BIN)/python benchmarks/healthcheck.py --out artifacts/bench-healthcheck.json
 	$(BIN)/python benchmarks/playbook.py --out artifacts/bench-playbook.json
 
