@@ -55,3 +55,19 @@ def metrics(host, wait_for: str, prefixes=("formspawner_", "jupyterhub_")) -> di
         for line in text.splitlines()
         if line.startswith(tuple(prefixes))
     }
+
+
+COURSE_REPO = {"url": "https://localhost:8443/course.git", "ref": "main"}  # tasks/git-server.yml's
+
+
+def launch_course_repo(host, user: str, timeout: float = 400) -> str:
+    """Starts the user's server from the course repository the shared Git server serves
+    (built on the target), waits until it is ready and checks that the build's package is
+    importable in it; returns the `docker exec` prefix for the user's container."""
+    status, answer = api(host, "POST", f"/users/{user}/server", {"image": "minimal", "repo": COURSE_REPO})
+    assert status in (201, 202), answer
+    wait_ready(host, user, timeout=timeout)
+    run = f"docker exec --user 1000 jupyter-{user}"
+    assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
+    assert host.check_output(f"{run} cat /home/jovyan/work/course/README.md") == "# course"
+    return run

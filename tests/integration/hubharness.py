@@ -322,3 +322,20 @@ def package_repo(server: GitServer, name: str, value: str) -> str:
         },
         executable={"postBuild"},
     )
+
+
+def start_with_login(hub: Hub, login: dict, images: list | None = None, extra: str = "") -> Hub:
+    """Start `hub` with its login configured by the role's own code: hubconfig's
+    apply_authenticator and apply_login_groups over `login` (the keys settings.json has on
+    a server: authenticator, authenticator_class, authenticator_config, admin_users,
+    allow_all, login_groups); `extra` is more hub config after it."""
+    code = (
+        "from formspawner import hubconfig\n"
+        f"_login = {login!r}\n"
+        "c.Authenticator.admin_users = set()\n"
+        "hubconfig.apply_authenticator(c, _login)\n"
+        "hubconfig.apply_login_groups(c, _login)\n"
+    ) + extra
+    spawner = {"images": images or IMAGES, "env_policy": ENV_POLICY, "form_options": ["image", "env"]}
+    hub.start("formspawner.FormDockerSpawner", spawner, DOCKER_SETTINGS, extra=code)
+    return hub

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES
+from .hubharness import IMAGES, start_with_login
 from .ldapserver import SUFFIX, Slapd, group_dn
 
 USERS = {"ada": "ada-secret-1", "bob": "bob-secret-2", "grace": "grace-secret-3"}
@@ -56,21 +56,7 @@ def ldap_settings(directory: Slapd) -> dict:
 
 @pytest.fixture
 def ldap_hub(make_hub, directory):
-    hub = make_hub()
-    extra = (
-        "from formspawner import hubconfig\n"
-        f"_login = {ldap_settings(directory)!r}\n"
-        "c.Authenticator.admin_users = set()\n"
-        "hubconfig.apply_authenticator(c, _login)\n"
-        "hubconfig.apply_login_groups(c, _login)\n"
-    )
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": [*IMAGES, COURSE_IMAGE], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=extra,
-    )
-    return hub
+    return start_with_login(make_hub(), ldap_settings(directory), [*IMAGES, COURSE_IMAGE])
 
 
 def log_in(hub, name: str, password: str) -> tuple[requests.Session, requests.Response]:
@@ -135,18 +121,10 @@ def test_a_membership_removed_in_the_directory_is_gone_at_the_next_login(ldap_hu
 
 
 def test_a_directory_that_does_not_answer_lets_no_one_in_and_creates_no_one(make_hub, directory):
-    hub = make_hub()
     settings = ldap_settings(directory)
     unreachable = {**settings, "authenticator_config": {**settings["authenticator_config"], "server_port": 9}}
-    extra = (
-        "from formspawner import hubconfig\n"
-        f"_login = {unreachable!r}\n"
-        "hubconfig.apply_authenticator(c, _login)\n"
-        "hubconfig.apply_login_groups(c, _login)\n"
-        "c.LDAPAuthenticator.login_help = 'the IT service desk (help@campus.test)'\n"
-    )
-    hub.start("formspawner.FormDockerSpawner", {"images": IMAGES, "env_policy": ENV_POLICY}, DOCKER_SETTINGS,
-              extra=extra)  # fmt: skip
+    helpdesk = "c.LDAPAuthenticator.login_help = 'the IT service desk (help@campus.test)'\n"
+    hub = start_with_login(make_hub(), unreachable, extra=helpdesk)
     _, response = log_in(hub, "ada", USERS["ada"])
     # The student is told what happened and whom to ask; the log says exactly why.
     assert response.status_code == 503, response.text[-1500:]

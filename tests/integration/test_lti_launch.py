@@ -11,7 +11,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES
+from .hubharness import IMAGES, start_with_login
 from .ltiplatform import MEMBERSHIP, TA, Platform
 
 ML = {"id": "c0ffee-17", "label": "ML 101", "title": "Machine Learning, winter term"}
@@ -28,7 +28,6 @@ def platform():
 
 @pytest.fixture
 def lti_hub(make_hub, platform):
-    hub = make_hub()
     settings = {
         "authenticator": "lti13",
         "authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator",
@@ -37,20 +36,7 @@ def lti_hub(make_hub, platform):
         "allow_all": True,
         "login_groups": {"enabled": True, "admin_groups": [], "claim": "groups"},
     }
-    extra = (
-        "from formspawner import hubconfig\n"
-        f"_login = {settings!r}\n"
-        "c.Authenticator.admin_users = set()\n"
-        "hubconfig.apply_authenticator(c, _login)\n"
-        "hubconfig.apply_login_groups(c, _login)\n"
-    )
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": [*IMAGES, COURSE_IMAGE], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=extra,
-    )
-    return hub
+    return start_with_login(make_hub(), settings, [*IMAGES, COURSE_IMAGE])
 
 
 def groups_of(hub, name: str) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from oidc_provider_mock import User, run_server_in_thread
 
-from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES
+from .hubharness import IMAGES, start_with_login
 
 COURSE_IMAGE = {"name": "ml", "display_name": "ML 101", "image": "jhtest/singleuser:scipy", "groups": ["ml-101"]}
 
@@ -50,20 +50,7 @@ def oidc_hub(make_hub, provider):
         "allow_all": True,
         "login_groups": {"enabled": True, "admin_groups": ["hub-admins"], "claim": "groups"},
     }
-    extra = (
-        "from formspawner import hubconfig\n"
-        f"_login = {settings!r}\n"
-        "c.Authenticator.admin_users = set()\n"
-        "hubconfig.apply_authenticator(c, _login)\n"
-        "hubconfig.apply_login_groups(c, _login)\n"
-    )
-    hub.start(
-        "formspawner.FormDockerSpawner",
-        {"images": [*IMAGES, COURSE_IMAGE], "env_policy": ENV_POLICY, "form_options": ["image", "env"]},
-        DOCKER_SETTINGS,
-        extra=extra,
-    )
-    return hub
+    return start_with_login(hub, settings, [*IMAGES, COURSE_IMAGE])
 
 
 def sign_in(hub, sub: str) -> requests.Response:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import scenario  # noqa: E402  (molecule/shared, beside the scenarios)
-from hubapi import api, metrics, wait_ready  # noqa: E402
+from hubapi import api, launch_course_repo, metrics, wait_ready  # noqa: E402
 
 MIB = 1024 * 1024
 KEEPER = "/srv/docker/volumes/jupyterhub-user-keeper/_data"
@@ -65,13 +65,7 @@ def test_a_full_storage_says_disk_quota_exceeded_and_another_student_and_the_hub
     # The disk is not full: another student's server is built from a repository (the Git
     # server the side effect runs) and starts, the student writes, and the hub answers.
     assert api(host, "POST", "/users/second")[0] in (201, 409)
-    body = {"image": "minimal", "repo": {"url": "https://localhost:8443/course.git", "ref": "main"}}
-    status, answer = api(host, "POST", "/users/second/server", body)
-    assert status in (201, 202), answer
-    wait_ready(host, "second", timeout=400)
-    run = "docker exec --user 1000 jupyter-second"
-    assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
-    assert host.check_output(f"{run} cat /home/jovyan/work/course/README.md") == "# course"
+    run = launch_course_repo(host, "second")
     assert host.check_output(f"{run} sh -c 'echo fine > work/note && cat work/note'") == "fine"
     status, users = api(host, "GET", "/users")
     assert status == 200 and {"keeper", "second"} <= {u["name"] for u in users}
