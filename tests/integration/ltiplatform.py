@@ -59,7 +59,8 @@ class Platform:
         }
 
     def launch(self, hub_url: str, username: str, course: dict | None, roles: list[str],
-               target: str = "/hub/home", key=None, audience: str | None = None) -> requests.Response:  # fmt: skip
+               target: str = "/hub/home", key=None, audience: str | None = None,
+               issued: float | None = None) -> requests.Response:  # fmt: skip
         """A student's click on the tool's link in a course: the browser's three requests.
         Returns the hub's answer to the id_token (a redirect on success)."""
         browser = requests.Session()
@@ -71,7 +72,7 @@ class Platform:
         )
         assert start.status_code == 302 and start.headers["Location"].startswith(self.authorize_url), start.text[:500]
         asked = {k: v[0] for k, v in parse_qs(urlparse(start.headers["Location"]).query).items()}
-        now = int(time.time())
+        now = int(issued if issued is not None else time.time())
         claims = {
             "iss": self.issuer, "aud": audience or self.client_id, "sub": uuid.uuid5(uuid.NAMESPACE_URL, username).hex,
             "iat": now, "exp": now + 300, "nonce": asked["nonce"],
@@ -83,8 +84,15 @@ class Platform:
         if course is not None:
             claims[CLAIM + "context"] = course
         token = jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})
-        return browser.post(asked["redirect_uri"], data={"id_token": token, "state": asked["state"]},
-                            allow_redirects=False)  # fmt: skip
+        # Kept for a replay: the same browser posting the same answer again.
+        self.last = (browser, asked["redirect_uri"], {"id_token": token, "state": asked["state"]})
+        return browser.post(asked["redirect_uri"], data=self.last[2], allow_redirects=False)
+
+    def replay(self, fresh_browser: bool) -> requests.Response:
+        """The last launch's id_token posted again, by the same browser or by another one
+        (an attacker who captured it)."""
+        browser, url, data = self.last
+        return (requests.Session() if fresh_browser else browser).post(url, data=data, allow_redirects=False)
 
     def close(self) -> None:
         self.server.shutdown()

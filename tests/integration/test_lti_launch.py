@@ -3,9 +3,12 @@ jupyterhub-ltiauthenticator, configured by the role's own code (hubconfig's
 apply_authenticator and apply_login_groups), from a stand-in platform
 (tests/integration/ltiplatform.py: no LMS runs here, so its three requests are played).
 The course and the role in it become hub groups; a launch from another course keeps the
-first course's groups; a launch signed with another key logs no one in."""
+first course's groups; a launch signed with another key, for another tool, expired or
+replayed logs no one in."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import requests
@@ -77,6 +80,20 @@ def test_a_launch_with_a_bad_signature_or_another_audience_logs_no_one_in(lti_hu
     # Signed by the platform, for another tool of the same LMS.
     answer = platform.launch(lti_hub.url, "mallory", ML, [MEMBERSHIP + "Instructor"], audience="another-tool")
     assert answer.status_code == 401 and lti_hub.api("GET", "/users/mallory").status_code == 404
+
+
+def test_an_expired_or_replayed_launch_logs_no_one_in(lti_hub, platform):
+    answer = platform.launch(lti_hub.url, "eve", ML, [MEMBERSHIP + "Learner"], issued=time.time() - 3600)
+    assert answer.status_code == 400 and "expired" in answer.text.lower(), answer.text[-800:]
+    assert lti_hub.api("GET", "/users/eve").status_code == 404
+    # A good launch, then its id_token posted again, by the same browser (the tool forgot
+    # its state and nonce at the first use) or by another one that captured it: refused.
+    assert platform.launch(lti_hub.url, "zoe", ML, [MEMBERSHIP + "Learner"]).status_code == 302
+    lti_hub.api("DELETE", "/users/zoe")
+    for fresh_browser in (False, True):
+        answer = platform.replay(fresh_browser)
+        assert answer.status_code == 400 and "OAuth state missing from cookies" in answer.text, answer.text[-500:]
+    assert lti_hub.api("GET", "/users/zoe").status_code == 404
 
 
 def test_the_tool_serves_the_configuration_an_lms_admin_registers(lti_hub):
