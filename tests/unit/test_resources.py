@@ -278,3 +278,35 @@ def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(
     s.quota_socket, s.storage_usage = path, None
     asyncio.run(s._storage_under_quota())
     assert s.storage_usage is None
+
+
+@pytest.mark.parametrize("server_storage, volume", [("server", "jupyterhub-user-alice--lab"),
+                                                    ("user", "jupyterhub-user-alice")])  # fmt: skip
+def test_a_named_servers_own_storage_gets_its_own_quota(monkeypatch, tmp_path, server_storage, volume):
+    """Named servers with storage `server`: each server's volume is asked for the quota
+    (a user with 3 servers holds up to 3 times it); with `user`, their one volume."""
+    from formspawner import quotad
+
+    asked = []
+
+    class Backend:
+        def limit(self, name, data, size):
+            asked.append((name, size))
+            return 0, size
+
+    for name in ("jupyterhub-user-alice", "jupyterhub-user-alice--lab"):
+        (tmp_path / "volumes" / name / "_data").mkdir(parents=True)
+    service = quotad.Service(Backend(), str(tmp_path / "volumes"), "jupyterhub-user-")
+    path = str(tmp_path / "quota.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    s, calls = quota_spawner(monkeypatch, "btrfs", storage_quota=GIB, quota_socket=path, server_storage=server_storage,
+                             volumes={"jupyterhub-user-{username}": "/home/jovyan/work"},
+                             home_volume="jupyterhub-user-{username}")  # fmt: skip
+    s.orm_spawner = SimpleNamespace(name="lab", display_name="lab", user_options={}, state=None, server=None,
+                                    last_activity=None)  # fmt: skip
+    asyncio.run(s._storage_under_quota())
+    assert asked == [(volume, GIB)]
+    assert ("create_volume", (), {"name": volume}) in calls
