@@ -237,6 +237,20 @@ def test_the_layer_quota_is_what_the_server_writes_the_images_size_added_on_btrf
     assert "StorageOpt" not in created["host_config"]
 
 
+def serve_quotas(tmp_path, backend) -> str:
+    """The real quota service over `backend`, for the volumes under tmp_path/volumes, on a
+    Unix socket served by a thread; returns the socket's path."""
+    from formspawner import quotad
+
+    service = quotad.Service(backend, str(tmp_path / "volumes"), "jupyterhub-user-")
+    path = str(tmp_path / "quota.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    return path
+
+
 def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(monkeypatch, tmp_path):
     from formspawner import quotad
     from formspawner.errors import UserFacingError
@@ -253,12 +267,7 @@ def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(
             return 59 * 1024**2, size
 
     (tmp_path / "volumes" / "jupyterhub-user-alice" / "_data").mkdir(parents=True)
-    service = quotad.Service(Backend(), str(tmp_path / "volumes"), "jupyterhub-user-")
-    path = str(tmp_path / "quota.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(8)
-    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    path = serve_quotas(tmp_path, Backend())
     s, calls = quota_spawner(monkeypatch, "btrfs", storage_quota=60 * 1024**2, quota_socket=path,
                              volumes={"jupyterhub-user-{username}": "/home/jovyan/work"},
                              home_volume="jupyterhub-user-{username}")  # fmt: skip
@@ -285,7 +294,6 @@ def test_a_start_puts_the_volume_under_its_quota_first_and_stops_when_it_cannot(
 def test_a_named_servers_own_storage_gets_its_own_quota(monkeypatch, tmp_path, server_storage, volume):
     """Named servers with storage `server`: each server's volume is asked for the quota
     (a user with 3 servers holds up to 3 times it); with `user`, their one volume."""
-    from formspawner import quotad
 
     asked = []
 
@@ -296,12 +304,7 @@ def test_a_named_servers_own_storage_gets_its_own_quota(monkeypatch, tmp_path, s
 
     for name in ("jupyterhub-user-alice", "jupyterhub-user-alice--lab"):
         (tmp_path / "volumes" / name / "_data").mkdir(parents=True)
-    service = quotad.Service(Backend(), str(tmp_path / "volumes"), "jupyterhub-user-")
-    path = str(tmp_path / "quota.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(8)
-    threading.Thread(target=service.serve, args=(listener,), daemon=True).start()
+    path = serve_quotas(tmp_path, Backend())
     s, calls = quota_spawner(monkeypatch, "btrfs", storage_quota=GIB, quota_socket=path, server_storage=server_storage,
                              volumes={"jupyterhub-user-{username}": "/home/jovyan/work"},
                              home_volume="jupyterhub-user-{username}")  # fmt: skip
