@@ -4,13 +4,17 @@ apply_authenticator and apply_login_groups, as settings.json drives them on a se
 Through the hub's login form, as a student logs in: their LDAP groups become their hub
 groups, the course image is offered to its group only, admin comes from a group, and a
 membership removed in the directory is gone at the next login. A wrong password, an unknown
-name or a directory that does not answer lets no one in and creates no one."""
+name or a directory that does not answer lets no one in and creates no one; a directory
+that accepts the connection and then stalls holds up only that login, for at most the
+time limit, while the hub goes on answering everyone else."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,7 +42,7 @@ def ldap_settings(directory: Slapd) -> dict:
     jupyterhub_login_groups: true, jupyterhub_admin_groups: [hub-admins])."""
     return {
         "authenticator": "ldap",
-        "authenticator_class": "formspawner.ldaplogin.LDAPAuthenticator",
+        "authenticator_class": "formspawner.campuslogin.ldap.LDAPAuthenticator",
         "authenticator_config": {
             "server_address": "127.0.0.1",
             "server_port": directory.port,
@@ -122,9 +126,9 @@ def test_a_membership_removed_in_the_directory_is_gone_at_the_next_login(ldap_hu
 
 def test_a_directory_that_does_not_answer_lets_no_one_in_and_creates_no_one(make_hub, directory):
     settings = ldap_settings(directory)
-    unreachable = {**settings, "authenticator_config": {**settings["authenticator_config"], "server_port": 9}}
-    helpdesk = "c.LDAPAuthenticator.login_help = 'the IT service desk (help@campus.test)'\n"
-    hub = start_with_login(make_hub(), unreachable, extra=helpdesk)
+    unreachable = {**settings, "authenticator_config": {**settings["authenticator_config"], "server_port": 9},
+                   "login_help": "the IT service desk (help@campus.test)"}  # fmt: skip
+    hub = start_with_login(make_hub(), unreachable)
     _, response = log_in(hub, "ada", USERS["ada"])
     # The student is told what happened and whom to ask; the log says exactly why.
     assert response.status_code == 503, response.text[-1500:]
@@ -132,3 +136,35 @@ def test_a_directory_that_does_not_answer_lets_no_one_in_and_creates_no_one(make
     assert hub.api("GET", "/users/ada").status_code == 404
     assert re.search(r"Login of 'ada' failed: the directory at 127.0.0.1:9 did not answer \(LDAP\w+Error",
                      hub.log_text()), hub.log_text()[-2000:]  # fmt: skip
+
+
+def test_a_directory_that_stalls_holds_up_only_that_login_and_only_for_the_time_limit(make_hub, directory):
+    # A "directory" on loopback that completes the TCP handshake (the kernel's backlog)
+    # and then never answers the bind: what a hung slapd or a half-open firewall does.
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)
+    try:
+        settings = ldap_settings(directory)
+        config = {**settings["authenticator_config"], "server_port": stalled.getsockname()[1], "directory_timeout": 4}
+        hub = start_with_login(make_hub(), {**settings, "authenticator_config": config})
+        result = {}
+        login = threading.Thread(target=lambda: result.update(answer=log_in(hub, "ada", USERS["ada"])[1]))
+        login.start()
+        # While ada's login waits on the directory, the hub answers others (ldapauthenticator
+        # 2.0.2 alone holds the hub's event loop for as long as the directory stalls).
+        deadline = threading.Event()
+        deadline.wait(1.5)
+        assert login.is_alive(), "the login did not wait on the stalled directory: nothing was tested"
+        assert hub.api("GET", "/users").status_code == 200
+        assert requests.get(f"{hub.url}/hub/login", timeout=10).status_code == 200
+        assert login.is_alive(), "the hub answered only after the stalled login ended"
+        login.join(timeout=60)
+        assert not login.is_alive(), "the login waited past the time limit"
+        assert result["answer"].status_code == 503, result["answer"].text[-800:]
+        assert "the campus directory did not answer" in result["answer"].text
+        assert hub.api("GET", "/users/ada").status_code == 404
+        assert re.search(r"Login of 'ada' failed: the directory at 127.0.0.1:\d+ did not answer \(LDAP\w+Error",
+                         hub.log_text()), hub.log_text()[-2000:]  # fmt: skip
+    finally:
+        stalled.close()

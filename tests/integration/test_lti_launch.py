@@ -3,11 +3,13 @@ jupyterhub-ltiauthenticator, configured by the role's own code (hubconfig's
 apply_authenticator and apply_login_groups), from a stand-in platform
 (tests/integration/ltiplatform.py: no LMS runs here, so its three requests are played).
 The course and the role in it become hub groups; a launch from another course keeps the
-first course's groups; a launch signed with another key, for another tool, expired or
-replayed logs no one in."""
+first course's groups; a launch signed with another key, for another tool, expired,
+replayed or from a platform whose clock is ahead logs no one in, with a page that says
+what to do and whom to ask, and a log line that says why."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -19,6 +21,7 @@ from .ltiplatform import MEMBERSHIP, TA, Platform
 
 ML = {"id": "c0ffee-17", "label": "ML 101", "title": "Machine Learning, winter term"}
 PHYSICS = {"id": "beef-42", "label": "PHY-2", "title": "Physics II"}
+HELPDESK = "the IT service desk (help@campus.test)"
 COURSE_IMAGE = {"name": "ml", "display_name": "ML 101", "image": "jhtest/singleuser:scipy", "groups": ["ml-101"]}
 
 
@@ -33,11 +36,12 @@ def platform():
 def lti_hub(make_hub, platform):
     settings = {
         "authenticator": "lti13",
-        "authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator",
+        "authenticator_class": "formspawner.campuslogin.lti.LTI13Authenticator",
         "authenticator_config": platform.tool_config(),
         "admin_users": [],
         "allow_all": True,
         "login_groups": {"enabled": True, "admin_groups": [], "claim": "groups"},
+        "login_help": HELPDESK,
     }
     return start_with_login(make_hub(), settings, [*IMAGES, COURSE_IMAGE])
 
@@ -72,20 +76,35 @@ def test_a_launch_from_another_course_keeps_the_first_courses_groups(lti_hub, pl
     assert groups_of(lti_hub, "bob") == ["ml-101", "ml-101-tas", "phy-2", "phy-2-students"]
 
 
+def refused_with_help(answer, status: int, reason: str) -> None:
+    """What the student sees: the status, the reason, and what to do and whom to ask."""
+    assert answer.status_code == status and reason in answer.text, answer.text[-800:]
+    assert "Logging in did not work. Go back to your course and open the link again." in answer.text
+    assert f"If it goes on, tell {HELPDESK}." in answer.text
+
+
 def test_a_launch_with_a_bad_signature_or_another_audience_logs_no_one_in(lti_hub, platform):
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     answer = platform.launch(lti_hub.url, "mallory", ML, [MEMBERSHIP + "Instructor"], key=impostor)
-    assert answer.status_code == 400 and "Signature verification failed" in answer.text, answer.text[-800:]
+    refused_with_help(answer, 400, "Signature verification failed")
     assert lti_hub.api("GET", "/users/mallory").status_code == 404
+    assert "LTI launch refused (400): Signature verification failed." in lti_hub.log_text()
     # Signed by the platform, for another tool of the same LMS.
     answer = platform.launch(lti_hub.url, "mallory", ML, [MEMBERSHIP + "Instructor"], audience="another-tool")
-    assert answer.status_code == 401 and lti_hub.api("GET", "/users/mallory").status_code == 404
+    refused_with_help(answer, 401, "Audience")
+    assert lti_hub.api("GET", "/users/mallory").status_code == 404
 
 
 def test_an_expired_or_replayed_launch_logs_no_one_in(lti_hub, platform):
     answer = platform.launch(lti_hub.url, "eve", ML, [MEMBERSHIP + "Learner"], issued=time.time() - 3600)
-    assert answer.status_code == 400 and "expired" in answer.text.lower(), answer.text[-800:]
+    refused_with_help(answer, 400, "expired")
     assert lti_hub.api("GET", "/users/eve").status_code == 404
+    # A platform whose clock is ten minutes ahead of the hub's: its token is not valid yet.
+    answer = platform.launch(lti_hub.url, "eve", ML, [MEMBERSHIP + "Learner"], issued=time.time() + 600)
+    refused_with_help(answer, 400, "not yet valid")
+    assert lti_hub.api("GET", "/users/eve").status_code == 404
+    assert re.search(r"LTI launch refused \(400\): The token is not yet valid \(iat\)\. The platform's clock and"
+                     r" the hub's differ", lti_hub.log_text()), lti_hub.log_text()[-2000:]  # fmt: skip
     # A good launch, then its id_token posted again, by the same browser (the tool forgot
     # its state and nonce at the first use) or by another one that captured it: refused.
     assert platform.launch(lti_hub.url, "zoe", ML, [MEMBERSHIP + "Learner"]).status_code == 302

@@ -99,15 +99,22 @@ def test_the_hub_listens_where_inventory_says_and_keeps_servers_across_restarts(
 def test_the_authenticators_own_settings_land_in_its_section():
     c = applied(
         authenticator="generic-oauth",
-        authenticator_class="oauthenticator.generic.GenericOAuthenticator",
+        authenticator_class="formspawner.campuslogin.oidc.GenericOAuthenticator",
         authenticator_config={"client_id": "hub", "allowed_groups": ["students"]},
         allowed_users=["alice"],
     )
-    assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    assert c.JupyterHub.authenticator_class == "formspawner.campuslogin.oidc.GenericOAuthenticator"
     assert c.GenericOAuthenticator.client_id == "hub"
     assert c.GenericOAuthenticator.allowed_groups == ["students"]
     assert c.Authenticator.allowed_users == {"alice"}
     assert c.Authenticator.admin_users == {"admin"}
+    assert c.GenericOAuthenticator.login_help == "the hub's administrators"
+    helped = applied(authenticator="lti13", authenticator_class="formspawner.campuslogin.lti.LTI13Authenticator",
+                     login_help="the IT service desk (help@uni.edu)")  # fmt: skip
+    assert helped.LTI13Authenticator.login_help == "the IT service desk (help@uni.edu)"
+    # JupyterHub's own classes have no such setting: none is given (it would warn at start).
+    github = applied(authenticator="github", authenticator_class="oauthenticator.github.GitHubOAuthenticator")
+    assert "login_help" not in github.GitHubOAuthenticator
 
 
 def test_the_culler_gets_only_the_scopes_it_needs_and_no_culler_when_switched_off():

@@ -135,7 +135,7 @@ def spawner_traits(config: Path, spawner_class: str, *names: str) -> list:
                 "allowed_groups": ["jupyter-users"],
                 "manage_groups": True,
             },
-            "oauthenticator.generic.GenericOAuthenticator",
+            "formspawner.campuslogin.oidc.GenericOAuthenticator",
             {"client_id": "'jupyterhub'", "token_url": "'https://sso.example.edu/token'"},
         ),
         (
@@ -156,7 +156,7 @@ def spawner_traits(config: Path, spawner_class: str, *names: str) -> list:
                 "bind_dn_template": ["uid={username},ou=people,dc=example,dc=edu"],
                 "use_ssl": True,
             },
-            "formspawner.ldaplogin.LDAPAuthenticator",
+            "formspawner.campuslogin.ldap.LDAPAuthenticator",
             {"server_address": "'ldap.example.edu'", "use_ssl": "True"},
         ),
         ("native", {"open_signup": False}, "nativeauthenticator.nativeauthenticator.NativeAuthenticator",

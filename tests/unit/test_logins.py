@@ -54,9 +54,9 @@ def test_admin_comes_from_an_admin_group_and_goes_with_it():
 
 LDAP_CONFIG = {"server_address": "ldap.campus.edu", "allowed_groups": ["cn=ml-101,dc=x"],
                "group_search_filter": "(member={userdn})", "group_attributes": ["member"]}  # fmt: skip
-LDAP = {"authenticator": "ldap", "authenticator_class": "formspawner.ldaplogin.LDAPAuthenticator",
+LDAP = {"authenticator": "ldap", "authenticator_class": "formspawner.campuslogin.ldap.LDAPAuthenticator",
         "authenticator_config": LDAP_CONFIG}  # fmt: skip
-OIDC = {"authenticator": "generic-oauth", "authenticator_class": "oauthenticator.generic.GenericOAuthenticator",
+OIDC = {"authenticator": "generic-oauth", "authenticator_class": "formspawner.campuslogin.oidc.GenericOAuthenticator",
         "authenticator_config": {"client_id": "hub"}}  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_ldap_logins_bring_their_groups_through_the_post_login_hook():
 
 
 def test_openid_connect_logins_read_the_claim_through_oauthenticators_own_settings():
-    from oauthenticator.generic import GenericOAuthenticator
+    from formspawner.campuslogin.oidc import GenericOAuthenticator
 
     c = applied(**OIDC, login_groups={"enabled": True, "admin_groups": ["hub-admins"], "claim": "roles"})
     authenticator = GenericOAuthenticator(config=c)

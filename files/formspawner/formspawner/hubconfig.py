@@ -86,6 +86,8 @@ def apply_authenticator(c: Config, s: dict) -> None:
 
         c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
     section = c[class_name.rsplit(".", 1)[1]]
+    if class_name.startswith("formspawner.campuslogin."):
+        section.login_help = s.get("login_help") or "the hub's administrators"
     for key, value in (s.get("authenticator_config") or {}).items():
         section[key] = value
 
