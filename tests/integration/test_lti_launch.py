@@ -51,11 +51,23 @@ def groups_of(hub, name: str) -> list[str]:
 
 
 def test_a_launch_logs_the_student_in_with_the_course_and_role_as_groups(lti_hub, platform):
-    # The course's link is a launch link for its image: the student lands on it, logged in.
+    # The course's link is a launch link for its image: the launch from the course starts
+    # the student's server with it (the click in the LMS is the confirmation).
     answer = platform.launch(lti_hub.url, "ada", ML, [MEMBERSHIP + "Learner"], target="/hub/launch?image=ml")
     assert answer.status_code == 302, answer.text[:800]
-    assert answer.headers["Location"] == "/hub/launch?image=ml"
+    assert answer.headers["Location"] == "/hub/spawn-pending/ada", answer.headers
     assert groups_of(lti_hub, "ada") == ["ml-101", "ml-101-students"]
+    lti_hub.wait_ready("ada")
+    assert lti_hub.api("GET", "/users/ada").json()["servers"][""]["user_options"]["image"] == "ml"
+    # Launched again while it runs: the launch page, which opens the running server.
+    answer = platform.launch(lti_hub.url, "ada", ML, [MEMBERSHIP + "Learner"], target="/hub/launch?image=ml")
+    assert answer.headers["Location"] == "/hub/launch?image=ml"
+    # A link the rules refuse (physics students may not have the ML image) starts nothing:
+    # the launch page says why.
+    answer = platform.launch(lti_hub.url, "phil", PHYSICS, [MEMBERSHIP + "Learner"], target="/hub/launch?image=ml")
+    assert answer.headers["Location"] == "/hub/launch?image=ml"
+    assert lti_hub.api("GET", "/users/phil").json()["servers"] == {}
+    assert "Launch of phil from the LMS left to the launch page" in lti_hub.log_text()
     answer = platform.launch(lti_hub.url, "prof", ML, [MEMBERSHIP + "Instructor"])
     assert answer.status_code == 302 and groups_of(lti_hub, "prof") == ["ml-101", "ml-101-instructors"]
     answer = platform.launch(lti_hub.url, "tina", ML, [TA])

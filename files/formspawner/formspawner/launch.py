@@ -8,6 +8,11 @@ the user presses its button (a POST with JupyterHub's XSRF token). If the user's
 is already running with other options, the page says so and offers to stop it and
 start the requested one; it never restarts a server on its own.
 
+One arrival starts without the page: a launch from the LMS (LTI 1.3) whose target is a
+launch link (`start_on_arrival`). The student's click in their course, signed by the
+platform and bound to this browser's login state, is the confirmation; the rules are the
+link's, and a server already running (or a link the page would refuse) goes to the page.
+
 Registered in jupyterhub_config.py with
     c.JupyterHub.extra_handlers = formspawner.launch_handlers()
 (JupyterHub serves it under the hub's prefix, /hub/launch).
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from importlib import resources
+from urllib.parse import parse_qs, urlparse
 
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
@@ -50,17 +56,39 @@ def _message(error: web.HTTPError) -> str:
         return error.log_message
 
 
+def link_query(arguments: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A link's options from its query arguments (the server's name and the XSRF token
+    are not options). JupyterHub's own /hub/spawn links prefix options with `opt-`: both."""
+    return {key.removeprefix("opt-"): values for key, values in arguments.items() if key not in ("_xsrf", "server")}
+
+
+async def start_on_arrival(handler: BaseHandler, user, next_url: str) -> str | None:
+    """Start the user's default server from a launch link they arrive at from the LMS, as
+    the launch page's button would; the URL to send the browser to (its progress page).
+    None where the page must decide: not a launch link, a named server, a server already
+    running or starting, a link refused or a start that failed (the page says why)."""
+    target = urlparse(next_url)
+    if target.path.rstrip("/") != url_path_join(handler.hub.base_url, "launch") or "server" in parse_qs(target.query):
+        return None
+    spawner = user.spawners[""]
+    if spawner.active or spawner.pending:
+        return None
+    try:
+        options, _ = spawner.link_options(link_query(parse_qs(target.query, keep_blank_values=True)))
+        await handler.spawn_single_user(user, "", options=options)
+    except (web.HTTPError, OptionError) as error:
+        handler.log.info("Launch of %s from the LMS left to the launch page: %s", user.name, error)
+        return None
+    handler.log.info("Launch of %s from the LMS started their server (%s)", user.name, next_url)
+    return url_path_join(handler.hub.base_url, "spawn-pending", user.escaped_name, "")
+
+
 class LaunchHandler(BaseHandler):
     """GET shows what a link asks for; POST (the user's own click) starts it."""
 
     def _query(self) -> dict:
-        query = {}
-        for key, values in self.request.query_arguments.items():
-            if key in ("_xsrf", "server"):
-                continue
-            # JupyterHub's own /hub/spawn links prefix options with `opt-`: accept both.
-            query[key.removeprefix("opt-")] = [v.decode("utf8", "replace") for v in values]
-        return query
+        arguments = self.request.query_arguments.items()
+        return link_query({key: [v.decode("utf8", "replace") for v in values] for key, values in arguments})
 
     def _server_name(self) -> str:
         """The named server a link asks for ("": the default server)."""

@@ -44,10 +44,18 @@ class HelpOnErrorPage:
 
     retry = "Go back to the login page and try again."
 
+    _error_html = ""
+
     @property
     def extra_error_html(self) -> str:
+        if self._error_html:  # JupyterHub's own, set when this handler starts a server
+            return self._error_html
         helper = getattr(self.authenticator, "login_help", "the hub's administrators")
         return (
             f'<span class="formspawner-login-failed">Logging in did not work. {html.escape(self.retry)}'
             f" If it goes on, tell {html.escape(helper)}.</span>"
         )
+
+    @extra_error_html.setter
+    def extra_error_html(self, value: str) -> None:
+        self._error_html = value

@@ -7,6 +7,7 @@ from ltiauthenticator.lti13 import auth as lti13_auth
 from ltiauthenticator.lti13 import handlers as lti13_handlers
 from tornado import web
 
+from ..launch import start_on_arrival
 from . import HelpOnErrorPage, LoginHelp
 
 # Why a launch was refused, for the log: ltiauthenticator's messages are PyJWT's.
@@ -22,6 +23,12 @@ class LTI13LoginInitHandler(HelpOnErrorPage, lti13_handlers.LTI13LoginInitHandle
 
 class LTI13CallbackHandler(HelpOnErrorPage, lti13_handlers.LTI13CallbackHandler):
     retry = "Go back to your course and open the link again."
+
+    async def redirect_to_next_url(self, user):
+        """A course's link that is a launch link starts the student's server on arrival
+        (formspawner.launch.start_on_arrival); any other target is where they land."""
+        next_url = self.get_next_url(user)
+        self.redirect(await start_on_arrival(self, user, next_url) or next_url)
 
     async def post(self):
         try:
