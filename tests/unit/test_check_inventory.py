@@ -352,7 +352,12 @@ def test_extra_hub_packages_are_pinned_and_leave_the_hubs_own_pins_alone():
     assert errors(jupyterhub_extra_packages=["jupyterhub-tmpauthenticator==1.0.0", "ldap3[extras]==2.9.1"]) == []
     refused("jupyterhub_extra_packages: jupyterhub-tmpauthenticator is not a pinned package: write name==version",
             jupyterhub_extra_packages=["jupyterhub-tmpauthenticator"])  # fmt: skip
-    refused("is not a pinned package", jupyterhub_extra_packages=["pkg==1.0 --hash=sha256:00"])
+    good = "sha256:" + "0123456789abcdef" * 4
+    assert errors(jupyterhub_extra_packages=[f"pkg==1.0 --hash={good} --hash=sha512:{'a' * 128}"]) == []
+    refused("--hash=sha256:00 after pkg==1.0 is not a hash pip can check: write --hash=sha256: and the file's 64",
+            jupyterhub_extra_packages=["pkg==1.0 --hash=sha256:00"])  # fmt: skip
+    refused("--hash=md5:", jupyterhub_extra_packages=[f"pkg==1.0 --hash=md5:{'0' * 32}"])
+    refused("pkg is not a pinned package", jupyterhub_extra_packages=[f"pkg --hash={good}"])
     refused("Dockerspawner is one of the hub's own packages", jupyterhub_extra_packages=["Dockerspawner==13.0.0"])
     refused("JupyterHub is one of the hub's own packages", jupyterhub_extra_packages=["JupyterHub==5.0.0"])
     refused("A_B is listed twice", jupyterhub_extra_packages=["a-b==1", "A_B==2"])

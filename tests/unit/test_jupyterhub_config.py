@@ -54,7 +54,7 @@ class InventoryDumper(yaml.SafeDumper):
 InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
 
 
-def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict, succeed: bool = True) -> str:
+def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict, succeed: bool = True, handlers: list = ()) -> str:
     """Run tasks on the controller with the role's defaults and vars and the given
     inventory (as extra vars); Ansible's output (which must be a success, or a failure
     when `succeed` is False)."""
@@ -65,6 +65,7 @@ def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict, succeed: bool =
         "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
         "vars": {"role_path": str(ROLE)},
         "tasks": tasks,
+        "handlers": list(handlers),
     }]
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump(play))

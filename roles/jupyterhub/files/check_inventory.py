@@ -134,20 +134,32 @@ def package_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# pip's hash options (hash-checking mode), each of its own length.
+HASH = re.compile(r"--hash=(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})")
+
+
 def check_extra_packages(s: dict) -> None:
-    """More packages in the hub's environment: each pinned, none the hub pins itself."""
+    """More packages in the hub's environment: each pinned, none the hub pins itself,
+    hashes (pip's `--hash=sha256:...`, any number) where given well-formed."""
     extra = s.get("jupyterhub_extra_packages") or []
     own = {package_name(PIN.fullmatch(p).group(1)) for p in s.get("hub_packages") or [] if PIN.fullmatch(p)}
     own |= {"jupyterhub", "formspawner"}
     seen = set()
     for entry in extra:
-        found = PIN.fullmatch(str(entry).strip())
+        pin, *hashes = str(entry).split() or [""]
+        found = PIN.fullmatch(pin)
         if not found:
             raise InventoryError(
-                f"jupyterhub_extra_packages: {shown(entry)} is not a pinned package: write name==version "
+                f"jupyterhub_extra_packages: {shown(pin)} is not a pinned package: write name==version "
                 "(e.g. jupyterhub-tmpauthenticator==1.0.0), so that every run and the offline bundle install "
-                "the same (hashes are not taken in this release)."
+                "the same, and the file's hashes after it if you have them (--hash=sha256:...)."
             )
+        for option in hashes:
+            if not HASH.fullmatch(option):
+                raise InventoryError(
+                    f"jupyterhub_extra_packages: {shown(option)} after {pin} is not a hash pip can check: write"
+                    " --hash=sha256: and the file's 64 hex digits (pip hash FILE prints it; sha384 and sha512 too)."
+                )
         name = package_name(found.group(1))
         if name in own:
             raise InventoryError(
