@@ -51,7 +51,8 @@ def test_a_hashed_extra_package_is_installed_only_from_the_file_with_that_hash(t
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
     install(tmp_path, f"campus-auth==1.0 --hash=sha256:{digest}", succeed=True)
     python = tmp_path / "venv" / "bin" / "python"
-    assert subprocess.check_output([python, "-c", "import campus_auth; print(campus_auth.LOGIN)"], text=True) == "campus\n"
+    imported = subprocess.check_output([python, "-c", "import campus_auth; print(campus_auth.LOGIN)"], text=True)
+    assert imported == "campus\n"
 
     # The same name and version, another file (re-published, or a tampered bundle): refused.
     wheels.joinpath(good.name).unlink()
