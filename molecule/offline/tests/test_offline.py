@@ -28,6 +28,10 @@ def test_the_venv_came_from_the_wheelhouse(host):
     # The admin's extra package (jupyterhub_extra_packages), from the bundle as well.
     assert host.run("ls /opt/jupyterhub-wheels/jupyterhub_tmpauthenticator-1.0.0-*.whl").rc == 0
     assert host.check_output("/opt/jupyterhub/bin/python -c 'import tmpauthenticator; print(1)'") == "1"
+    # Given with its hash: installed in pip's hash-checking mode from that file.
+    assert "--hash=sha256:d5358d6a" in host.file("/opt/jupyterhub-src/extra-hashed.txt").content_string
+    wheel = host.check_output("sha256sum /opt/jupyterhub-wheels/jupyterhub_tmpauthenticator-1.0.0-*.whl")
+    assert wheel.startswith("d5358d6a25b9d500a77720ae798d63669d02ac83bd5f563da485032c8d56d164")
 
 
 def test_the_image_came_from_its_archive_and_a_user_spawns_from_it(host):
