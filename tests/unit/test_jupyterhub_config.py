@@ -160,6 +160,17 @@ def spawner_traits(config: Path, spawner_class: str, *names: str) -> list:
             "formspawner.campuslogin.ldap.LDAPAuthenticator",
             {"server_address": "'ldap.example.edu'", "use_ssl": "True"},
         ),
+        (
+            "lti13",
+            {
+                "issuer": "https://moodle.campus.edu",
+                "client_id": ["Xy12AbCdEf"],
+                "authorize_url": "https://moodle.campus.edu/mod/lti/auth.php",
+                "jwks_endpoint": "https://moodle.campus.edu/mod/lti/certs.php",
+            },
+            "formspawner.campuslogin.lti.LTI13Authenticator",
+            {"issuer": "'https://moodle.campus.edu'", "login_help": "\"the hub's administrators\""},
+        ),
         ("native", {"open_signup": False}, "nativeauthenticator.nativeauthenticator.NativeAuthenticator",
          {"open_signup": "False"}),
         ("pam", {}, "jupyterhub.auth.PAMAuthenticator", {}),
