@@ -32,6 +32,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -50,7 +51,7 @@ import requests  # noqa: E402
 from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
-from benchmarks.common import emit  # noqa: E402
+from benchmarks.common import emit, process_tree  # noqa: E402
 from benchmarks.spawn import burst  # noqa: E402
 from tests.integration.hubharness import (  # noqa: E402
     DOCKER_SETTINGS,
@@ -134,20 +135,14 @@ def summarize(figures: list[dict]) -> dict:
 
 def process_tree_rss(root: int) -> float:
     """Resident memory (MB) of a process and its descendants (the hub and its proxy)."""
-    parents, rss = {}, {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    total = 0.0
+    for pid in process_tree(root):
         try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
-            continue
-        pid = int(status.parent.name)
-        parents[pid] = int(fields["PPid"])
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0.0)
-        todo += [child for child, parent in parents.items() if parent == pid]
+            continue  # gone meanwhile
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total += int(found.group(1)) / 1024 if found else 0.0
     return total
 
 

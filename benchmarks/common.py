@@ -9,6 +9,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def process_tree(root: int) -> list[int]:
+    """A process and its descendants (the hub and its proxy), from /proc's parent links."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
 def emit(results: dict, out: str | None) -> None:
     """Print the results as JSON, and write them to `out` too when given."""
     text = json.dumps(results, indent=2)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 import requests  # noqa: E402
 
-from benchmarks.common import emit  # noqa: E402
+from benchmarks.common import emit, process_tree  # noqa: E402
 from benchmarks.spawn import FORM_BODY, burst, percentile  # noqa: E402
 from tests.integration.hubharness import (  # noqa: E402
     DOCKER_SETTINGS,
@@ -57,20 +57,13 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def process_tree_cpu(root: int) -> float:
     """CPU seconds of a process and its descendants (their own and their reaped children's)."""
-    parents, cpu = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    total = 0.0
+    for pid in process_tree(root):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        cpu[pid] = sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += cpu.get(pid, 0.0)
-        todo += [child for child, parent in parents.items() if parent == pid]
+        total += sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
     return total
 
 
