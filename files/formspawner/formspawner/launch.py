@@ -79,6 +79,10 @@ async def start_on_arrival(handler: BaseHandler, user, next_url: str) -> str | N
     except (web.HTTPError, OptionError) as error:
         handler.log.info("Launch of %s from the LMS left to the launch page: %s", user.name, error)
         return None
+    except Exception:
+        # The login itself succeeded: the student lands on the launch page, which can say why.
+        handler.log.exception("Launch of %s from the LMS could not start their server", user.name)
+        return None
     handler.log.info("Launch of %s from the LMS started their server (%s)", user.name, next_url)
     return url_path_join(handler.hub.base_url, "spawn-pending", user.escaped_name, "")
 
