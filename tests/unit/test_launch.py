@@ -2,6 +2,7 @@
 a refusal's message is told. The page itself (GET shows, POST starts) runs on a real hub in
 tests/integration/test_repo_launches.py and tests/integration/test_browser.py."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -169,3 +170,47 @@ def test_a_link_to_a_named_server_gets_that_server_or_the_default_as_stand_in_af
     with pytest.raises(web.HTTPError, match="Invalid server_name"):
         asyncio.run(LaunchHandler._server(handler, user))
     assert checked[-1][1:] == ("caf\ufffd", "caf\ufffd")
+
+
+class _Spawner:
+    def __init__(self, active=False, refuse=None):
+        self.active, self.pending, self.refuse, self.asked = active, None, refuse, None
+
+    def link_options(self, query):
+        self.asked = query
+        if self.refuse:
+            raise web.HTTPError(400, self.refuse)
+        return {"image": query["image"][0]}, {}
+
+
+def _arrival(spawner, started: list):
+    async def spawn_single_user(user, name, options=None):
+        started.append((name, options))
+
+    log = SimpleNamespace(info=lambda *a: None, exception=lambda *a: None)
+    handler = SimpleNamespace(hub=SimpleNamespace(base_url="/hub/"), log=log, spawn_single_user=spawn_single_user)
+    user = SimpleNamespace(name="ada", escaped_name="ada", spawners={"": spawner})
+    return handler, user
+
+
+@pytest.mark.parametrize(
+    "next_url, spawner, lands",
+    [
+        ("/hub/launch?image=ml&_xsrf=x", _Spawner(), "/hub/spawn-pending/ada"),  # starts, then its progress page
+        ("/hub/home", _Spawner(), None),  # not a launch link: where the course's link points
+        ("/hub/launch?image=ml&server=lab", _Spawner(), None),  # a named server: the page decides
+        ("/hub/launch?image=ml", _Spawner(active=True), None),  # running: the page opens it or asks
+        ("/hub/launch?image=gpu", _Spawner(refuse="not yours"), None),  # refused: the page says why
+    ],
+)
+def test_an_lms_arrival_at_a_launch_link_starts_the_default_server_only_where_the_page_would_not_ask(
+    next_url, spawner, lands
+):
+    from formspawner.launch import start_on_arrival
+
+    started = []
+    handler, user = _arrival(spawner, started)
+    assert asyncio.run(start_on_arrival(handler, user, next_url)) == lands
+    assert started == ([("", {"image": "ml"})] if lands else [])
+    if lands:
+        assert "_xsrf" not in spawner.asked
