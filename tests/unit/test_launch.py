@@ -204,13 +204,25 @@ def _arrival(spawner, started: list):
     ],
 )
 def test_an_lms_arrival_at_a_launch_link_starts_the_default_server_only_where_the_page_would_not_ask(
-    next_url, spawner, lands
+    next_url, spawner, lands, monkeypatch
 ):
+    from formspawner import launch
     from formspawner.launch import start_on_arrival
 
     started = []
     handler, user = _arrival(spawner, started)
+    monkeypatch.setattr(launch, "_may_start_own_server", lambda user: True)
     assert asyncio.run(start_on_arrival(handler, user, next_url)) == lands
     assert started == ([("", {"image": "ml"})] if lands else [])
     if lands:
         assert "_xsrf" not in spawner.asked
+
+
+def test_an_lms_arrival_starts_nothing_for_a_user_whose_roles_do_not_let_them_start_servers(monkeypatch):
+    from formspawner import launch
+
+    started = []
+    handler, user = _arrival(_Spawner(), started)
+    monkeypatch.setattr(launch, "_may_start_own_server", lambda user: False)
+    assert asyncio.run(launch.start_on_arrival(handler, user, "/hub/launch?image=ml")) is None
+    assert started == []

@@ -62,6 +62,14 @@ def link_query(arguments: dict[str, list[str]]) -> dict[str, list[str]]:
     return {key.removeprefix("opt-"): values for key, values in arguments.items() if key not in ("_xsrf", "server")}
 
 
+def _may_start_own_server(user) -> bool:
+    """What the launch page's @needs_scope("servers") asks, for a user just logged in
+    (the handler's own scopes are still those it had before the login)."""
+    from jupyterhub.scopes import get_scopes_for, has_scope
+
+    return has_scope(f"servers!user={user.name}", get_scopes_for(user.orm_user))
+
+
 async def start_on_arrival(handler: BaseHandler, user, next_url: str) -> str | None:
     """Start the user's default server from a launch link they arrive at from the LMS, as
     the launch page's button would; the URL to send the browser to (its progress page).
@@ -70,6 +78,8 @@ async def start_on_arrival(handler: BaseHandler, user, next_url: str) -> str | N
     target = urlparse(next_url)
     if target.path.rstrip("/") != url_path_join(handler.hub.base_url, "launch") or "server" in parse_qs(target.query):
         return None
+    if not _may_start_own_server(user):
+        return None  # as the launch page's `servers` scope: the page refuses it
     spawner = user.spawners[""]
     if spawner.active or spawner.pending:
         return None
