@@ -9,8 +9,7 @@ import hashlib
 import subprocess
 import zipfile
 
-import yaml
-from test_jupyterhub_config import ROLE, run_role_tasks
+from test_jupyterhub_config import role_tasks, run_role_tasks
 
 HASHED = "Ensure the hashed extra packages are installed from files with their hashes"
 
@@ -34,8 +33,7 @@ def wheel(directory, name: str = "campus_auth", version: str = "1.0", body: str 
 
 
 def install(tmp_path, entry: str, succeed: bool) -> str:
-    tasks = yaml.safe_load((ROLE / "tasks" / "install.yml").read_text())
-    block = next(task for task in tasks if task.get("name") == HASHED)
+    [block] = role_tasks("install.yml", HASHED)
     venv = tmp_path / "venv"
     (tmp_path / "venv-src").mkdir(exist_ok=True)
     inventory = {"jupyterhub_venv": str(venv), "jupyterhub_wheelhouse": str(tmp_path / "bundle"),

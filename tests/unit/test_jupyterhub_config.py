@@ -54,6 +54,15 @@ class InventoryDumper(yaml.SafeDumper):
 InventoryDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
 
 
+def role_tasks(task_file: str, *names: str) -> list[dict]:
+    """The role's own tasks of those names from tasks/<task_file>, in the order named
+    (each must be there: a renamed task fails the test, not skips it)."""
+    tasks = {task.get("name"): task for task in yaml.safe_load((ROLE / "tasks" / task_file).read_text())}
+    missing = [name for name in names if name not in tasks]
+    assert not missing, f"not in tasks/{task_file}: {missing}"
+    return [tasks[name] for name in names]
+
+
 def run_role_tasks(tmp_path: Path, tasks: list, inventory: dict, succeed: bool = True, handlers: list = ()) -> str:
     """Run tasks on the controller with the role's defaults and vars and the given
     inventory (as extra vars); Ansible's output (which must be a success, or a failure

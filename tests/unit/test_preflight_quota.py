@@ -6,16 +6,14 @@ to change; a filesystem that can hold the quotas passes."""
 import json
 
 import pytest
-import yaml
-from test_jupyterhub_config import ROLE, run_role_tasks
+from test_jupyterhub_config import role_tasks, run_role_tasks
 
 BOTH = {"jupyterhub_user_storage_quota": "5G", "jupyterhub_user_layer_quota": "2G"}
 REFUSAL = "Refuse storage quotas the server's filesystem cannot hold, before anything changes"
 
 
 def refusal_task() -> dict:
-    tasks = yaml.safe_load((ROLE / "tasks" / "preflight.yml").read_text())
-    return next(task for task in tasks if task.get("name") == REFUSAL)
+    return role_tasks("preflight.yml", REFUSAL)[0]
 
 
 def preflight(tmp_path, fstype, options="rw", qgroups="on", driver="overlay2", **inventory):

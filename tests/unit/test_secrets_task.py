@@ -7,16 +7,14 @@ import getpass
 import os
 import stat
 
-import yaml
-from test_jupyterhub_config import ROLE, run_role_tasks
+from test_jupyterhub_config import role_tasks, run_role_tasks
 
 NAMES = ("Ensure the secrets exist and belong to the hub and no one else",
          "Ensure the metrics token is the one from inventory")  # fmt: skip
 
 
 def secrets(tmp_path, **inventory) -> str:
-    tasks = [t for t in yaml.safe_load((ROLE / "tasks" / "configure.yml").read_text()) if t.get("name") in NAMES]
-    assert len(tasks) == 2
+    tasks = role_tasks("configure.yml", *NAMES)
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "config").mkdir(exist_ok=True)
     return run_role_tasks(tmp_path, tasks, {"jupyterhub_data_dir": str(tmp_path / "data"),
