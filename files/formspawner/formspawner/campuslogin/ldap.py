@@ -4,6 +4,7 @@ loop, with a page that says whom to ask (formspawner.campuslogin)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import ldap3
 import ldapauthenticator
@@ -12,6 +13,11 @@ from tornado import web
 from traitlets import Integer
 
 from . import LoginHelp
+
+# Logins wait on the directory in threads of their own: while it stalls, they fill these,
+# not the event loop's default executor that the rest of the hub (formspawner's file
+# reads, JupyterHub's) shares. Each wait is bounded by directory_timeout.
+_DIRECTORY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ldap-login")
 
 
 class LDAPAuthenticator(LoginHelp, ldapauthenticator.LDAPAuthenticator):
@@ -23,10 +29,10 @@ class LDAPAuthenticator(LoginHelp, ldapauthenticator.LDAPAuthenticator):
 
     async def authenticate(self, handler, data):
         # ldapauthenticator's authenticate awaits nothing of the hub's: run it, with its
-        # blocking ldap3 calls, in a thread of its own, so that the hub goes on serving.
+        # blocking ldap3 calls, in a thread of the directory's, so that the hub goes on serving.
         attempt = super().authenticate(handler, data)
         try:
-            return await asyncio.to_thread(asyncio.run, attempt)
+            return await asyncio.get_running_loop().run_in_executor(_DIRECTORY, asyncio.run, attempt)
         except LDAPException as error:
             self.log.error(
                 "Login of %r failed: the directory at %s:%s did not answer (%s: %s)",
