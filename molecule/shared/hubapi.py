@@ -25,6 +25,11 @@ def api(host, method, path, body=None, token=TOKEN):
     return int(status), (json.loads(text) if text.startswith(("{", "[")) else text)
 
 
+def user_id(host, user, data_dir="/var/lib/jupyterhub") -> str:
+    """The user's own id, as the hub recorded it (jupyterhub_user_ids: distinct)."""
+    return str(json.loads(host.file(f"{data_dir}/formspawner-uids.json").content_string)["users"][user])
+
+
 def wait_ready(host, user, timeout=180):
     """Waits until the user's default server is ready and returns its model. Fails, with the
     hub's journal, when it is not ready in time or its spawn ended (the server is gone)."""
@@ -67,7 +72,7 @@ def launch_course_repo(host, user: str, timeout: float = 400) -> str:
     status, answer = api(host, "POST", f"/users/{user}/server", {"image": "minimal", "repo": COURSE_REPO})
     assert status in (201, 202), answer
     wait_ready(host, user, timeout=timeout)
-    run = f"docker exec --user 1000 jupyter-{user}"
+    run = f"docker exec jupyter-{user}"  # as the server runs: the user's own id
     assert host.check_output(f"{run} python -c 'import fsdemo; print(fsdemo.VALUE)'") == "from-molecule"
     assert host.check_output(f"{run} cat /home/jovyan/work/course/README.md") == "# course"
     return run

@@ -291,7 +291,7 @@ def container_of(client, user: str):
 def container_env(client, user: str) -> dict[str, str]:
     """The environment as the user's server process sees it, read from inside the container."""
     container = container_of(client, user)
-    code, output = container.exec_run(["cat", "/proc/1/environ"], user="1000")
+    code, output = container.exec_run(["cat", "/proc/1/environ"])  # as the server's own user
     assert code == 0, output
     pairs = [item.split("=", 1) for item in output.decode().split("\0") if "=" in item]
     return dict(pairs)

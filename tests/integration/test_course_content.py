@@ -59,7 +59,8 @@ def content_hub(repo_hub, docker_client, content_volumes):
         dockerfile = b"FROM jhtest/singleuser:minimal\nUSER root\nRUN rm /usr/bin/git\nUSER 1000\n"
         docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=NOGIT_IMAGE, rm=True)
     images = [*IMAGES, {"name": "nogit", "display_name": "No git", "image": NOGIT_IMAGE}]
-    return lambda: repo_hub(images=images, settings=STORAGE, spawner={"home_volume": VOLUME})
+    # As the role runs servers: each user as their own id (the merge, too).
+    return lambda: repo_hub(images=images, settings=STORAGE, spawner={"home_volume": VOLUME, "user_ids": "distinct"})
 
 
 def messages(events) -> list[str]:
@@ -121,7 +122,9 @@ def test_a_students_work_survives_stops_hub_restarts_and_the_instructors_updates
     assert run_as_user(docker_client, "ada", f"cat {FOLDER}/lab1/data.csv") == "x\n1"
     # The files are the student's, in their volume, as the server sees them.
     owners = run_as_user(docker_client, "ada", f"stat -c %u {FOLDER}/lab1/week1.py {FOLDER}/lab2/week2.py")
-    assert owners == "1000\n1000"
+    uid = run_as_user(docker_client, "ada", "id -u")
+    assert int(uid) >= 200000
+    assert owners == f"{uid}\n{uid}"
 
     # Another student's launch starts from the instructor's version, not from ada's.
     launch(hub, "grace", body)

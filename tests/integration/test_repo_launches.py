@@ -25,7 +25,9 @@ def repo_body(server, name, ref="main", image="minimal"):
 
 
 def run_as_user(client, user: str, command: str) -> str:
-    code, output = container_of(client, user).exec_run(["sh", "-c", command], user="1000")
+    """`command` run as the server runs: the container's own user (the image's, or the
+    user's own id with user_ids 'distinct') and groups."""
+    code, output = container_of(client, user).exec_run(["sh", "-c", command])
     assert code == 0, output.decode(errors="replace")
     return output.decode().strip()
 

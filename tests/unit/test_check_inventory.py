@@ -35,7 +35,8 @@ BASE = {
         "jupyterhub_start_slots", "jupyterhub_subdomain_host", "jupyterhub_tls_acme",
         "jupyterhub_tls_acme_backend_port", "jupyterhub_tls_cert_src", "jupyterhub_tls_enabled",
         "jupyterhub_tls_key_src", "jupyterhub_user_storage_quota", "jupyterhub_user_layer_quota",
-        "jupyterhub_min_free_disk", "jupyterhub_user_volume_name")},
+        "jupyterhub_min_free_disk", "jupyterhub_user_volume_name", "jupyterhub_user_ids",
+        "jupyterhub_user_first_uid")},
     "jupyterhub_images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2025-01-01"}],
     "jupyterhub_user_cpu_limit": 1, "jupyterhub_user_mem_limit": "1G",
     "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
@@ -311,6 +312,18 @@ def test_storage_quotas_are_refused_on_a_swarm_naming_the_images_that_set_them()
 def test_storage_quotas_need_a_volume_name_with_a_fixed_start():
     refused("has no fixed start", jupyterhub_user_storage_quota="5G", jupyterhub_user_volume_name="{username}-home")
     assert errors(jupyterhub_user_volume_name="{username}-home") == []
+
+
+def test_distinct_user_ids_are_refused_on_a_swarm_and_auto_is_not():
+    swarm = {**BASE["host"], "swarm": True}
+    refused("jupyterhub_user_ids: distinct is not available on a swarm yet", jupyterhub_user_ids="distinct", host=swarm)
+    assert errors(jupyterhub_user_ids="auto", host=swarm) == []
+    assert errors(jupyterhub_user_ids="distinct") == []
+
+
+def test_the_first_user_id_must_be_above_the_images_users():
+    refused("jupyterhub_user_first_uid 1000 is outside 1001..", jupyterhub_user_first_uid=1000)
+    assert errors(jupyterhub_user_first_uid=1000, jupyterhub_user_ids="image") == []
 
 
 LDAP_GROUPS = {"allowed_groups": ["cn=ml-101,ou=groups,dc=campus,dc=edu"], "group_search_filter": "(member={userdn})",

@@ -53,6 +53,8 @@ BASE = {
         "shared_mounts": {},
         "storage_quota": "",
         "layer_quota": "",
+        "ids": "auto",
+        "first_uid": 200000,
     },
     "storage": {"quota_socket": "", "docker_data_root": "/var/lib/docker", "min_free_disk": "2G"},
     "outbound": {"ca_bundle": "", "proxy": {}},
@@ -176,6 +178,21 @@ def test_whole_home_volumes_mount_at_the_home_and_move_the_old_files_into_work()
     )
     with pytest.raises(PolicyError, match="a folder of the home"):
         applied(user={**BASE["user"], "volume_whole_home": True, "volume_mount": "/work"})
+
+
+def test_users_run_as_their_own_ids_on_one_host_and_as_the_images_user_on_a_swarm():
+    c = applied(data_dir="/var/lib/jupyterhub")  # the role's default: auto
+    assert c.FormDockerSpawner.user_ids == "distinct"
+    assert c.FormDockerSpawner.first_uid == 200000
+    assert c.FormDockerSpawner.uid_record == "/var/lib/jupyterhub/formspawner-uids.json"
+    assert c.FormDockerSpawner.volume_owner_record == "/var/lib/jupyterhub/formspawner-volume-owners.txt"
+    assert "user_ids" not in applied(user={**BASE["user"], "ids": "image"}).FormDockerSpawner
+    assert "user_ids" not in applied(swarm=SWARM).FormDockerSpawner
+    FormSwarmSpawner(config=applied(swarm=SWARM))  # its own check passes
+    with pytest.raises(PolicyError, match="distinct is not available on a swarm yet"):
+        applied(swarm=SWARM, user={**BASE["user"], "ids": "distinct"})
+    with pytest.raises(PolicyError, match="first_uid 0 is outside"):
+        applied(user={**BASE["user"], "first_uid": 0})
 
 
 def test_a_swarm_confines_users_services_by_their_container_spec_and_resources():
@@ -346,6 +363,11 @@ def test_one_hosts_whole_config_is_what_the_settings_say_and_nothing_else(tmp_pa
     servers["FormDockerSpawner"].update(
         ca_bundle="/etc/ssl/certs/ca-certificates.crt", proxy_env={"https_proxy": "http://p.edu:3128"},
         build_network="jupyterhub-builds",
+        # Each user as their own id: on one host (auto).
+        user_ids="distinct",
+        first_uid=200000,
+        uid_record="/var/lib/jupyterhub/formspawner-uids.json",
+        volume_owner_record="/var/lib/jupyterhub/formspawner-volume-owners.txt",
     )
     servers["DockerSpawner"].update(
         extra_host_config={

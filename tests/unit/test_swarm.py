@@ -355,3 +355,11 @@ def test_a_gpu_choice_on_swarm_reserves_that_many_of_the_workers_generic_gpu_res
 def test_gpus_by_device_or_all_are_refused_on_swarm_when_the_config_loads(gpus):
     with pytest.raises(PolicyError, match="'ml' asks for .*GPU.*on a swarm a server asks for a number of GPUs"):
         FormSwarmSpawner(images=[{"name": "ml", "image": "x", "resources": {"gpus": gpus}}])
+
+
+def test_distinct_user_ids_are_refused_on_a_swarm_with_a_message():
+    with pytest.raises(PolicyError, match="'distinct' is not available on a swarm yet"):
+        FormSwarmSpawner.check_config({"user_ids": "distinct"})
+    FormSwarmSpawner.check_config({"user_ids": "image"})
+    with pytest.raises(PolicyError, match="'distinct' is not available on a swarm yet"):
+        FormSwarmSpawner(user_ids="distinct")

@@ -50,6 +50,8 @@ SCRIPT = str(Path(__file__).with_name("contentsync.py"))
 # Whole-home storage from a work-folder volume (FormDockerSpawner.home_volume_moved_into).
 MIGRATE_MOUNT = "/opt/formspawner/homemigrate.py"
 MIGRATE = str(Path(__file__).with_name("homemigrate.py"))
+OWNER_MOUNT = "/opt/formspawner/owner.py"
+OWNER = str(Path(__file__).with_name("owner.py"))
 
 # Where the views of launches are made: beside the copies (CONTENT_ROOT + this).
 VIEWS_SUFFIX = "-launches"

@@ -20,6 +20,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
+from . import identity
 from .errors import PolicyError
 
 if TYPE_CHECKING:
@@ -162,6 +163,27 @@ def apply_services(c: Config, s: dict) -> None:
             )
 
 
+def apply_user_ids(c: Config, s: dict) -> None:
+    """Whose id servers run as: each user's own (distinct: one host only), or the image's."""
+    user = s["user"]
+    ids = user.get("ids", "image")
+    if ids == "auto":
+        ids = "image" if s.get("swarm") else "distinct"
+    if ids == "distinct" and s.get("swarm"):
+        raise PolicyError(
+            "jupyterhub_user_ids: distinct is not available on a swarm yet (each volume is given to its user's "
+            "id by a short container on the engine that holds it, which the hub does not reach on a swarm's "
+            "nodes): use auto or image."
+        )
+    if ids not in ("distinct", "image"):
+        raise PolicyError(f"jupyterhub_user_ids must be auto, distinct or image, not {ids!r}")
+    if ids == "distinct":
+        c.FormDockerSpawner.user_ids = "distinct"
+        c.FormDockerSpawner.first_uid = identity.check_first_uid(int(user.get("first_uid", 200000)))
+        c.FormDockerSpawner.uid_record = os.path.join(s["data_dir"], "formspawner-uids.json")
+        c.FormDockerSpawner.volume_owner_record = os.path.join(s["data_dir"], "formspawner-volume-owners.txt")
+
+
 def apply_spawner(c: Config, s: dict) -> None:
     """Users' servers: the options users choose, their storage, limits and confinement."""
     from .launch import launch_handlers
@@ -197,6 +219,7 @@ def apply_spawner(c: Config, s: dict) -> None:
         c.FormDockerSpawner.home_volume_moved_into = folder
         c.FormDockerSpawner.home_volume_record = os.path.join(s["data_dir"], "formspawner-whole-home.txt")
     c.FormDockerSpawner.home_volume = user["volume_name"]
+    apply_user_ids(c, s)
     for source, target in user.get("shared_mounts", {}).items():
         c.DockerSpawner.volumes[source] = {"bind": target, "mode": "ro"}
     c.DockerSpawner.notebook_dir = user["notebook_dir"]

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import docker.errors
 
-from . import build, cache, content, contentsync, helpers, schedule
+from . import build, cache, content, contentsync, helpers, resources, schedule
 from .labels import USER_LABEL
 from .outbound import Outbound
 from .repo import BaseImage, RepoPolicy, RepoRequest, cache_key, image_tag
@@ -58,12 +58,21 @@ class LaunchContext:
     build_network: str
     outbound: Outbound
     host_config: dict = field(default_factory=dict)  # the servers' extra_host_config
+    run_as: str = ""  # "uid:gid" the user's server runs as; "" = the image's user
 
     @property
     def confinement(self) -> dict:
         """Helpers are confined as servers are (the role: every capability dropped, no
-        privilege gain through setuid programs), and more: no network, their own limits."""
-        return {key: value for key, value in self.host_config.items() if key in HELPER_CONFINEMENT}
+        privilege gain through setuid programs), and more: no network, their own limits;
+        a helper run as the user's own id gets the server's groups too."""
+        confined = {key: value for key, value in self.host_config.items() if key in HELPER_CONFINEMENT}
+        if self.run_as:
+            confined.update(resources.identity_groups(self.host_config))
+        return confined
+
+    def helper_user(self, base: BaseImage) -> str:
+        """Who a helper that writes the user's files runs as: the server's own user."""
+        return self.run_as or base.user
 
     @property
     def content_root(self) -> str:
@@ -84,10 +93,13 @@ class Plan:
     default_url: str
 
 
-async def run_helper(ctx: LaunchContext, what: str, image, user, command, binds, percent) -> dict:
+async def run_helper(ctx: LaunchContext, what: str, image, user, command, binds, percent, confinement=None) -> dict:
     """A short container of `image` running python3 `command` as `user`, with no network,
-    on the hub's helper threads, within helper_timeout; its output lines are progress (but
-    for the result line); the result it printed, or BuildError "`what` failed: why"."""
+    on the hub's helper threads, within helper_timeout (confined as ctx.confinement says,
+    or as `confinement`); its output lines are progress (but for the result line); the
+    result it printed, or BuildError "`what` failed: why"."""
+    if confinement is None:
+        confinement = ctx.confinement
     loop = asyncio.get_running_loop()
 
     def on_line(line: str) -> None:
@@ -97,7 +109,7 @@ async def run_helper(ctx: LaunchContext, what: str, image, user, command, binds,
     try:
         helper = functools.partial(
             helpers.run, entrypoint=["python3"], user=user, labels={USER_LABEL: ctx.user},
-            host_config=helpers.host_config_kwargs(ctx.confinement, binds), on_line=on_line,
+            host_config=helpers.host_config_kwargs(confinement, binds), on_line=on_line,
         )  # fmt: skip
         code, lines = await schedule.helpers.run(ctx.user, ctx.helper_timeout, helper, ctx.client, image, command)
     except (helpers.HelperTimeout, schedule.Busy) as error:
@@ -204,7 +216,7 @@ class RepoLaunch:
         what = f"Synchronising {request.name} into your storage"
         ctx.emit_progress(62, what)
         try:
-            result = await run_helper(ctx, what, image, base.user, command, binds, 64)
+            result = await run_helper(ctx, what, image, ctx.helper_user(base), command, binds, 64)
         finally:
             shutil.rmtree(os.path.dirname(view), ignore_errors=True)  # a few small files
         ctx.log.info("Synchronised %s at %s into %s for %s", request.url, self.commit, result["folder"], ctx.log_name)

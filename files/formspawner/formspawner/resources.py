@@ -129,3 +129,25 @@ def swarm_mounts(granted: Grant) -> list[docker.types.Mount]:
     if granted.shm_size is None:
         return []
     return [docker.types.Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=granted.shm_size)]
+
+
+# A server run as its user's own id (user_ids 'distinct'): group 0 as its primary group,
+# which docker-stacks' start.sh needs to name the id in /etc/passwd (the images let group 0
+# write it), and docker-stacks' users group, which the images' home and conda are given to.
+PRIMARY_GROUP = "0"
+IMAGE_GROUP = "100"
+# What the helper that gives a volume to its user's id may do as root: change owners,
+# and look into folders whatever their modes. Nothing else.
+OWNER_CAPABILITIES = ("CHOWN", "DAC_READ_SEARCH")
+
+
+def run_as(uid: int | None) -> str:
+    """Docker's `user` for a server or helper run as `uid`; "" = the image's user."""
+    return "" if uid is None else f"{uid}:{PRIMARY_GROUP}"
+
+
+def identity_groups(extra: dict) -> dict:
+    """The host config's group_add for a server run as its user's own id: the admin's
+    extra_host_config groups, then the images' users group."""
+    groups = [str(group) for group in extra.get("group_add") or []]
+    return {"group_add": groups + ([IMAGE_GROUP] if IMAGE_GROUP not in groups else [])}

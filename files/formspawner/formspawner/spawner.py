@@ -19,7 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, content, git, outbound, quota, repolaunch, resources, schedule
+from . import build, content, git, identity, outbound, quota, repolaunch, resources, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, RepoRefused, UserFacingError, as_http_error
 from .events import EventLog
@@ -492,6 +492,50 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         start runs it again). At most one runs per user at a time, four in all.""",
     )
 
+    user_ids = Enum(
+        ["image", "distinct"],
+        default_value="image",
+        config=True,
+        help="""Whose id a user's server runs as. 'image': the image's user (docker-stacks'
+        jovyan, 1000) for everyone. 'distinct': each hub user's own id, given at their first
+        start from first_uid on, recorded in uid_record and never given to anyone else; the
+        server runs as that id with group 0 (docker-stacks' start.sh names it in /etc/passwd,
+        which the images let group 0 write) and group 100 (users: the images' home and
+        conda), still with no capability and no privilege gain. Before a start, a short
+        container gives the user's volume to their id (what the image's user or an earlier
+        id owned), once per volume (volume_owner_record).""",
+    )
+
+    first_uid = Integer(
+        200000,
+        config=True,
+        help="""With user_ids 'distinct': the first user's id; the next users get the ids after
+        every id given so far. Above the host's own accounts and the images' users.""",
+    )
+
+    uid_record = Unicode(
+        "formspawner-uids.json",
+        config=True,
+        help="""With user_ids 'distinct': the hub's record of each user's id (relative to the
+        hub's working directory). Back it up with the database: a user's files are owned by
+        their id.""",
+    )
+
+    volume_owner_record = Unicode(
+        "formspawner-volume-owners.txt",
+        config=True,
+        help="""With user_ids 'distinct': the volumes already given to their user's id, one
+        "volume id" a line (relative to the hub's working directory). Losing it costs one
+        short container per volume at its next start.""",
+    )
+
+    # The user's id for this start (user_ids 'distinct'), else None.
+    uid: int | None = None
+
+    @validate("first_uid")
+    def _check_first_uid(self, proposal):
+        return identity.check_first_uid(proposal.value)
+
     def storage_suffix(self) -> str:
         """What tells this server's storage apart from the user's: '' or '--SERVER'."""
         if self.server_storage == "server" and self.name:
@@ -529,6 +573,10 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         env = super().get_env()
         env.update(self.outbound_policy.server_env())  # the admin's, over the user's values
         env.update(resources.environment(self.grant))
+        if self.uid is not None:
+            # What start.sh compares with the id it runs as (else it warns that it cannot
+            # change them without root).
+            env.update({"NB_UID": str(self.uid), "NB_GID": "0"})
         return env
 
     @property
@@ -538,6 +586,16 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         if suffix and self.home_volume:
             home = self.format_volume_name(self.home_volume, self)
             binds = {(source + suffix if source == home else source): bind for source, bind in binds.items()}
+        if self.uid is not None and self.home_volume:
+            # The owner helper made the volume (Docker copied the image's files into it
+            # there): an emptied volume must not get the image's folder again, whose owner
+            # Docker would copy onto the volume's top (the image's user, not the student).
+            home = self.format_volume_name(self.home_volume, self)
+            storage = (home, home + suffix)
+            binds = {
+                source: ({**bind, "mode": bind.get("mode", "rw") + ",nocopy"} if source in storage else bind)
+                for source, bind in binds.items()
+            }
         return {**binds, **self.outbound_policy.server_binds()}
 
     async def check_allowed(self, image):
@@ -593,6 +651,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             publish_image=self._publish_image, work_dir=self.repo_work_dir, cache_file=self.repo_cache_file,
             helper_timeout=self.helper_timeout, build_network=self.build_network,
             outbound=self.outbound_policy, host_config=dict(self.extra_host_config),
+            run_as=resources.run_as(self.uid),
         )  # fmt: skip
 
     def _apply_plan(self, plan: repolaunch.Plan) -> None:
@@ -613,6 +672,22 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         await self._discard_container()
         return await self._start_container()
 
+    async def _image_for_storage_helper(self, change: str) -> BaseImage:
+        """The server's image, pulled, for a short container that changes the user's volume
+        (what `change` says is done to it); refused while another of the user's servers
+        mounts that volume, naming them."""
+        sharing = self._running_servers_sharing_storage()
+        if sharing:
+            raise build.BuildError(
+                f"Your storage is being {change}, which needs your other servers stopped first "
+                f"(they use the same storage): {', '.join(sharing)}. Stop them, then start this one."
+            )
+        await self.pull_image(self.image)
+        try:
+            return BaseImage.from_inspect(await self.docker("inspect_image", self.image))
+        except ValueError as error:
+            raise build.BuildError(f"The image {self.image} cannot be used: {error}.") from None
+
     async def _move_volume_into_home(self) -> None:
         """home_volume_moved_into: the user's volume turned into a whole home, once."""
         storage = self._content_storage()
@@ -623,17 +698,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         done = await asyncio.to_thread(_read_lines, record)
         if source in done:
             return
-        sharing = self._running_servers_sharing_storage()
-        if sharing:
-            raise build.BuildError(
-                "Your storage is being moved to your whole home, which needs your other servers "
-                f"stopped first (they use the same storage): {', '.join(sharing)}. Stop them, then start this one."
-            )
-        await self.pull_image(self.image)
-        try:
-            base = BaseImage.from_inspect(await self.docker("inspect_image", self.image))
-        except ValueError as error:
-            raise build.BuildError(f"The image {self.image} cannot be used: {error}.") from None
+        base = await self._image_for_storage_helper("moved to your whole home")
         try:
             await self.docker("inspect_volume", source)
             new, mount = [], "/mnt/formspawner-volume"
@@ -645,9 +710,57 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         folder = self.home_volume_moved_into
         command = [content.MIGRATE_MOUNT, "--volume", mount, "--home", base.home, "--folder", folder, *new]
         what = "Moving your storage to your whole home"
-        result = await repolaunch.run_helper(self._launch_context(), what, self.image, base.user, command, binds, 3)
+        ctx = self._launch_context()
+        # As whoever owns the files: the image's user, until the volume is given to the user's id.
+        user = ctx.run_as if self.uid is not None and not self._volume_to_give else base.user
+        result = await repolaunch.run_helper(ctx, what, self.image, user, command, binds, 3)
         self.log.info("Volume %s holds the whole home now (%s)", source, result)
         await asyncio.to_thread(_append_line, record, source)
+
+    async def _own_id(self) -> None:
+        """user_ids 'distinct': the user's id for this start (given at their first), and
+        whether their volume is still to be given to it (a volume not there yet will be
+        made: given at once, even where a volume of that name was given before)."""
+        self.uid = None
+        self._volume_to_give = False
+        volume = self._storage_volume()
+        if self.user_ids != "distinct":
+            return
+        path = os.path.abspath(self.uid_record)
+        self.uid = await asyncio.to_thread(identity.uid_for, path, self.user.name, self.first_uid)
+        if volume is None or self._content_storage() is None:
+            return
+        try:
+            await self.docker("inspect_volume", volume)
+        except docker.errors.NotFound:
+            self._volume_to_give = True
+            return
+        record = await asyncio.to_thread(_read_lines, os.path.abspath(self.volume_owner_record))
+        self._volume_to_give = f"{volume} {self.uid}" not in record
+
+    _volume_to_give = False
+
+    async def _storage_owned(self) -> None:
+        """user_ids 'distinct': the user's volume given to their id, once per volume (a
+        stopped run is run again at the next start)."""
+        volume = self._storage_volume()
+        storage = self._content_storage()
+        if not self._volume_to_give or volume is None or storage is None:
+            return
+        base = await self._image_for_storage_helper("given your own user id")
+        # Mounted where the server mounts it: a new volume gets the image's files there, as
+        # the server's own mount would give them.
+        binds = {volume: {"bind": storage, "mode": "rw"}, content.OWNER: {"bind": content.OWNER_MOUNT, "mode": "ro"}}
+        command = [content.OWNER_MOUNT, "--volume", storage, "--uid", str(self.uid)]
+        command += ["--previous", base.user.split(":", 1)[0]]
+        what = "Giving your storage your own user id"
+        ctx = self._launch_context()
+        # Root with the two capabilities the change of owners needs, and nothing else.
+        confinement = {**ctx.confinement, "cap_add": list(resources.OWNER_CAPABILITIES), "group_add": []}
+        result = await repolaunch.run_helper(ctx, what, self.image, "0:0", command, binds, 12, confinement)
+        self.log.info("Volume %s belongs to %s's id %s now (%s)", volume, self._log_name, self.uid, result)
+        await asyncio.to_thread(_append_line, os.path.abspath(self.volume_owner_record), f"{volume} {self.uid}")
+        self._volume_to_give = False
 
     def _storage_volume(self) -> str | None:
         """The name of the volume that holds this server's storage (home_volume)."""
@@ -725,7 +838,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         binds = self.volume_binds
         for source in (name + self.storage_suffix(), name):
             bind = binds.get(source)
-            if bind and bind.get("mode", "rw") == "rw" and bind.get("bind", "").startswith("/"):
+            if bind and bind.get("mode", "rw").split(",")[0] == "rw" and bind.get("bind", "").startswith("/"):
                 return bind["bind"].rstrip("/") or "/"
         return None
 
@@ -763,6 +876,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
     def _options_fingerprint(self) -> str:
         chosen = {"image": self.image, "env": self.form_env}
+        if self.uid is not None:
+            chosen["uid"] = self.uid
         if self.choice_resources:
             chosen["resources"] = dataclasses.asdict(self.choice_resources)
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
@@ -774,9 +889,11 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         launch = None
         try:
             quota.check_free_space(self.docker_data_root, self.min_free_disk, "starting a server or a build")
+            await self._own_id()
             await self._storage_under_quota()
             if self.home_volume_moved_into:
                 await self._move_volume_into_home()
+            await self._storage_owned()
             if self.repo_request is not None:
                 commit, ref_name = self._repo_commit
                 launch = repolaunch.RepoLaunch(
@@ -872,6 +989,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
 
         def create_extras(extra):
             extra.setdefault("labels", {}).update({OPTIONS_LABEL: fingerprint, USER_LABEL: self.user.name})
+            if self.uid is not None:
+                extra["user"] = resources.run_as(self.uid)
             if not self.image_healthcheck:
                 # An admin's own healthcheck in extra_create_kwargs is kept.
                 extra.setdefault("healthcheck", dict(NO_HEALTHCHECK))
@@ -884,6 +1003,8 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             extra.setdefault("auto_remove", False)
             period = extra.get("cpu_period", resources.CPU_PERIOD)
             extra.update(resources.over_extra(extra, granted, self.choice_resources, period))
+            if self.uid is not None:
+                extra.update(resources.identity_groups(extra))
 
         # DockerSpawner merges its extra_* settings last: what is built here is handed over
         # through them, for this call only.

@@ -30,10 +30,10 @@ from pprint import pformat
 import docker.errors
 from docker.types import Mount, RestartPolicy
 from dockerspawner import SwarmSpawner
-from traitlets import Enum, Int, Unicode, default
+from traitlets import Enum, Int, Unicode, default, validate
 
 from . import resources, schedule
-from .errors import OptionError, UserFacingError, as_http_error
+from .errors import OptionError, PolicyError, UserFacingError, as_http_error
 from .labels import OPTIONS_LABEL, USER_LABEL
 from .spawner import NO_HEALTHCHECK, FormDockerSpawner, traits_set
 
@@ -55,6 +55,13 @@ class UnavailableNode(UserFacingError):
 SERVICE_NAME_MAX = 63
 
 
+USER_IDS_ON_SWARM = (
+    "FormSwarmSpawner.user_ids: 'distinct' is not available on a swarm yet (a user's volume is given "
+    "to their id by a short container on the engine that holds it, which the hub does not reach on "
+    "a swarm's nodes); servers there run as the image's user"
+)
+
+
 class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     """SwarmSpawner with formspawner's options. Configure as c.FormSwarmSpawner."""
 
@@ -62,6 +69,18 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     def _default_pull_policy(self):
         # The node the swarm picks pulls (the images role pre-pulls on every node).
         return "skip"
+
+    @validate("user_ids")
+    def _one_id_for_all(self, proposal):
+        if proposal.value != "image":
+            raise PolicyError(USER_IDS_ON_SWARM)
+        return proposal.value
+
+    @classmethod
+    def check_config(cls, section) -> None:
+        super().check_config(section)
+        if section.get("user_ids", "image") != "image":
+            raise PolicyError(USER_IDS_ON_SWARM)
 
     @classmethod
     def _gpus(cls) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import egress  # noqa: E402
-from hubapi import api, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
+from hubapi import api, user_id, wait_ready  # noqa: E402  (molecule/shared, beside the scenarios)
 
 
 def before(host):
@@ -71,10 +71,12 @@ def test_the_user_their_token_and_their_files_are_back(host):
     assert status in (201, 202)
     # Ready means the hub reached it (a bridge left on the users' subnet made it time out).
     wait_ready(host, "keeper", timeout=150)
-    out = host.check_output("docker exec --user 1000 jupyter-keeper cat /home/jovyan/work/thesis.txt")
+    out = host.check_output("docker exec jupyter-keeper cat /home/jovyan/work/thesis.txt")
     assert out == "chapter one"
-    owner = host.check_output("docker exec jupyter-keeper stat -c %u /home/jovyan/work/thesis.txt")
-    assert owner == "1000"
+    # Keeper's own id came back with the hub's files: the restored volume is still theirs.
+    owner = host.check_output("docker exec jupyter-keeper stat -c %u /home/jovyan/work /home/jovyan/work/thesis.txt")
+    assert owner.split() == [user_id(host, "keeper")] * 2
+    assert host.check_output("docker exec jupyter-keeper id -u") == user_id(host, "keeper")
 
 
 def test_the_network_policy_holds_on_the_restored_server(host):

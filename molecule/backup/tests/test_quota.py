@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import scenario  # noqa: E402  (molecule/shared, beside the scenarios)
-from hubapi import api, launch_course_repo, metrics, wait_ready  # noqa: E402
+from hubapi import api, launch_course_repo, metrics, user_id, wait_ready  # noqa: E402
 
 MIB = 1024 * 1024
 KEEPER = "/srv/docker/volumes/jupyterhub-user-keeper/_data"
@@ -52,13 +52,13 @@ def test_the_restored_volume_got_its_quota_at_its_users_start_and_kept_its_files
     used, limit = qgroup_of(host, KEEPER)
     assert limit == 60 * MIB and used < 10 * MIB
     assert host.check_output(f"cat {KEEPER}/thesis.txt") == "chapter one"
-    assert host.check_output(f"stat -c %u {KEEPER}/thesis.txt") == "1000"
+    assert host.check_output(f"stat -c %u {KEEPER}/thesis.txt") == user_id(host, "keeper")
     assert not host.file(KEEPER + ".quota-new").exists
 
 
 def test_a_full_storage_says_disk_quota_exceeded_and_another_student_and_the_hub_keep_working(host):
     wait_ready(host, "keeper")
-    fill = host.run("docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100")
+    fill = host.run("docker exec jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100")
     assert fill.rc != 0 and "Disk quota exceeded" in fill.stderr, fill.stderr
     written = int(host.check_output("docker exec jupyter-keeper stat -c %s /home/jovyan/work/fill"))
     assert 40 * MIB < written <= 60 * MIB
@@ -77,15 +77,15 @@ def test_a_full_storage_says_disk_quota_exceeded_and_another_student_and_the_hub
     assert re.search("Your storage at your server(&#39;|')s last start:", home), home[-2000:]
     assert "of 60 MB used" in home, home[-2000:]
     # keeper deletes the file (a full quota still lets a student delete) and writes again.
-    host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
-    host.check_output("docker exec --user 1000 jupyter-keeper sh -c 'echo two > /home/jovyan/work/chapter2.txt'")
+    host.check_output("docker exec jupyter-keeper rm /home/jovyan/work/fill")
+    host.check_output("docker exec jupyter-keeper sh -c 'echo two > /home/jovyan/work/chapter2.txt'")
 
 
 def test_what_a_server_writes_outside_its_storage_is_bounded_too(host):
     """/tmp, pip install, conda: the container's writable layer (layer_quota 100M; on btrfs
     the spawner adds the image's size, which Docker's btrfs driver counts too). Checked
     after Docker's restart (test_backup.py), which Docker 20.10 ends by turning quotas off."""
-    fill = host.run("docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/tmp/fill bs=1M count=300")
+    fill = host.run("docker exec jupyter-keeper dd if=/dev/zero of=/tmp/fill bs=1M count=300")
     assert fill.rc != 0 and "Disk quota exceeded" in fill.stderr, fill.stderr
     written = int(host.check_output("docker exec jupyter-keeper stat -c %s /tmp/fill"))
     # Less than the 100M: the image takes a little more on btrfs (its metadata) than the
@@ -113,6 +113,6 @@ def test_a_rerun_of_the_site_keeps_the_quotas_and_the_running_servers(host):
     assert result.returncode == 0, result.stdout[-3000:]
     assert host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper") == container
     assert qgroup_of(host, KEEPER)[1] == 60 * MIB
-    fill = host.run("docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100")
+    fill = host.run("docker exec jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100")
     assert fill.rc != 0 and "Disk quota exceeded" in fill.stderr, fill.stderr
-    host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
+    host.check_output("docker exec jupyter-keeper rm /home/jovyan/work/fill")

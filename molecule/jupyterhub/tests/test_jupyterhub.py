@@ -13,7 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import egress  # noqa: E402  (molecule/shared, beside the scenarios)
 import scenario  # noqa: E402
-from hubapi import API, TOKEN, api, launch_course_repo, metrics, wait_ready  # noqa: E402
+from hubapi import API, TOKEN, api, launch_course_repo, metrics, user_id, wait_ready  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[3]
 PINNED_VERSION = yaml.safe_load((PROJECT / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_version"]
@@ -26,7 +26,7 @@ def ensure_user(host, name):
 
 
 def container_env(host, name):
-    out = host.check_output(f"docker exec --user 1000 jupyter-{name} cat /proc/1/environ")
+    out = host.check_output(f"docker exec jupyter-{name} cat /proc/1/environ")  # as the server's own user
     return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
@@ -216,8 +216,15 @@ def test_the_network_policy_holds_from_a_users_server_and_from_a_build(host):
 
 def test_users_containers_are_confined_as_seen_from_inside(host):
     wait_ready(host, "alice")
-    status = host.check_output("docker exec --user 1000 jupyter-alice cat /proc/1/status")
+    status = host.check_output("docker exec jupyter-alice cat /proc/1/status")
     fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())}
+    # Alice's own id (jupyterhub_user_ids: auto, on one host), with group 0 for start.sh's
+    # passwd entry and the images' users group; her storage is hers.
+    uid = user_id(host, "alice")
+    assert int(uid) >= 200000
+    assert fields["Uid"].split() == [uid] * 4 and fields["Gid"].split() == ["0"] * 4
+    assert host.check_output("docker exec jupyter-alice id -un") == "jovyan"
+    assert host.check_output("docker exec jupyter-alice stat -c %u /home/jovyan/work") == uid
     assert int(fields["CapBnd"], 16) == 0, "no capability can be gained, even by root in the container"
     assert int(fields["CapEff"], 16) == 0
     assert fields["NoNewPrivs"] == "1"
@@ -236,7 +243,7 @@ def test_users_containers_are_confined_as_seen_from_inside(host):
         "except OSError as error: print('stopped', len(procs), error.errno)\n"
         "for p in procs: p.kill()\n"
     )
-    out = host.run(f"docker exec -i --user 1000 jupyter-alice python3 - <<'EOF'\n{bomb}EOF").stdout
+    out = host.run(f"docker exec -i jupyter-alice python3 - <<'EOF'\n{bomb}EOF").stdout
     assert out.startswith("stopped") and int(out.split()[1]) < 256, out
     status = host.check_output(
         f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Authorization: token {TOKEN}' https://localhost/user/alice/api/status"

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from hubapi import TOKEN, api, wait_ready  # noqa: E402
+from hubapi import TOKEN, api, user_id, wait_ready  # noqa: E402
 
 WORK = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -138,7 +138,13 @@ def test_the_users_server_kept_running_with_its_options_and_files_and_restarts_w
     assert host.check_output("docker exec jupyter-keeper cat /home/jovyan/work/kept.txt") == "kept"
     # ... and at that start the volume was put under its quota, its files kept.
     assert quota_of(host, KEEPER) == 60 * MIB
-    assert host.check_output(f"stat -c %u {KEEPER}/kept.txt") == "1000"
+    # ... and given to keeper's own id (the previous release ran every server as the image's
+    # user, 1000): the server runs as it, the files are its.
+    uid = user_id(host, "keeper")
+    assert host.check_output(f"stat -c %u {KEEPER} {KEEPER}/kept.txt").split() == [uid, uid]
+    assert host.check_output("docker exec jupyter-keeper id -u") == uid
+    host.check_output("docker exec jupyter-keeper sh -c 'echo mine > /home/jovyan/work/after-upgrade.txt'")
+    assert host.check_output(f"stat -c %u {KEEPER}/after-upgrade.txt") == uid
 
 
 def test_the_database_was_kept_and_the_hub_restarted_at_most_once(host):
@@ -153,10 +159,10 @@ def test_the_volume_from_before_the_upgrade_is_held_to_its_quota_across_a_restar
     """Debian 12's Docker 20.10 turns btrfs quotas off, and every limit with them, when it
     stops (moby#34593): jupyterhub-quota-reapply.service sets them again after its start.
     Here on the admin's own btrfs partition (no docker_data_loop_size)."""
-    fill = "docker exec --user 1000 jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100"
+    fill = "docker exec jupyter-keeper dd if=/dev/zero of=/home/jovyan/work/fill bs=1M count=100"
     result = host.run(fill)
     assert result.rc != 0 and "Disk quota exceeded" in result.stderr, result.stderr
-    host.check_output("docker exec --user 1000 jupyter-keeper rm /home/jovyan/work/fill")
+    host.check_output("docker exec jupyter-keeper rm /home/jovyan/work/fill")
     container = host.check_output("docker inspect -f '{{.Id}}' jupyter-keeper")
     host.check_output("systemctl restart docker")
     # Restarted with docker.service (PartOf=), after its start (After=): a oneshot that stays

@@ -379,11 +379,28 @@ def load_egress(path: Path):
     return module
 
 
+def check_user_ids(s: dict) -> None:
+    """Users' own ids: one host only, above the images' and the host's users."""
+    from formspawner.errors import PolicyError
+    from formspawner.identity import check_first_uid
+
+    if s["jupyterhub_user_ids"] == "distinct" and (s.get("host") or {}).get("swarm"):
+        raise InventoryError(
+            "jupyterhub_user_ids: distinct is not available on a swarm yet (each volume is given to its user's id "
+            "by a short container on the engine that holds it): use auto (the image's user there) or image."
+        )
+    if s["jupyterhub_user_ids"] != "image":
+        try:
+            check_first_uid(int(s["jupyterhub_user_first_uid"]))
+        except PolicyError as error:
+            raise InventoryError(f"jupyterhub_user_{error}.") from None
+
+
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
     rules = (check_service_limits, check_authenticator, check_login_groups, check_extra_packages, check_metrics,
              check_tls, check_database, check_start_slots, check_extra_config_files, check_spawn_options, check_storage,
-             lambda s: check_network_policy(s, egress))  # fmt: skip
+             check_user_ids, lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
         try:
