@@ -158,6 +158,7 @@ bench: $(STAMP) testenv ## Benchmarks (JSON to stdout and artifacts/): spawn vs 
 	$(BIN)/python benchmarks/lecture.py --out artifacts/bench-lecture.json
 	$(BIN)/python benchmarks/build_flood.py --out artifacts/bench-build-flood.json
 	$(BIN)/python benchmarks/quota.py --out artifacts/bench-quota.json
+	$(BIN)/python benchmarks/user_ids.py --out artifacts/bench-user-ids.json
 	$(BIN)/python benchmarks/capacity.py --out artifacts/bench-capacity.json
 	$(BIN)/python benchmarks/healthcheck.py --out artifacts/bench-healthcheck.json
 	$(BIN)/python benchmarks/playbook.py --out artifacts/bench-playbook.json

@@ -36,7 +36,8 @@ BASE = {
         "jupyterhub_tls_acme_backend_port", "jupyterhub_tls_cert_src", "jupyterhub_tls_enabled",
         "jupyterhub_tls_key_src", "jupyterhub_user_storage_quota", "jupyterhub_user_layer_quota",
         "jupyterhub_min_free_disk", "jupyterhub_user_volume_name", "jupyterhub_user_ids",
-        "jupyterhub_user_first_uid")},
+        "jupyterhub_user_first_uid", "jupyterhub_courses", "jupyterhub_course_root", "jupyterhub_course_mount",
+        "jupyterhub_team_mount")},
     "jupyterhub_images": [{"name": "minimal", "image": "quay.io/jupyter/minimal-notebook:2025-01-01"}],
     "jupyterhub_user_cpu_limit": 1, "jupyterhub_user_mem_limit": "1G",
     "jupyterhub_data_dir": DEFAULTS["jupyterhub_data_dir"],
@@ -319,6 +320,24 @@ def test_distinct_user_ids_are_refused_on_a_swarm_and_auto_is_not():
     refused("jupyterhub_user_ids: distinct is not available on a swarm yet", jupyterhub_user_ids="distinct", host=swarm)
     assert errors(jupyterhub_user_ids="auto", host=swarm) == []
     assert errors(jupyterhub_user_ids="distinct") == []
+
+
+def test_courses_are_checked_as_the_hub_reads_them():
+    course = {"name": "ml-101", "staff_groups": ["ml-staff"], "student_groups": ["ml-101"], "images": ["minimal"]}
+    # The only image is the one every user gets: it cannot be a course's alone.
+    refused("jupyterhub_images: no default image: every entry is limited to groups", jupyterhub_courses=[course])
+    refused("jupyterhub_courses 'ml-101'.images: no image is named 'ml'",
+            jupyterhub_courses=[{**course, "images": ["ml"]}])  # fmt: skip
+    refused("jupyterhub_courses[0].name 'ML' must be", jupyterhub_courses=[{**course, "name": "ML", "images": []}])
+    no_staff = {**course, "staff_groups": [], "images": []}
+    refused("staff_groups must name at least one group", jupyterhub_courses=[no_staff])
+    ml = {"name": "ml", "image": "quay.io/jupyter/scipy-notebook:2025-01-01"}
+    with_ml = [*BASE["jupyterhub_images"], ml]
+    assert errors(jupyterhub_courses=[{**course, "images": ["ml"]}], jupyterhub_images=with_ml) == []
+    refused("the team 'Team A' must be a group name", jupyterhub_courses=[{**no_staff, "staff_groups": ["s"],
+                                                                         "team_groups": ["Team A"]}])  # fmt: skip
+    refused("jupyterhub_courses are not available on a swarm yet", jupyterhub_courses=[{**course, "images": []}],
+            host={**BASE["host"], "swarm": True})  # fmt: skip
 
 
 def test_the_first_user_id_must_be_above_the_images_users():

@@ -195,6 +195,22 @@ def test_users_run_as_their_own_ids_on_one_host_and_as_the_images_user_on_a_swar
         applied(user={**BASE["user"], "first_uid": 0})
 
 
+def test_courses_reach_the_spawner_and_offer_their_images_to_their_members():
+    course = {
+        "name": "ml-101", "gid": 990, "path": "/srv/jupyterhub/courses/ml-101", "mount": "/home/jovyan/courses/ml-101",
+        "staff_groups": ["ml-staff"], "student_groups": ["ml-101"], "images": ["ml"],
+    }  # fmt: skip
+    images = [{"name": "minimal", "image": "a", "default": True}, {"name": "ml", "image": "b"}]
+    c = applied(courses=[course], images=images)
+    assert c.FormDockerSpawner.courses == [course]
+    assert c.FormDockerSpawner.images == [images[0], {**images[1], "groups": ["ml-staff", "ml-101"]}]
+    assert "courses" not in applied().FormDockerSpawner
+    with pytest.raises(PolicyError, match="jupyterhub_courses are not available on a swarm yet"):
+        applied(courses=[course], images=images, swarm=SWARM)
+    with pytest.raises(PolicyError, match="jupyterhub_courses 'ml-101'.images: no image is named 'ml'"):
+        applied(courses=[course], images=images[:1])
+
+
 def test_a_swarm_confines_users_services_by_their_container_spec_and_resources():
     c = applied(swarm=SWARM)
     assert c.JupyterHub.spawner_class == "formspawner.FormSwarmSpawner"

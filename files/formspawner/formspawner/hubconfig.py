@@ -20,7 +20,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from . import identity
+from . import courses, identity
 from .errors import PolicyError
 
 if TYPE_CHECKING:
@@ -194,7 +194,16 @@ def apply_spawner(c: Config, s: dict) -> None:
     c.JupyterHub.extra_handlers = launch_handlers()
     c.FormDockerSpawner.launch_links = True
     c.FormDockerSpawner.form_options = s["form_options"]
-    c.FormDockerSpawner.images = s["images"]
+    course_list = courses.from_config(s.get("courses") or [], "jupyterhub_courses")
+    if course_list and s.get("swarm"):
+        raise PolicyError(
+            "jupyterhub_courses are not available on a swarm yet: their folders are folders of the hub's host, "
+            "which the workers do not have."
+        )
+    # A course's images are offered to its members (its groups added to the image's).
+    c.FormDockerSpawner.images = courses.with_course_images(s["images"], course_list, "jupyterhub_courses")
+    if course_list:
+        c.FormDockerSpawner.courses = s["courses"]
     c.FormDockerSpawner.env_policy = s["env_policy"]
     c.FormDockerSpawner.repo_policy = s["repo_policy"]
     c.FormDockerSpawner.repo_cache_file = os.path.join(s["data_dir"], "formspawner-repo-cache.json")

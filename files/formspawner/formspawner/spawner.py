@@ -19,7 +19,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, HasTraits, Integer, List, Unicode, default, observe, validate
 
-from . import build, content, git, identity, outbound, quota, repolaunch, resources, schedule
+from . import build, content, courses, git, identity, outbound, quota, repolaunch, resources, schedule
 from .env import merge_environment
 from .errors import LaunchConfirmation, OptionError, PolicyError, RepoRefused, UserFacingError, as_http_error
 from .events import EventLog
@@ -529,6 +529,25 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
         short container per volume at its next start.""",
     )
 
+    courses = List(
+        Dict(),
+        config=True,
+        help="""Courses: [{name, gid: the course's group on the host, path: its folder on the
+        host (root and that group, mode 2775), mount: where servers see it, staff_groups,
+        student_groups: JupyterHub groups, images: choices its members are offered (the
+        hub's configuration adds the course's groups to them)}]. A member's server mounts
+        the folder: staff read-write, joining the gid; students read-only; others not at all.""",
+    )
+
+    @validate("courses")
+    def _check_courses(self, proposal):
+        courses.from_config(proposal.value, f"{type(self).__name__}.courses")
+        return proposal.value
+
+    @property
+    def course_list(self) -> list[courses.Course]:
+        return courses.from_config(self.courses)
+
     # The user's id for this start (user_ids 'distinct'), else None.
     uid: int | None = None
 
@@ -1005,6 +1024,12 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             extra.update(resources.over_extra(extra, granted, self.choice_resources, period))
             if self.uid is not None:
                 extra.update(resources.identity_groups(extra))
+            # The user's course folders: the server's own mounts, not its helpers'.
+            binds, gids = courses.mounts_for(self.course_list, self._user_groups())
+            if binds:
+                extra.setdefault("binds", {}).update(binds)
+                groups = [str(group) for group in extra.get("group_add") or []]
+                extra["group_add"] = groups + [gid for gid in gids if gid not in groups]
 
         # DockerSpawner merges its extra_* settings last: what is built here is handed over
         # through them, for this call only.

@@ -61,6 +61,11 @@ USER_IDS_ON_SWARM = (
     "a swarm's nodes); servers there run as the image's user"
 )
 
+COURSES_ON_SWARM = (
+    "FormSwarmSpawner.courses: course folders are not available on a swarm yet (they are folders of "
+    "the hub's host, which the workers do not have)"
+)
+
 
 class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
     """SwarmSpawner with formspawner's options. Configure as c.FormSwarmSpawner."""
@@ -76,11 +81,19 @@ class FormSwarmSpawner(FormDockerSpawner, SwarmSpawner):
             raise PolicyError(USER_IDS_ON_SWARM)
         return proposal.value
 
+    @validate("courses")
+    def _no_course_folders(self, proposal):
+        if proposal.value:
+            raise PolicyError(COURSES_ON_SWARM)
+        return proposal.value
+
     @classmethod
     def check_config(cls, section) -> None:
         super().check_config(section)
         if section.get("user_ids", "image") != "image":
             raise PolicyError(USER_IDS_ON_SWARM)
+        if section.get("courses"):
+            raise PolicyError(COURSES_ON_SWARM)
 
     @classmethod
     def _gpus(cls) -> str:

@@ -396,11 +396,49 @@ def check_user_ids(s: dict) -> None:
             raise InventoryError(f"jupyterhub_user_{error}.") from None
 
 
+def check_courses(s: dict) -> None:
+    """Courses as the hub reads them (names, groups, mounts, their images in the catalogue)."""
+    from formspawner.courses import from_config, with_course_images
+    from formspawner.errors import PolicyError
+    from formspawner.images import ImageCatalog
+
+    entries = s["jupyterhub_courses"]
+    if not entries:
+        return
+    if (s.get("host") or {}).get("swarm"):
+        raise InventoryError(
+            "jupyterhub_courses are not available on a swarm yet: their folders are folders of the hub's host."
+        )
+    root, mount, teams = s["jupyterhub_course_root"], s["jupyterhub_course_mount"], s["jupyterhub_team_mount"]
+
+    def as_passed(entry: dict) -> dict:
+        """As the role passes a course, with stand-in group ids (the host gives the real ones)."""
+        passed = {key: value for key, value in entry.items() if key != "team_groups"}
+        name = entry.get("name")
+        passed.update(gid=1, path=f"{root}/{name}", mount=entry.get("mount") or f"{mount}/{name}")
+        groups = entry.get("team_groups") or []
+        if not isinstance(groups, list):
+            raise InventoryError(f"jupyterhub_courses {entry.get('name')!r}.team_groups must be a list of group names")
+        passed["teams"] = [
+            {"name": team, "gid": 1, "path": f"{root}/.teams/{team}", "mount": f"{teams}/{team}"} for team in groups
+        ]
+        return passed
+
+    try:
+        courses = from_config(
+            [as_passed(entry) if isinstance(entry, dict) else entry for entry in entries], "jupyterhub_courses"
+        )
+        offered = with_course_images(s["jupyterhub_images"], courses, "jupyterhub_courses")
+        ImageCatalog.from_config(offered, "jupyterhub_images")
+    except PolicyError as error:
+        raise InventoryError(f"{str(error).rstrip('.')}.") from None
+
+
 def check(s: dict, egress) -> list[str]:
     """Every error, each naming its setting (an empty list: the inventory is usable)."""
     rules = (check_service_limits, check_authenticator, check_login_groups, check_extra_packages, check_metrics,
              check_tls, check_database, check_start_slots, check_extra_config_files, check_spawn_options, check_storage,
-             check_user_ids, lambda s: check_network_policy(s, egress))  # fmt: skip
+             check_user_ids, check_courses, lambda s: check_network_policy(s, egress))  # fmt: skip
     errors = []
     for rule in rules:
         try:
