@@ -2,8 +2,10 @@
 storage owned by that id; volumes made when every server ran as the image's user (1000)
 are given to the user's id at their next start. Checked from inside the containers."""
 
+import io
 import json
 
+import docker
 import pytest
 
 from .hubharness import DOCKER_SETTINGS, ENV_POLICY, IMAGES, container_of, remove_user_containers
@@ -135,3 +137,59 @@ def test_a_volume_of_the_previous_release_is_given_to_the_users_id_at_their_next
     assert inside(docker_client, "carol", f"chmod 700 {work}/closed && cat {work}/closed/inner.txt") == "secret"
     assert "Volume fstest-uid-carol belongs to carol's id" in uid_hub.log_text()
     assert (uid_hub.workdir / "formspawner-volume-owners.txt").read_text() == f"fstest-uid-carol {uid}\n"
+
+
+# The stand-in's Python is a venv, where Python reads no user site-packages; docker-stacks'
+# conda Python reads them, for root too. This image reads them as those do (built once).
+USERSITE_IMAGE = "jhtest/singleuser:usersite"
+
+
+def test_a_students_home_cannot_run_code_in_the_root_helper_that_gives_it(make_hub, docker_client):
+    """Whole-home storage: the helper's HOME (/home/jovyan) is the student's volume, where
+    Python would run ~/.local's usercustomize.py and .pth files at start. Given as root with
+    CHOWN, it must run none of them (python3 -I): nothing becomes root's."""
+    try:
+        docker_client.images.get(USERSITE_IMAGE)
+    except docker.errors.ImageNotFound:
+        dockerfile = (
+            b"FROM jhtest/singleuser:minimal\nUSER root\n"
+            b"RUN sed -i 's/include-system-site-packages = false/include-system-site-packages = true/' "
+            b"/opt/conda/pyvenv.cfg\nUSER 1000\n"
+        )
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=USERSITE_IMAGE, rm=True)
+    volume = docker_client.volumes.create("fstest-uid-mallory")
+    probe = "import sys, site; print('%d.%d' % sys.version_info[:2], site.ENABLE_USER_SITE)"
+    version = docker_client.containers.run(
+        USERSITE_IMAGE, ["python3", "-c", probe], entrypoint=[], user="0", remove=True
+    ).decode().split()
+    assert version[1] == "True"  # root's Python would read the home's user site-packages
+    version = version[0]
+    site = f"/home/jovyan/.local/lib/python{version}/site-packages"
+    # What root with CHOWN could do there: take a student's file (then left as root's).
+    payload = "import os; os.getuid() == 0 and os.lchown('/home/jovyan/notes.txt', 0, 0)"
+    plant = (
+        f"mkdir -p {site} && echo \"{payload}\" > {site}/usercustomize.py && "
+        f"echo \"{payload}\" > {site}/sitecustomize.py && echo \"{payload}\" > {site}/evil.pth && "
+        f"echo \"import os; {payload}\" > {site}/zz.pth && echo kept > /home/jovyan/notes.txt"
+    )
+    docker_client.containers.run(
+        USERSITE_IMAGE, ["sh", "-c", plant], entrypoint=[], user="1000",
+        volumes={volume.name: {"bind": "/home/jovyan", "mode": "rw"}}, remove=True,
+    )  # fmt: skip
+    hub = make_hub()
+    settings = {**SETTINGS, "volumes": {VOLUME: "/home/jovyan"}}
+    images = [{"name": "usersite", "display_name": "User site", "image": USERSITE_IMAGE, "default": True}]
+    hub.start("formspawner.FormDockerSpawner", {**SPAWNER, "images": images}, settings)
+    try:
+        assert hub.spawn("mallory", {"image": "usersite"}).status_code in (201, 202)
+        hub.wait_ready("mallory")
+        assert "Volume fstest-uid-mallory belongs to mallory's id" in hub.log_text()
+        uid = str(recorded(hub)["mallory"])
+        # Every file hers (named jovyan by start.sh), notes.txt too: the helper ran none of
+        # the home's Python files (the server, as mallory, may run her own).
+        owners = inside(docker_client, "mallory", "find /home/jovyan -xdev -printf '%U %p\\n'")
+        assert {line.split()[0] for line in owners.splitlines()} == {uid}, owners
+        assert inside(docker_client, "mallory", "cat /home/jovyan/notes.txt") == "kept"
+    finally:
+        remove_user_containers(docker_client)
+        volume.remove(force=True)

@@ -33,6 +33,10 @@ from .repo import BaseImage, RepoPolicy, RepoRequest, cache_key, image_tag
 # Seconds the image probe may take, and a cache eviction may wait for a thread.
 PROBE_SECONDS = 60
 CACHE_SECONDS = 120
+# The helpers' Python, isolated (-I): no PYTHON* variable, no user site-packages. Its home
+# may be the student's volume (whole-home storage), whose ~/.local could otherwise hold a
+# usercustomize.py or .pth file that Python runs at start, as root in the owner helper.
+HELPER_PYTHON = ["python3", "-I"]
 # What the short containers (the merge, the whole-home move) take from extra_host_config.
 HELPER_CONFINEMENT = ("cap_drop", "cap_add", "security_opt")
 _STEP_RE = re.compile(r"Step (\d+)/(\d+)")
@@ -94,7 +98,7 @@ class Plan:
 
 
 async def run_helper(ctx: LaunchContext, what: str, image, user, command, binds, percent, confinement=None) -> dict:
-    """A short container of `image` running python3 `command` as `user`, with no network,
+    """A short container of `image` running `python3 -I command` as `user`, with no network,
     on the hub's helper threads, within helper_timeout (confined as ctx.confinement says,
     or as `confinement`); its output lines are progress (but for the result line); the
     result it printed, or BuildError "`what` failed: why"."""
@@ -108,7 +112,7 @@ async def run_helper(ctx: LaunchContext, what: str, image, user, command, binds,
 
     try:
         helper = functools.partial(
-            helpers.run, entrypoint=["python3"], user=user, labels={USER_LABEL: ctx.user},
+            helpers.run, entrypoint=HELPER_PYTHON, user=user, labels={USER_LABEL: ctx.user},
             host_config=helpers.host_config_kwargs(confinement, binds), on_line=on_line,
         )  # fmt: skip
         code, lines = await schedule.helpers.run(ctx.user, ctx.helper_timeout, helper, ctx.client, image, command)
