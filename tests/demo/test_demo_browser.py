@@ -30,7 +30,8 @@ def in_demo(*argv: str) -> str:
 
 
 def env_of(user: str) -> dict[str, str]:
-    environ = in_demo("docker", "exec", "--user", "1000", f"jupyter-{user}", "cat", "/proc/1/environ")
+    # As the server's own user (the demo runs each user as their own id).
+    environ = in_demo("docker", "exec", f"jupyter-{user}", "cat", "/proc/1/environ")
     return dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
 
 
