@@ -129,29 +129,29 @@ def test_a_course_has_its_host_group_and_folder_which_its_staffs_server_writes(h
     for path in ("/srv/jupyterhub/courses", "/srv/jupyterhub/courses/.teams"):
         parent = host.file(path)
         assert (parent.user, parent.group, parent.mode) == ("root", "root", 0o755), path
-    folder = host.file("/srv/jupyterhub/courses/ml-101")
-    assert folder.is_directory and folder.user == "root" and folder.group == "jhcourse-ml-101"
+    folder = host.file("/srv/jupyterhub/courses/stats-201")
+    assert folder.is_directory and folder.user == "root" and folder.group == "jhcourse-stats-201"
     assert folder.mode == 0o2775
-    team = host.file("/srv/jupyterhub/courses/.teams/ml-101-team-a")
-    assert (team.user, team.group, team.mode) == ("root", "jhteam-ml-101-team-a", 0o3770)
-    gid = int(host.check_output("getent group jhcourse-ml-101 | cut -d: -f3"))
-    team_gid = int(host.check_output("getent group jhteam-ml-101-team-a | cut -d: -f3"))
+    team = host.file("/srv/jupyterhub/courses/.teams/stats-201-team-a")
+    assert (team.user, team.group, team.mode) == ("root", "jhteam-stats-201-team-a", 0o3770)
+    gid = int(host.check_output("getent group jhcourse-stats-201 | cut -d: -f3"))
+    team_gid = int(host.check_output("getent group jhteam-stats-201-team-a | cut -d: -f3"))
     settings = json.loads(host.file("/etc/jupyterhub/settings.json").content_string)
     assert settings["courses"] == [{
-        "name": "ml-101", "gid": gid, "path": "/srv/jupyterhub/courses/ml-101",
-        "mount": "/home/jovyan/courses/ml-101", "staff_groups": ["ml-101-staff"], "student_groups": ["ml-101"],
-        "images": [], "teams": [{"name": "ml-101-team-a", "gid": team_gid,
-                                 "path": "/srv/jupyterhub/courses/.teams/ml-101-team-a",
-                                 "mount": "/home/jovyan/teams/ml-101-team-a"}],
+        "name": "stats-201", "gid": gid, "path": "/srv/jupyterhub/courses/stats-201",
+        "mount": "/home/jovyan/courses/stats-201", "staff_groups": ["stats-201-staff"], "student_groups": ["stats-201"],
+        "images": [], "teams": [{"name": "stats-201-team-a", "gid": team_gid,
+                                 "path": "/srv/jupyterhub/courses/.teams/stats-201-team-a",
+                                 "mount": "/home/jovyan/teams/stats-201-team-a"}],
     }]  # fmt: skip
     ensure_user(host, "tutor")
-    assert api(host, "POST", "/groups/ml-101-staff", {})[0] in (201, 409)
-    assert api(host, "POST", "/groups/ml-101-staff/users", {"users": ["tutor"]})[0] == 200
+    assert api(host, "POST", "/groups/stats-201-staff", {})[0] in (201, 409)
+    assert api(host, "POST", "/groups/stats-201-staff/users", {"users": ["tutor"]})[0] == 200
     assert api(host, "POST", "/users/tutor/server", {"image": "minimal"})[0] in (201, 202)
     wait_ready(host, "tutor")
-    host.check_output("docker exec jupyter-tutor sh -c 'echo notes > /home/jovyan/courses/ml-101/notes.md'")
+    host.check_output("docker exec jupyter-tutor sh -c 'echo notes > /home/jovyan/courses/stats-201/notes.md'")
     uid = user_id(host, "tutor")
-    assert host.check_output("stat -c '%u %g' /srv/jupyterhub/courses/ml-101/notes.md") == f"{uid} {gid}"
+    assert host.check_output("stat -c '%u %g' /srv/jupyterhub/courses/stats-201/notes.md") == f"{uid} {gid}"
     assert api(host, "DELETE", "/users/tutor/server")[0] in (202, 204)
 
 
