@@ -336,6 +336,9 @@ def test_courses_are_checked_as_the_hub_reads_them():
     assert errors(jupyterhub_courses=[{**course, "images": ["ml"]}], jupyterhub_images=with_ml) == []
     refused("the team 'Team A' must be a group name", jupyterhub_courses=[{**no_staff, "staff_groups": ["s"],
                                                                          "team_groups": ["Team A"]}])  # fmt: skip
+    teams = [{**course, "images": [], "team_groups": ["team-a"]}]
+    refused("team_groups need each user's own id", jupyterhub_courses=teams, jupyterhub_user_ids="image")
+    assert errors(jupyterhub_courses=teams) == []
     refused("jupyterhub_courses are not available on a swarm yet", jupyterhub_courses=[{**course, "images": []}],
             host={**BASE["host"], "swarm": True})  # fmt: skip
 

@@ -410,6 +410,11 @@ def check_courses(s: dict) -> None:
             "jupyterhub_courses are not available on a swarm yet: their folders are folders of the hub's host."
         )
     root, mount, teams = s["jupyterhub_course_root"], s["jupyterhub_course_mount"], s["jupyterhub_team_mount"]
+    if s["jupyterhub_user_ids"] == "image" and any(isinstance(e, dict) and e.get("team_groups") for e in entries):
+        raise InventoryError(
+            "jupyterhub_courses' team_groups need each user's own id (jupyterhub_user_ids: auto or distinct): "
+            "with the image's user for all, a team's members could delete each other's files."
+        )
 
     def as_passed(entry: dict) -> dict:
         """As the role passes a course, with stand-in group ids (the host gives the real ones)."""
