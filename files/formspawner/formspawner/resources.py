@@ -146,8 +146,14 @@ def run_as(uid: int | None) -> str:
     return "" if uid is None else f"{uid}:{PRIMARY_GROUP}"
 
 
+def group_add(extra: dict, added: list[str]) -> dict:
+    """The host config's group_add: the groups `extra` already has (the admin's
+    extra_host_config), then those of `added` it does not."""
+    groups = [str(group) for group in extra.get("group_add") or []]
+    return {"group_add": groups + [group for group in added if group not in groups]}
+
+
 def identity_groups(extra: dict) -> dict:
     """The host config's group_add for a server run as its user's own id: the admin's
     extra_host_config groups, then the images' users group."""
-    groups = [str(group) for group in extra.get("group_add") or []]
-    return {"group_add": groups + ([IMAGE_GROUP] if IMAGE_GROUP not in groups else [])}
+    return group_add(extra, [IMAGE_GROUP])

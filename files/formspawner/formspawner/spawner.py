@@ -1028,8 +1028,7 @@ class FormDockerSpawner(FormOptionsMixin, DockerSpawner):
             binds, gids = courses.mounts_for(self.course_list, self._user_groups())
             if binds:
                 extra.setdefault("binds", {}).update(binds)
-                groups = [str(group) for group in extra.get("group_add") or []]
-                extra["group_add"] = groups + [gid for gid in gids if gid not in groups]
+                extra.update(resources.group_add(extra, gids))
 
         # DockerSpawner merges its extra_* settings last: what is built here is handed over
         # through them, for this call only.
